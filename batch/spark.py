@@ -1,0 +1,51 @@
+"""The Spark session of the batch layer, configured from settings only.
+
+``spark.master`` decides where the work runs (``local[*]``, ``spark://…``, ``yarn``,
+``k8s://…``); the Kafka connector jars fetched from Maven Central are passed through
+``spark.jars``; HDFS is the default file system. Spark runs on the JDK 17.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from infra.artifacts import Dist, find_java17
+from lambdalab.errors import ConfigError
+from lambdalab.settings import Settings
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+
+def spark_session(settings: Settings, app_name: str = "lambdalab") -> SparkSession:
+    """A SparkSession for the configured master, with HDFS and the Kafka connector.
+
+    Raises:
+        ConfigError: the Kafka connector jars have not been fetched (run ``make deps``).
+    """
+    os.environ["JAVA_HOME"] = str(find_java17())
+    os.environ.setdefault("PYSPARK_PYTHON", os.environ.get("PYSPARK_PYTHON", "python3"))
+    from pyspark.sql import SparkSession
+
+    jars = Dist(settings.paths.cache_dir).spark_jars()
+    if not jars:
+        msg = "spark-sql-kafka jars not fetched: run `make deps` (lambdalab stack fetch)"
+        raise ConfigError(msg)
+    sp = settings.spark
+    builder = (
+        SparkSession.builder.appName(app_name)
+        .master(sp.master)
+        .config("spark.jars", ",".join(jars))
+        .config("spark.driver.memory", sp.driver_memory)
+        .config("spark.sql.shuffle.partitions", str(sp.shuffle_partitions))
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.hadoop.fs.defaultFS", settings.hdfs.namenode)
+        .config("spark.hadoop.dfs.client.use.datanode.hostname", "true")
+        .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
+        .config("spark.sql.sources.partitionOverwriteMode", "static")
+    )
+    os.environ["HADOOP_USER_NAME"] = settings.hdfs.user
+    return builder.getOrCreate()

@@ -1,0 +1,139 @@
+"""Real health checks of the stack's services, each doing the thing the platform needs.
+
+Kafka: produce a record and consume it back. HDFS: write and read a file over WebHDFS
+(through the DataNode). Redis: PING. Trino: ``SELECT 1``. Spark: a local job. Each check
+returns a short detail on success and raises on failure.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+import uuid
+from collections.abc import Callable
+
+from lambdalab.settings import Settings
+
+
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    """Whether something accepts TCP connections on host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def check_kafka(settings: Settings) -> str:
+    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+    from kafka.admin import KafkaAdminClient, NewTopic
+    from kafka.errors import TopicAlreadyExistsError
+
+    servers = settings.kafka.bootstrap_servers
+    topic = "_lambdalab_health"
+    admin = KafkaAdminClient(bootstrap_servers=servers, request_timeout_ms=5000)
+    try:
+        if topic not in admin.list_topics():
+            try:
+                admin.create_topics([NewTopic(topic, 1, 1)])
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        admin.close()
+    token = uuid.uuid4().hex.encode()
+    producer = KafkaProducer(bootstrap_servers=servers, acks="all", request_timeout_ms=5000)
+    meta = producer.send(topic, token).get(timeout=10)
+    producer.close()
+    consumer = KafkaConsumer(bootstrap_servers=servers, enable_auto_commit=False)
+    try:
+        tp = TopicPartition(topic, meta.partition)
+        consumer.assign([tp])
+        consumer.seek(tp, meta.offset)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            for records in consumer.poll(timeout_ms=500).values():
+                if any(r.value == token for r in records):
+                    return f"produce+consume ok (offset {meta.offset})"
+    finally:
+        consumer.close()
+    msg = "record produced but not consumed back within 10 s"
+    raise RuntimeError(msg)
+
+
+def check_namenode(settings: Settings) -> str:
+    from hdfs import InsecureClient
+
+    client = InsecureClient(settings.hdfs.webhdfs_url, user=settings.hdfs.user, timeout=10)
+    client.status("/")
+    return "WebHDFS GETFILESTATUS / ok"
+
+
+def check_hdfs(settings: Settings) -> str:
+    from hdfs import InsecureClient
+
+    client = InsecureClient(settings.hdfs.webhdfs_url, user=settings.hdfs.user, timeout=10)
+    path = f"/tmp/lambdalab-health/{uuid.uuid4().hex}"
+    token = uuid.uuid4().hex
+    client.write(path, data=token, overwrite=True)
+    with client.read(path, encoding="utf-8") as reader:
+        got = reader.read()
+    client.delete(path)
+    if got != token:
+        msg = f"WebHDFS read back {got!r}, wrote {token!r}"
+        raise RuntimeError(msg)
+    return "WebHDFS write+read ok"
+
+
+def check_redis(settings: Settings) -> str:
+    import redis
+
+    client = redis.Redis.from_url(settings.redis.url, socket_timeout=2)
+    if not client.ping():
+        msg = "PING did not answer PONG"
+        raise RuntimeError(msg)
+    aof = client.config_get("appendonly").get("appendonly")
+    return f"PING ok, appendonly={aof}"
+
+
+def check_trino(settings: Settings) -> str:
+    import trino
+
+    conn = trino.dbapi.connect(
+        host=settings.trino.host, port=settings.trino.port, user=settings.trino.user,
+        request_timeout=10,
+    )
+    cur = conn.cursor()
+    cur.execute("SELECT 1")
+    rows = cur.fetchall()
+    if rows != [[1]]:
+        msg = f"SELECT 1 returned {rows!r}"
+        raise RuntimeError(msg)
+    cur.execute("SHOW CATALOGS")
+    catalogs = sorted(r[0] for r in cur.fetchall())
+    if settings.trino.catalog not in catalogs:
+        msg = f"catalog {settings.trino.catalog!r} missing (have {catalogs})"
+        raise RuntimeError(msg)
+    return "SELECT 1 ok, catalog hive"
+
+
+def check_spark(settings: Settings) -> str:
+    from batch.spark import spark_session
+
+    spark = spark_session(settings, app_name="lambdalab-health")
+    total = spark.range(1000).selectExpr("sum(id) AS s").collect()[0]["s"]
+    version = spark.version
+    spark.stop()
+    if total != 499500:
+        msg = f"sum(0..999) gave {total}"
+        raise RuntimeError(msg)
+    return f"Spark {version} local job ok"
+
+
+CHECKS: dict[str, Callable[[Settings], str]] = {
+    "kafka": check_kafka,
+    "namenode": check_namenode,
+    "datanode": check_hdfs,
+    "redis": check_redis,
+    "trino": check_trino,
+    "spark": check_spark,
+}

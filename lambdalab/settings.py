@@ -1,0 +1,202 @@
+"""Typed settings for every backend of the Lambda architecture.
+
+One section per backend. Defaults point at the local stack on loopback; the compose
+cluster and real clusters change settings only (environment variables such as
+``LAMBDALAB_KAFKA__BOOTSTRAP_SERVERS`` or a ``.env`` file), never code. Library code takes
+a ``Settings`` argument; only entry points call :func:`get_settings`.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from lambdalab.errors import ConfigError
+
+_NAMESPACE = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
+
+
+class KafkaSettings(BaseModel):
+    """Where the log lives and how its topics are made."""
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    controller_port: int = Field(9093, ge=1, le=65535)
+    partitions: int = Field(4, ge=1, le=1024)
+    replication_factor: int = Field(1, ge=1)
+    retention_ms: int = Field(-1, description="-1 keeps the log forever (Kappa replay source)")
+
+    @property
+    def port(self) -> int:
+        return int(self.bootstrap_servers.split(",")[0].rsplit(":", 1)[1])
+
+
+class HdfsSettings(BaseModel):
+    """The HDFS NameNode (RPC for Spark/Trino, WebHDFS for Python) and the DataNode ports."""
+
+    namenode: str = "hdfs://127.0.0.1:8020"
+    webhdfs_url: str = "http://127.0.0.1:9870"
+    user: str = "lambdalab"
+    datanode_host: str = "127.0.0.1"
+    datanode_port: int = 9866
+    datanode_http_port: int = 9864
+    datanode_ipc_port: int = 9867
+
+    @field_validator("namenode")
+    @classmethod
+    def _hdfs_scheme(cls, value: str) -> str:
+        if not value.startswith("hdfs://"):
+            msg = f"must start with hdfs://, got {value!r}"
+            raise ValueError(msg)
+        return value.rstrip("/")
+
+    @property
+    def rpc_port(self) -> int:
+        return int(self.namenode.rsplit(":", 1)[1])
+
+    @property
+    def http_port(self) -> int:
+        return int(self.webhdfs_url.rsplit(":", 1)[1].split("/")[0])
+
+
+class RedisSettings(BaseModel):
+    """The speed layer's store."""
+
+    url: str = "redis://127.0.0.1:6379/0"
+
+    @property
+    def port(self) -> int:
+        tail = self.url.split("://", 1)[1].split("/", 1)[0]
+        return int(tail.rsplit(":", 1)[1]) if ":" in tail else 6379
+
+
+class TrinoSettings(BaseModel):
+    """The SQL engine over the master dataset and the batch views."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    catalog: str = "hive"
+    user: str = "lambdalab"
+    heap: str = "2G"
+
+
+class SparkSettings(BaseModel):
+    """Spark for the batch layer: a master URL is all that changes on a cluster."""
+
+    master: str = "local[*]"
+    driver_memory: str = "2g"
+    shuffle_partitions: int = Field(4, ge=1)
+
+
+class ApiSettings(BaseModel):
+    """The serving layer's HTTP service."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    write_keys: list[str] = ["dev-write-key"]
+    read_keys: list[str] = ["dev-read-key"]
+    max_body_bytes: int = Field(5_000_000, ge=1)
+    max_events_per_request: int = Field(10_000, ge=1)
+    availability: Literal["consistent", "available"] = "consistent"
+    sql_row_limit: int = Field(1000, ge=1)
+    sql_timeout_s: float = Field(30.0, gt=0)
+
+
+class BatchSettings(BaseModel):
+    """The time boundary and the batch cycle."""
+
+    window_s: int = Field(60, ge=1, description="ingest window width W")
+    clock_skew_s: int = Field(5, ge=0, description="allowed skew between broker and batch clocks")
+    keep_versions: int = Field(3, ge=2)
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    notify_to: list[str] = []
+    notify_from: str = "lambdalab@localhost"
+
+
+class PathSettings(BaseModel):
+    """Local directories: the stack's state (data, logs) and the download cache."""
+
+    model_config = ConfigDict(validate_default=True)
+
+    state_dir: Path = Path(".lambdalab")
+    cache_dir: Path = Path("~/.cache/lambdalab").expanduser()
+
+    @field_validator("state_dir", "cache_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+
+class Settings(BaseSettings):
+    """All settings of lambda-lab, from ``LAMBDALAB_*`` environment variables or ``.env``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="LAMBDALAB_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        extra="ignore",
+    )
+
+    namespace: str = Field(
+        "lab",
+        description="prefix of topics, HDFS root, Redis keys and Trino schema; tests use their own",
+    )
+    kafka: KafkaSettings = KafkaSettings()
+    hdfs: HdfsSettings = HdfsSettings()
+    redis: RedisSettings = RedisSettings()
+    trino: TrinoSettings = TrinoSettings()
+    spark: SparkSettings = SparkSettings()
+    api: ApiSettings = ApiSettings()
+    batch: BatchSettings = BatchSettings()
+    paths: PathSettings = PathSettings()
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, value: str) -> str:
+        if not _NAMESPACE.match(value):
+            msg = f"must match {_NAMESPACE.pattern} (lowercase, used in topic and table names)"
+            raise ValueError(msg)
+        return value
+
+    @property
+    def events_topic(self) -> str:
+        return f"{self.namespace}.events"
+
+    @property
+    def dlq_topic(self) -> str:
+        return f"{self.namespace}.events.dlq"
+
+    @property
+    def hdfs_root(self) -> str:
+        return f"/lambdalab/{self.namespace}"
+
+    @property
+    def redis_prefix(self) -> str:
+        return f"ll:{self.namespace}:"
+
+    @property
+    def trino_schema(self) -> str:
+        return self.namespace
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings, turning a validation error into a ConfigError naming each field."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        msg = f"invalid settings: {problems}"
+        raise ConfigError(msg) from exc
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The settings of this process, read once at an entry point."""
+    return load_settings()
