@@ -84,8 +84,15 @@ def fetch(dist: Dist, profiles: tuple[str, ...] = PROFILES, *, quiet: bool = Tru
     dist.root.mkdir(parents=True, exist_ok=True)
     for profile in todo:
         cmd = [
-            mvn, "-B", "-f", str(POM), "-P", profile, "package",
-            f"-Dmaven.repo.local={dist.cache_dir / 'm2'}", f"-Ddist.dir={dist.root}",
+            mvn,
+            "-B",
+            "-f",
+            str(POM),
+            "-P",
+            profile,
+            "package",
+            f"-Dmaven.repo.local={dist.cache_dir / 'm2'}",
+            f"-Ddist.dir={dist.root}",
         ]
         if quiet:
             cmd.insert(2, "-q")

@@ -7,6 +7,7 @@ returns a short detail on success and raises on failure.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 import uuid
@@ -34,10 +35,8 @@ def check_kafka(settings: Settings) -> str:
     admin = KafkaAdminClient(bootstrap_servers=servers, request_timeout_ms=5000)
     try:
         if topic not in admin.list_topics():
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):
                 admin.create_topics([NewTopic(topic, 1, 1)])
-            except TopicAlreadyExistsError:
-                pass
     finally:
         admin.close()
     token = uuid.uuid4().hex.encode()
@@ -99,7 +98,9 @@ def check_trino(settings: Settings) -> str:
     import trino
 
     conn = trino.dbapi.connect(
-        host=settings.trino.host, port=settings.trino.port, user=settings.trino.user,
+        host=settings.trino.host,
+        port=settings.trino.port,
+        user=settings.trino.user,
         request_timeout=10,
     )
     cur = conn.cursor()

@@ -97,7 +97,12 @@ def kafka(settings: Settings, lay: Layout) -> Service:
     props.write_text(f"{shared}\n# local stack overrides (infra/services.py)\n{local}\n")
     java = str(find_java17() / "bin" / "java")
     cp = f"{lay.dist.kafka_libs}/*"
-    jvm = ["-Xms256m", "-Xmx1g", "-XX:+UseG1GC", f"-Dlog4j.configuration=file:{CONF}/kafka/log4j.properties"]
+    jvm = [
+        "-Xms256m",
+        "-Xmx1g",
+        "-XX:+UseG1GC",
+        f"-Dlog4j.configuration=file:{CONF}/kafka/log4j.properties",
+    ]
 
     def prepare() -> None:
         if (lay.data("kafka") / "meta.properties").exists():
@@ -105,12 +110,26 @@ def kafka(settings: Settings, lay: Layout) -> Service:
         cluster_file = lay.state / "kafka-cluster-id"
         if not cluster_file.exists():
             cluster_file.write_text(uuid.uuid4().hex[:22])
-        cmd = [java, *jvm, "-cp", cp, "kafka.tools.StorageTool", "format",
-               "-t", cluster_file.read_text().strip(), "-c", str(props), "--ignore-formatted"]
+        cmd = [
+            java,
+            *jvm,
+            "-cp",
+            cp,
+            "kafka.tools.StorageTool",
+            "format",
+            "-t",
+            cluster_file.read_text().strip(),
+            "-c",
+            str(props),
+            "--ignore-formatted",
+        ]
         _run_once("kafka storage format", cmd)
 
     return Service(
-        name="kafka", ports=[int(port), cport], priority=10, prepare=prepare,
+        name="kafka",
+        ports=[int(port), cport],
+        priority=10,
+        prepare=prepare,
         command=[java, *jvm, "-cp", cp, "kafka.Kafka", str(props)],
     )
 
@@ -119,12 +138,19 @@ def _hadoop_cmd(settings: Settings, lay: Layout, main: str, *args: str, heap: st
     java = str(find_java17() / "bin" / "java")
     host = settings.hdfs.namenode.split("://", 1)[1].rsplit(":", 1)[0]
     return [
-        java, f"-Xmx{heap}", *JDK17_OPENS,
-        f"-Dlambdalab.hdfs.host={host}", f"-Dlambdalab.bind.host={host}",
+        java,
+        f"-Xmx{heap}",
+        *JDK17_OPENS,
+        f"-Dlambdalab.hdfs.host={host}",
+        f"-Dlambdalab.bind.host={host}",
         f"-Dlambdalab.datanode.host={settings.hdfs.datanode_host}",
         f"-Dlambdalab.state.dir={lay.data('hdfs').parent}",
-        f"-Dhadoop.log.dir={lay.logs}", f"-Dlog4j.configuration=file:{CONF}/hadoop/log4j.properties",
-        "-cp", f"{CONF}/hadoop:{lay.dist.hadoop_libs}/*", main, *args,
+        f"-Dhadoop.log.dir={lay.logs}",
+        f"-Dlog4j.configuration=file:{CONF}/hadoop/log4j.properties",
+        "-cp",
+        f"{CONF}/hadoop:{lay.dist.hadoop_libs}/*",
+        main,
+        *args,
     ]
 
 
@@ -139,8 +165,11 @@ def namenode(settings: Settings, lay: Layout) -> Service:
         _run_once("HDFS namenode format", cmd)
 
     return Service(
-        name="namenode", ports=[settings.hdfs.rpc_port, settings.hdfs.http_port], priority=20,
-        prepare=prepare, command=_hadoop_cmd(settings, lay, main, heap="1g"),
+        name="namenode",
+        ports=[settings.hdfs.rpc_port, settings.hdfs.http_port],
+        priority=20,
+        prepare=prepare,
+        command=_hadoop_cmd(settings, lay, main, heap="1g"),
     )
 
 
@@ -149,18 +178,29 @@ def datanode(settings: Settings, lay: Layout) -> Service:
     main = "org.apache.hadoop.hdfs.server.datanode.DataNode"
     h = settings.hdfs
     return Service(
-        name="datanode", ports=[h.datanode_port, h.datanode_http_port, h.datanode_ipc_port],
-        priority=30, command=_hadoop_cmd(settings, lay, main, heap="512m"),
+        name="datanode",
+        ports=[h.datanode_port, h.datanode_http_port, h.datanode_ipc_port],
+        priority=30,
+        command=_hadoop_cmd(settings, lay, main, heap="512m"),
     )
 
 
 def redis(settings: Settings, lay: Layout) -> Service:
     """Debian's redis-server with AOF on (config shared with compose)."""
     return Service(
-        name="redis", ports=[settings.redis.port], priority=10,
-        command=[str(find_redis_server()), str(CONF / "redis" / "redis.conf"),
-                 "--dir", str(lay.data("redis")), "--port", str(settings.redis.port),
-                 "--daemonize", "no"],
+        name="redis",
+        ports=[settings.redis.port],
+        priority=10,
+        command=[
+            str(find_redis_server()),
+            str(CONF / "redis" / "redis.conf"),
+            "--dir",
+            str(lay.data("redis")),
+            "--port",
+            str(settings.redis.port),
+            "--daemonize",
+            "no",
+        ],
     )
 
 
@@ -194,10 +234,18 @@ def trino(settings: Settings, lay: Layout) -> Service:
         "HADOOP_USER_NAME": settings.hdfs.user,
     }
     return Service(
-        name="trino", ports=[t.port], priority=40, env=env, stopwait_s=20,
-        command=[str(home / "bin" / "launcher"), "run",
-                 f"--etc-dir={etc}", f"--data-dir={lay.data('trino')}",
-                 f"--jvm-dir={java_home}"],
+        name="trino",
+        ports=[t.port],
+        priority=40,
+        env=env,
+        stopwait_s=20,
+        command=[
+            str(home / "bin" / "launcher"),
+            "run",
+            f"--etc-dir={etc}",
+            f"--data-dir={lay.data('trino')}",
+            f"--jvm-dir={java_home}",
+        ],
     )
 
 

@@ -33,13 +33,21 @@ class Supervisor:
     def render(self, services: list[Service]) -> None:
         """Write supervisord.conf for the supervised services."""
         lines = [
-            "[unix_http_server]", f"file={self.socket}", "",
-            "[supervisord]", f"logfile={self.layout.logs / 'supervisord.log'}",
-            f"pidfile={self.layout.state / 'supervisord.pid'}", "nodaemon=false",
-            f"directory={self.layout.state}", "",
+            "[unix_http_server]",
+            f"file={self.socket}",
+            "",
+            "[supervisord]",
+            f"logfile={self.layout.logs / 'supervisord.log'}",
+            f"pidfile={self.layout.state / 'supervisord.pid'}",
+            "nodaemon=false",
+            f"directory={self.layout.state}",
+            "",
             "[rpcinterface:supervisor]",
-            "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface", "",
-            "[supervisorctl]", f"serverurl=unix://{self.socket}", "",
+            "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",
+            "",
+            "[supervisorctl]",
+            f"serverurl=unix://{self.socket}",
+            "",
         ]
         for svc in services:
             if not svc.supervised:
@@ -49,11 +57,16 @@ class Supervisor:
                 f"[program:{svc.name}]",
                 f"command={shlex.join(svc.command)}",
                 f"priority={svc.priority}",
-                "autostart=false", "autorestart=unexpected", "startsecs=3",
-                f"stopwaitsecs={svc.stopwait_s}", "stopasgroup=true", "killasgroup=true",
+                "autostart=false",
+                "autorestart=unexpected",
+                "startsecs=3",
+                f"stopwaitsecs={svc.stopwait_s}",
+                "stopasgroup=true",
+                "killasgroup=true",
                 "redirect_stderr=true",
                 f"stdout_logfile={self.layout.logs / (svc.name + '.log')}",
-                "stdout_logfile_maxbytes=50MB", "stdout_logfile_backups=2",
+                "stdout_logfile_maxbytes=50MB",
+                "stdout_logfile_backups=2",
             ]
             if env:
                 lines.append(f"environment={env}")

@@ -6,39 +6,37 @@ platform print their message and exit 1, without a stack trace.
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable
-from functools import wraps
-from typing import Annotated, Any, TypeVar
+import importlib
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from lambdalab.errors import LambdaLabError
+from lambdalab.cliutil import console, friendly
 from lambdalab.settings import get_settings
 
-app = typer.Typer(help="lambda-lab: a reference platform and teaching lab for the Lambda architecture.",
-                  no_args_is_help=True)
-stack_app = typer.Typer(help="The local stack: Kafka, HDFS, Redis, Trino, Spark.", no_args_is_help=True)
+app = typer.Typer(
+    help="lambda-lab: a reference platform and teaching lab for the Lambda architecture.",
+    no_args_is_help=True,
+)
+stack_app = typer.Typer(
+    help="The local stack: Kafka, HDFS, Redis, Trino, Spark.", no_args_is_help=True
+)
 app.add_typer(stack_app, name="stack")
-console = Console()
-err = Console(stderr=True)
-F = TypeVar("F", bound=Callable[..., Any])
+
+# Each layer adds its own commands: a module with ``register(app)``.
+LAYER_CLIS = ("ingest.cli", "batch.cli", "speed.cli", "serving.cli")
 
 
-def friendly(func: F) -> F:
-    """Turn a LambdaLabError into its message and exit code 1."""
-
-    @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+def _register_layers() -> None:
+    for name in LAYER_CLIS:
         try:
-            return func(*args, **kwargs)
-        except LambdaLabError as exc:
-            err.print(f"[bold red]error:[/] {exc}")
-            sys.exit(1)
-
-    return wrapper  # type: ignore[return-value]
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:
+                continue
+            raise
+        module.register(app)
 
 
 def _stack() -> Any:
@@ -102,6 +100,8 @@ def stack_logs(
     """The last lines of one service's log."""
     console.print(_stack().tail(service, lines), markup=False, highlight=False)
 
+
+_register_layers()
 
 if __name__ == "__main__":
     app()

@@ -1,0 +1,60 @@
+# lambda-lab: the two commands are `make demo` and `make test`; both install everything.
+# Downloads are cached under ~/.cache (pip, Maven artifacts, Trino), so a warm run is short.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+LL := $(BIN)/lambdalab
+APT_PACKAGES := redis-server maven openjdk-17-jdk-headless chromium
+export PIP_CACHE_DIR ?= $(HOME)/.cache/pip
+
+.PHONY: deps apt venv fetch up down status test test-unit lint demo bench clean
+
+deps: apt venv fetch  ## install everything: Debian packages, Python packages, JVM artifacts
+
+apt:  ## Debian packages (redis-server, Maven, JDK 17, chromium for the dashboard test)
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" != 0 ]; then echo "missing Debian packages:$$missing (run: sudo apt-get install$$missing)"; exit 1; fi; \
+	  echo "installing:$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+$(VENV)/.installed: pyproject.toml
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+fetch: venv  ## JVM artifacts from Maven Central (no-op when cached)
+	$(LL) stack fetch
+
+up: deps  ## start the local stack and wait until every service is healthy
+	$(LL) stack up
+
+down:
+	@test -x $(LL) && $(LL) stack down || true
+
+status:
+	$(LL) stack status
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy lambdalab views ingest batch speed serving infra
+
+test-unit: venv
+	$(BIN)/pytest -m unit -q
+
+test: up lint  ## everything: install, stack up, lint, every test against the real services
+	$(BIN)/pytest -m "unit or integration or e2e" -p no:cacheprovider
+
+demo: up  ## the whole pipeline end to end on the local stack
+	$(LL) demo
+
+bench: up
+	$(BIN)/python -m bench
+
+clean: down
+	rm -rf .lambdalab

@@ -1,0 +1,110 @@
+"""The master dataset: every accepted event once, with its Kafka coordinates, never rewritten.
+
+Append-only Parquet on HDFS, one file per (ingest window, partition, offset range) named
+by :class:`lambdalab.paths.MasterFile`. A file is written under a hidden temporary name
+and renamed into place: the rename is the commit, so a crash leaves either the whole
+file or none of it (readers, Spark and Trino, skip names starting with ``_`` or ``.``).
+Columns: the Kafka coordinates, ingest time, the raw record bytes (byte-for-byte what
+the producer sent), and the parsed fields of the stream.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from hdfs import InsecureClient
+from hdfs.util import HdfsError
+
+from lambdalab.paths import HdfsPaths, MasterFile
+from lambdalab.schema import Stream, parse_ts_ms
+from lambdalab.settings import Settings
+
+COORDINATES = [
+    pa.field("topic", pa.string(), nullable=False),
+    pa.field("partition", pa.int32(), nullable=False),
+    pa.field("offset", pa.int64(), nullable=False),
+    pa.field("ingest_ts", pa.timestamp("ms", tz="UTC"), nullable=False),
+    pa.field("key", pa.binary()),
+    pa.field("value", pa.binary(), nullable=False),
+]
+
+
+def master_schema(stream: Stream) -> pa.Schema:
+    """Arrow schema of the master dataset of ``stream``."""
+    return pa.schema(COORDINATES + stream.arrow_fields())
+
+
+def webhdfs(settings: Settings) -> InsecureClient:
+    """A WebHDFS client for the configured NameNode."""
+    return InsecureClient(settings.hdfs.webhdfs_url, user=settings.hdfs.user, timeout=60)
+
+
+def to_table(stream: Stream, rows: list[dict[str, Any]]) -> pa.Table:
+    """Rows (coordinates, raw bytes, validated event fields) as a master-dataset table."""
+    schema = master_schema(stream)
+    cols: dict[str, list[Any]] = {f.name: [] for f in schema}
+    for row in rows:
+        for f in COORDINATES:
+            cols[f.name].append(row[f.name])
+        event = row["event"]
+        for f in stream.fields:
+            value = event.get(f.name)
+            if f.type == "timestamp" and value is not None:
+                value = parse_ts_ms(value)
+            cols[f.name].append(value)
+    return pa.table(cols, schema=schema)
+
+
+def commit_file(
+    client: InsecureClient, settings: Settings, stream: Stream, mf: MasterFile, table: pa.Table
+) -> str | None:
+    """Write one master file atomically; return its path, or None if it existed already.
+
+    The file appears under its final name only through one HDFS rename, and an existing
+    final name is never overwritten: committing the same range twice is a no-op.
+    """
+    folder = f"{HdfsPaths(settings).master(stream.name)}/{mf.date_dir}"
+    final = f"{folder}/{mf.name}"
+    if client.status(final, strict=False) is not None:
+        return None
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd")
+    tmp = f"{folder}/_tmp.{mf.name}"
+    client.write(tmp, data=buf.getvalue(), overwrite=True)
+    try:
+        client.rename(tmp, final)
+    except HdfsError:
+        client.delete(tmp)
+        if client.status(final, strict=False) is not None:
+            return None
+        raise
+    return final
+
+
+def list_files(
+    client: InsecureClient, settings: Settings, stream: str
+) -> list[tuple[str, MasterFile]]:
+    """Every committed master file (path, parsed name), in (partition, offset) order."""
+    root = HdfsPaths(settings).master(stream)
+    if client.status(root, strict=False) is None:
+        return []
+    found = []
+    for day in client.list(root):
+        if not day.startswith("ingest_date="):
+            continue
+        for name in client.list(f"{root}/{day}"):
+            mf = MasterFile.parse(name)
+            if mf is not None:
+                found.append((f"{root}/{day}/{name}", mf))
+    return sorted(found, key=lambda item: (item[1].partition, item[1].first_offset))
+
+
+def next_offsets(files: list[tuple[str, MasterFile]]) -> dict[int, int]:
+    """Per partition, the offset after the last one committed to the master dataset."""
+    nxt: dict[int, int] = {}
+    for _path, mf in files:
+        nxt[mf.partition] = max(nxt.get(mf.partition, 0), mf.last_offset + 1)
+    return nxt

@@ -1,0 +1,130 @@
+"""Where each layer keeps its data: the contracts between archiver, batch, speed, serving.
+
+HDFS (under ``settings.hdfs_root``):
+
+- master dataset, append-only Parquet, one file per (ingest window, Kafka partition,
+  offset range), never rewritten::
+
+      master/{stream}/ingest_date=YYYY-MM-DD/w{window_ms}-p{partition:03d}-o{first:012d}-{last:012d}.parquet
+      master/{stream}/_manifests/landing-{started_ms}-{run_id}.json
+
+- batch views, immutable versions published by one atomic rename from _staging::
+
+      views/{view}/versions/v{N:06d}/data/*.parquet
+      views/{view}/versions/v{N:06d}/_lineage.json
+      views/{view}/_staging/{fingerprint}-{run_id}/
+
+Redis (under ``settings.redis_prefix``), see :class:`RedisKeys`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from lambdalab.settings import Settings
+
+MASTER_FILE = re.compile(
+    r"^w(?P<window>\d+)-p(?P<partition>\d+)-o(?P<first>\d+)-(?P<last>\d+)\.parquet$"
+)
+VERSION_DIR = re.compile(r"^v(?P<n>\d{6})$")
+
+
+@dataclass(frozen=True)
+class MasterFile:
+    """One committed file of the master dataset, described by its name alone."""
+
+    window_ms: int
+    partition: int
+    first_offset: int
+    last_offset: int
+
+    @property
+    def name(self) -> str:
+        return (
+            f"w{self.window_ms}-p{self.partition:03d}-"
+            f"o{self.first_offset:012d}-{self.last_offset:012d}.parquet"
+        )
+
+    @property
+    def date_dir(self) -> str:
+        day = datetime.fromtimestamp(self.window_ms / 1000, tz=UTC).strftime("%Y-%m-%d")
+        return f"ingest_date={day}"
+
+    @classmethod
+    def parse(cls, name: str) -> MasterFile | None:
+        m = MASTER_FILE.match(name)
+        if not m:
+            return None
+        return cls(int(m["window"]), int(m["partition"]), int(m["first"]), int(m["last"]))
+
+
+class HdfsPaths:
+    """HDFS paths of one namespace."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.root = settings.hdfs_root
+        self.namenode = settings.hdfs.namenode
+
+    def master(self, stream: str) -> str:
+        return f"{self.root}/master/{stream}"
+
+    def manifests(self, stream: str) -> str:
+        return f"{self.master(stream)}/_manifests"
+
+    def view_root(self, view: str) -> str:
+        return f"{self.root}/views/{view}"
+
+    def versions(self, view: str) -> str:
+        return f"{self.view_root(view)}/versions"
+
+    def version(self, view: str, n: int) -> str:
+        return f"{self.versions(view)}/v{n:06d}"
+
+    def staging(self, view: str) -> str:
+        return f"{self.view_root(view)}/_staging"
+
+    def uri(self, path: str) -> str:
+        """The hdfs:// URI of a path, for Spark and Trino."""
+        return f"{self.namenode}{path}"
+
+
+class RedisKeys:
+    """Redis keys of the speed layer.
+
+    - ``rt:{view}:{key}`` hash, field ``{window_ms}|{bucket_ms}|{measure}``: the realtime
+      increments of one view key (ints as decimal strings, HLL sketches as bytes).
+    - ``rtw:{view}`` sorted set of ingest windows held (member and score: window_ms).
+    - ``rtk:{view}:{window_ms}`` set of view keys touched in that window (for expiry).
+    - ``offsets:{topic}`` hash partition -> next offset to consume, written in the same
+      MULTI/EXEC as the increments it covers.
+    - ``speed:{view}:meta`` hash of bookkeeping (rebuilt_from, view fingerprint).
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.p = settings.redis_prefix
+
+    def rt(self, view: str, key: str) -> str:
+        return f"{self.p}rt:{view}:{key}"
+
+    def windows(self, view: str) -> str:
+        return f"{self.p}rtw:{view}"
+
+    def window_keys(self, view: str, window_ms: int) -> str:
+        return f"{self.p}rtk:{view}:{window_ms}"
+
+    def offsets(self, topic: str) -> str:
+        return f"{self.p}offsets:{topic}"
+
+    def meta(self, view: str) -> str:
+        return f"{self.p}speed:{view}:meta"
+
+    @staticmethod
+    def field(window_ms: int, bucket_ms: int, measure: str) -> str:
+        return f"{window_ms}|{bucket_ms}|{measure}"
+
+    @staticmethod
+    def parse_field(field: str) -> tuple[int, int, str]:
+        window, bucket, measure = field.split("|", 2)
+        return int(window), int(bucket), measure

@@ -1,0 +1,161 @@
+"""Event streams, each declared once; every other form of the schema is derived from it.
+
+A :class:`Stream` lists typed fields. From it come: validation of raw Kafka bytes (the
+serde, which also yields the dead-letter reason), the pyarrow schema of the master
+dataset, the Spark schema, and the pydantic model of the HTTP API. Adding a stream with
+another schema is one ``Stream(...)`` declaration registered in :data:`STREAMS`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import orjson
+
+FieldType = Literal["string", "int", "timestamp"]
+MAX_STRING = 2048
+
+
+@dataclass(frozen=True)
+class Field:
+    """One typed field of an event."""
+
+    name: str
+    type: FieldType
+    required: bool = True
+
+
+@dataclass(frozen=True)
+class Stream:
+    """A stream of immutable facts: its name, its fields, and which field is event time."""
+
+    name: str
+    fields: tuple[Field, ...]
+    id_field: str = "event_id"
+    time_field: str = "event_time"
+    field_names: tuple[str, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "field_names", tuple(f.name for f in self.fields))
+
+    def validate(self, obj: Any) -> tuple[dict[str, Any] | None, str | None]:
+        """Check one decoded event; return (normalised event, None) or (None, reason).
+
+        Timestamps become ISO-8601 UTC strings with a ``Z``; ints stay ints. Unknown fields
+        are rejected so that a typo never silently drops data.
+        """
+        if not isinstance(obj, dict):
+            return None, f"event must be a JSON object, got {type(obj).__name__}"
+        unknown = sorted(set(obj) - set(self.field_names))
+        if unknown:
+            return None, f"unknown field(s): {', '.join(unknown)}"
+        out: dict[str, Any] = {}
+        for f in self.fields:
+            value = obj.get(f.name)
+            if value is None:
+                if f.required:
+                    return None, f"field '{f.name}' is required"
+                out[f.name] = None
+                continue
+            norm, why = _check(f, value)
+            if why:
+                return None, why
+            out[f.name] = norm
+        return out, None
+
+    def decode(self, raw: bytes | None) -> tuple[dict[str, Any] | None, str | None]:
+        """Decode and validate the raw bytes of a Kafka record (the serde)."""
+        if raw is None:
+            return None, "record has no value"
+        try:
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            return None, f"not valid JSON: {exc}"
+        return self.validate(obj)
+
+    def encode(self, event: dict[str, Any]) -> bytes:
+        """The bytes written to Kafka for a validated event."""
+        return orjson.dumps(event)
+
+    def arrow_fields(self) -> list[Any]:
+        """pyarrow fields of the parsed columns (master dataset, batch input)."""
+        import pyarrow as pa
+
+        types = {
+            "string": pa.string(),
+            "int": pa.int64(),
+            "timestamp": pa.timestamp("ms", tz="UTC"),
+        }
+        return [pa.field(f.name, types[f.type], nullable=not f.required) for f in self.fields]
+
+    def spark_ddl(self) -> str:
+        """Spark DDL of the parsed columns (used with ``from_json``)."""
+        types = {"string": "STRING", "int": "BIGINT", "timestamp": "STRING"}
+        return ", ".join(f"`{f.name}` {types[f.type]}" for f in self.fields)
+
+
+def _check(f: Field, value: Any) -> tuple[Any, str | None]:
+    if f.type == "string":
+        if not isinstance(value, str):
+            return None, f"field '{f.name}' must be a string, got {type(value).__name__}"
+        if len(value) > MAX_STRING:
+            return None, f"field '{f.name}' is longer than {MAX_STRING} characters"
+        return value, None
+    if f.type == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            return None, f"field '{f.name}' must be an integer, got {type(value).__name__}"
+        if not -(2**63) <= value < 2**63:
+            return None, f"field '{f.name}' is out of the 64-bit range"
+        return value, None
+    return _check_timestamp(f, value)
+
+
+def _check_timestamp(f: Field, value: Any) -> tuple[Any, str | None]:
+    if not isinstance(value, str):
+        return None, f"field '{f.name}' must be an ISO-8601 timestamp string"
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None, f"field '{f.name}' is not an ISO-8601 timestamp: {value[:40]!r}"
+    if parsed.tzinfo is None:
+        return None, f"field '{f.name}' must carry a timezone (UTC), got {value[:40]!r}"
+    return format_ts(parsed), None
+
+
+def format_ts(moment: datetime) -> str:
+    """ISO-8601 UTC with milliseconds and a ``Z``: the one textual form of a timestamp."""
+    utc = moment.astimezone(UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+def parse_ts_ms(text: str) -> int:
+    """Milliseconds since the epoch of a normalised timestamp string."""
+    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+PAGE_VIEWS = Stream(
+    name="pageviews",
+    fields=(
+        Field("event_id", "string"),
+        Field("url", "string"),
+        Field("user_id", "string"),
+        Field("referrer", "string", required=False),
+        Field("bytes", "int"),
+        Field("event_time", "timestamp"),
+    ),
+)
+
+STREAMS: dict[str, Stream] = {PAGE_VIEWS.name: PAGE_VIEWS}
+
+
+def get_stream(name: str) -> Stream:
+    """The stream declared under ``name``."""
+    from lambdalab.errors import ConfigError
+
+    try:
+        return STREAMS[name]
+    except KeyError:
+        msg = f"unknown stream {name!r}; declared: {', '.join(sorted(STREAMS))}"
+        raise ConfigError(msg) from None

@@ -1,0 +1,59 @@
+"""Shared fixtures: settings with a namespace of their own, and the real stack.
+
+Integration and e2e tests talk to the real services of the local stack. A missing
+service fails the test with a message saying what to start; nothing is skipped.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from infra.health import port_open
+from lambdalab.settings import Settings, load_settings
+
+START_HINT = "start the local stack with `make up` (or `.venv/bin/lambdalab stack up`)"
+
+
+def _require(settings: Settings, services: list[str]) -> None:
+    ports = {
+        "kafka": ("127.0.0.1", settings.kafka.port),
+        "hdfs": ("127.0.0.1", settings.hdfs.http_port),
+        "datanode": ("127.0.0.1", settings.hdfs.datanode_port),
+        "redis": ("127.0.0.1", settings.redis.port),
+        "trino": (settings.trino.host, settings.trino.port),
+    }
+    missing = [
+        f"{s} ({h}:{p})" for s, (h, p) in ports.items() if s in services and not port_open(h, p)
+    ]
+    if missing:
+        pytest.fail(f"service(s) not reachable: {', '.join(missing)}; {START_HINT}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def base_settings() -> Settings:
+    return load_settings()
+
+
+@pytest.fixture
+def settings(base_settings: Settings) -> Settings:
+    """Settings with a fresh namespace: own topics, HDFS root, Redis keys, Trino schema."""
+    return base_settings.model_copy(update={"namespace": f"t{uuid.uuid4().hex[:10]}"})
+
+
+@pytest.fixture(scope="session")
+def stack(base_settings: Settings) -> Iterator[Settings]:
+    """The whole real stack; fails with what to start if any service is down."""
+    _require(base_settings, ["kafka", "hdfs", "datanode", "redis", "trino"])
+    yield base_settings
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test carries exactly one kind marker, from its folder."""
+    for item in items:
+        path = str(item.fspath)
+        for kind in ("unit", "integration", "e2e"):
+            if f"/tests/{kind}/" in path:
+                item.add_marker(getattr(pytest.mark, kind))

@@ -1,0 +1,1 @@
+"""The registered views: one small module per view, each defining ``VIEW``."""

@@ -1,0 +1,37 @@
+"""The registry of views: every ``VIEW`` in ``views/defs/*.py``.
+
+Adding a view is one small file in ``views/defs`` (see docs/lab/adding-a-view.md).
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+from lambdalab.errors import ViewError
+from views import defs
+from views.definition import ViewDef
+
+
+def all_views() -> dict[str, ViewDef]:
+    """Every registered view by name, in name order."""
+    found: dict[str, ViewDef] = {}
+    for info in pkgutil.iter_modules(defs.__path__):
+        module = importlib.import_module(f"{defs.__name__}.{info.name}")
+        view = getattr(module, "VIEW", None)
+        if isinstance(view, ViewDef):
+            found[view.name] = view
+    return dict(sorted(found.items()))
+
+
+def get_view(name: str) -> ViewDef:
+    """The view registered under ``name``.
+
+    Raises:
+        ViewError: no such view, listing the known ones.
+    """
+    views = all_views()
+    if name not in views:
+        msg = f"unknown view {name!r}; known: {', '.join(views)}"
+        raise ViewError(msg)
+    return views[name]
