@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 LL := $(BIN)/lambdalab
-APT_PACKAGES := redis-server maven openjdk-17-jdk-headless chromium
+APT_PACKAGES := redis-server maven openjdk-17-jdk-headless chromium docker-compose
 export PIP_CACHE_DIR ?= $(HOME)/.cache/pip
 
 .PHONY: deps apt venv fetch up down status test test-unit lint demo bench clean
