@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -49,6 +50,7 @@ class Service:
     prepare: Callable[[], None] | None = None
     priority: int = 100
     stopwait_s: int = 30
+    directory: str | None = None
 
     @property
     def supervised(self) -> bool:
@@ -257,10 +259,42 @@ def spark(settings: Settings, lay: Layout) -> Service:
 BUILDERS = (kafka, namenode, datanode, redis, trino, spark)
 
 
-def all_services(settings: Settings) -> list[Service]:
-    """Every service of the stack, in start order."""
+def platform(settings: Settings) -> list[Service]:
+    """lambda-lab's own long-running services, supervised beside the backends.
+
+    They run ``lambdalab`` subcommands from the project directory (so ``.env`` applies) with
+    the namespace of the settings that started them.
+    """
+    cli = [sys.executable, "-m", "lambdalab.cli"]
+    env = {"LAMBDALAB_NAMESPACE": settings.namespace, "PYTHONUNBUFFERED": "1"}
+    api = settings.api
+    specs = [
+        ("archiver", [*cli, "land", "--follow"], []),
+        ("speed", [*cli, "speed", "run", "--quiet"], []),
+        ("api", [*cli, "serve", "--host", api.host, "--port", str(api.port)], [api.port]),
+        ("batch", [*cli, "batch", "loop", "--every", f"{settings.batch.loop_every_s}s"], []),
+    ]
+    return [
+        Service(
+            name=name,
+            ports=ports,
+            command=cmd,
+            env=env,
+            priority=60 + i,
+            stopwait_s=20,
+            directory=str(Path.cwd()),
+        )
+        for i, (name, cmd, ports) in enumerate(specs)
+    ]
+
+
+def all_services(settings: Settings, *, with_platform: bool = False) -> list[Service]:
+    """Every service of the stack, in start order (optionally lambda-lab's own too)."""
     lay = Layout(settings)
-    return sorted((b(settings, lay) for b in BUILDERS), key=lambda s: s.priority)
+    found = [b(settings, lay) for b in BUILDERS]
+    if with_platform:
+        found += platform(settings)
+    return sorted(found, key=lambda s: s.priority)
 
 
 def _copy_tree(src: Path, dst: Path) -> None:

@@ -70,6 +70,8 @@ class Supervisor:
             ]
             if env:
                 lines.append(f"environment={env}")
+            if svc.directory:
+                lines.append(f"directory={svc.directory}")
             lines.append("")
         self.conf_path.write_text("\n".join(lines))
 

@@ -67,10 +67,14 @@ def stack_fetch() -> None:
 
 @stack_app.command("up")
 @friendly
-def stack_up() -> None:
+def stack_up(
+    platform: Annotated[
+        bool, typer.Option("--platform", help="also start archiver, speed, API, batch loop")
+    ] = False,
+) -> None:
     """Start every service and wait until each is healthy (idempotent)."""
     with console.status("starting the stack (fetch, format once, start, health checks)…"):
-        rows = _stack().up()
+        rows = _stack().up(with_platform=platform)
     if not _print_status(rows):
         raise typer.Exit(1)
 

@@ -112,6 +112,7 @@ class BatchSettings(BaseModel):
     window_s: int = Field(60, ge=1, description="ingest window width W")
     clock_skew_s: int = Field(5, ge=0, description="allowed skew between broker and batch clocks")
     keep_versions: int = Field(3, ge=2)
+    loop_every_s: int = Field(300, ge=1, description="batch loop period of the supervised service")
     smtp_host: str | None = None
     smtp_port: int = 25
     notify_to: list[str] = []

@@ -18,7 +18,15 @@ from infra.supervise import Supervisor
 from lambdalab.errors import StackError
 from lambdalab.settings import Settings
 
-WAIT_S = {"kafka": 90, "namenode": 90, "datanode": 90, "redis": 30, "trino": 240, "spark": 180}
+WAIT_S = {
+    "kafka": 90,
+    "namenode": 90,
+    "datanode": 90,
+    "redis": 30,
+    "trino": 240,
+    "spark": 180,
+    "api": 60,
+}
 
 
 @dataclass
@@ -44,16 +52,20 @@ class Stack:
         """Fetch every artifact (a no-op once cached)."""
         return fetch(Dist(self.settings.paths.cache_dir))
 
-    def services(self) -> list[Service]:
-        return all_services(self.settings)
+    def services(self, *, with_platform: bool | None = None) -> list[Service]:
+        """The stack's services; lambda-lab's own ones too if asked or already supervised."""
+        if with_platform is None:
+            with_platform = self.supervisor.info("api") is not None
+        return all_services(self.settings, with_platform=with_platform)
 
-    def up(self, progress: object | None = None) -> list[ServiceStatus]:
+    def up(self, *, with_platform: bool = False) -> list[ServiceStatus]:
         """Fetch, prepare and start every service, waiting for each to be healthy.
 
-        Idempotent: services already running are left alone.
+        Idempotent: services already running are left alone. ``with_platform`` also starts
+        lambda-lab's own services (archiver, speed consumer, API, batch loop).
         """
         self.fetch()
-        services = self.services()
+        services = self.services(with_platform=with_platform)
         self._check_ports(services)
         self.supervisor.render(services)
         self.supervisor.start_daemon()
