@@ -1,0 +1,1 @@
+"""Benchmarks: each measures a layer against a baseline measured in the same run."""
