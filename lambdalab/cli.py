@@ -25,7 +25,7 @@ stack_app = typer.Typer(
 app.add_typer(stack_app, name="stack")
 
 # Each layer adds its own commands: a module with ``register(app)``.
-LAYER_CLIS = ("ingest.cli", "batch.cli", "speed.cli", "serving.cli")
+LAYER_CLIS = ("ingest.cli", "batch.cli", "speed.cli", "serving.cli", "views.cli")
 
 
 def _register_layers() -> None:

@@ -1,0 +1,59 @@
+"""``lambdalab lab …``: the lab's commands (views, drift between the two codebases)."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from lambdalab.cliutil import console, friendly
+from lambdalab.settings import get_settings
+
+lab_app = typer.Typer(
+    help="The lab: views, the two-codebase drift check, Kappa replay.", no_args_is_help=True
+)
+
+
+@lab_app.command("views")
+@friendly
+def views_cmd() -> None:
+    """List the registered views (one definition each, compiled for both layers)."""
+    from views.registry import all_views
+
+    table = Table(title="views")
+    for col in ("view", "stream", "keys", "bucket", "measures", "fingerprint"):
+        table.add_column(col)
+    for v in all_views().values():
+        measures = ", ".join(f"{m.name}={m.kind}({m.field or ''})" for m in v.measures)
+        table.add_row(v.name, v.stream, ",".join(v.keys), f"{v.bucket_s}s", measures, v.fingerprint)
+    console.print(table)
+
+
+@lab_app.command("drift")
+@friendly
+def drift_cmd(
+    as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+) -> None:
+    """Compare the hand-written batch and speed copies over the whole master dataset."""
+    from views.drift import check
+
+    with console.status("running both hand-written copies over the master dataset…"):
+        report = check(get_settings())
+    if as_json:
+        console.print_json(json.dumps(report.__dict__))
+    else:
+        console.print(
+            f"files {report.files}, records {report.records}, cells speed "
+            f"{report.cells_speed} / batch {report.cells_batch}"
+        )
+        for diff in report.differences[:20]:
+            console.print(diff)
+        console.print("[red]DRIFT[/]" if report.drifted else "[green]no drift[/]")
+    if report.drifted:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(lab_app, name="lab")
