@@ -1,0 +1,301 @@
+"""The archiver: lands every record of the ``events`` log into the immutable master dataset.
+
+Exactly once across crashes, by construction rather than by a checkpoint to trust:
+
+- The only progress record is the master dataset itself. Each committed file's name
+  carries its partition and offset range (:class:`lambdalab.paths.MasterFile`), so a run
+  resumes from :func:`batch.master.next_offsets` of the files that exist.
+- Records are grouped per (partition, ingest window); each group becomes ONE file whose
+  name covers the consumed range first..last, malformed records included. Committing is a
+  single HDFS rename, and an existing name is never overwritten, so a killed run leaves
+  whole files only and a rerun re-reads exactly the uncommitted suffix.
+- Files of a partition are committed strictly in offset order, so "next offset = last
+  committed + 1" never skips a range.
+- Dead letters of a range are produced and flushed BEFORE its file is committed (a crash
+  in between reports them again; the compacted DLQ keeps each once).
+
+Concurrency guard: an exclusive ``fcntl`` lock on ``{state_dir}/archiver-{namespace}.lock``.
+The kernel releases it when the process dies, even on SIGKILL, so there is no stale lock
+to detect; the limit is that it guards one host (on a cluster, run the archiver from one
+place, or replace it by an HDFS lease). Two archivers would otherwise be harmless for
+correctness only if their ranges coincided; the lock makes that a non-question.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from hdfs import InsecureClient
+from kafka import KafkaConsumer, TopicPartition
+
+from batch.master import commit_file, list_files, next_offsets, to_table, webhdfs
+from ingest.dlq import DeadLetters
+from lambdalab.errors import BatchError, ServiceUnavailable
+from lambdalab.paths import HdfsPaths, MasterFile
+from lambdalab.schema import PAGE_VIEWS, Stream
+from lambdalab.settings import Settings
+from lambdalab.topics import ensure_topics
+from views.compute import window_of
+
+MAX_ROWS_PER_FILE = 50_000
+FOLLOW_SLEEP_S = 1.0
+
+
+@dataclass
+class Group:
+    """The records of one (partition, ingest window) not yet committed: one future file."""
+
+    partition: int
+    window_ms: int
+    first: int
+    last: int = -1
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    dead: list[tuple[str, int, int, bytes | None]] = field(default_factory=list)
+
+
+@dataclass
+class Run:
+    """Bookkeeping of one landing run (becomes its manifest)."""
+
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    started_ms: int = field(default_factory=lambda: int(time.time() * 1000))
+    ranges: dict[int, list[int]] = field(default_factory=dict)
+    files: list[str] = field(default_factory=list)
+    rows: int = 0
+    dead_letters: int = 0
+
+    def manifest(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "started_ms": self.started_ms,
+            "finished_ms": int(time.time() * 1000),
+            "ranges": {str(p): r for p, r in sorted(self.ranges.items())},
+            "files": self.files,
+            "rows": self.rows,
+            "dead_letters": self.dead_letters,
+        }
+
+
+@contextmanager
+def archiver_lock(settings: Settings) -> Iterator[None]:
+    """Hold the namespace's exclusive archiver lock, or raise BatchError if it is taken."""
+    folder = settings.paths.state_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"archiver-{settings.namespace}.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            msg = f"another archiver holds {path} for namespace {settings.namespace!r}"
+            raise BatchError(msg) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        yield
+    finally:
+        os.close(fd)
+
+
+def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
+    """The current end offset (next offset to be written) of every partition of ``topic``."""
+    consumer = _consumer(settings)
+    try:
+        tps = _partitions(consumer, topic)
+        return {tp.partition: off for tp, off in consumer.end_offsets(tps).items()}
+    finally:
+        consumer.close()
+
+
+def land(
+    settings: Settings,
+    stream: Stream = PAGE_VIEWS,
+    *,
+    until: dict[int, int] | None = None,
+    follow: bool = False,
+    max_rows_per_file: int = MAX_ROWS_PER_FILE,
+) -> dict[str, Any]:
+    """Land the log into the master dataset; return the manifest of the (last) run.
+
+    One run consumes every partition from the master dataset's next offsets up to
+    ``until`` (default: the end offsets when the run starts) and writes a manifest.
+    With ``follow=True`` runs repeat until SIGTERM/SIGINT; runs that landed nothing
+    write no manifest.
+    """
+    ensure_topics(settings)
+    with archiver_lock(settings):
+        if not follow:
+            return _land_once(settings, stream, until, max_rows_per_file, always_manifest=True)
+        return _follow(settings, stream, max_rows_per_file)
+
+
+def _follow(settings: Settings, stream: Stream, max_rows: int) -> dict[str, Any]:
+    stop = {"now": False}
+
+    def _stop(_signum: int, _frame: Any) -> None:
+        stop["now"] = True
+
+    previous = {s: signal.signal(s, _stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    last: dict[str, Any] = {}
+    try:
+        while not stop["now"]:
+            manifest = _land_once(settings, stream, None, max_rows, always_manifest=False)
+            last = manifest if manifest["files"] else last
+            deadline = time.monotonic() + FOLLOW_SLEEP_S
+            while not stop["now"] and time.monotonic() < deadline:
+                time.sleep(0.1)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return last
+
+
+def _land_once(
+    settings: Settings,
+    stream: Stream,
+    until: dict[int, int] | None,
+    max_rows: int,
+    *,
+    always_manifest: bool,
+) -> dict[str, Any]:
+    client = webhdfs(settings)
+    run = Run()
+    topic = settings.events_topic
+    goal = until if until is not None else end_offsets(settings, topic)
+    try:
+        start = next_offsets(list_files(client, settings, stream.name))
+    except OSError as exc:
+        msg = f"HDFS at {settings.hdfs.webhdfs_url} did not answer: {exc}"
+        raise ServiceUnavailable(msg) from exc
+    todo = {p: (start.get(p, 0), end) for p, end in goal.items() if start.get(p, 0) < end}
+    if todo:
+        _Lander(settings, client, stream, run, max_rows).consume(todo)
+    manifest = run.manifest()
+    if always_manifest or run.files:
+        _write_manifest(client, settings, stream, manifest)
+    return manifest
+
+
+class _Lander:
+    """One run's consumption: open groups per partition, committed in offset order."""
+
+    def __init__(
+        self, settings: Settings, client: InsecureClient, stream: Stream, run: Run, max_rows: int
+    ) -> None:
+        self.settings = settings
+        self.client = client
+        self.stream = stream
+        self.run = run
+        self.max_rows = max_rows
+        self.topic = settings.events_topic
+        self.dead = DeadLetters(settings, layer="archiver")
+        self.groups: dict[int, Group] = {}
+
+    def consume(self, todo: dict[int, tuple[int, int]]) -> None:
+        """Land every partition p from todo[p][0] up to (excluding) todo[p][1]."""
+        consumer = _consumer(self.settings, max_partition_fetch_bytes=4 * 1024 * 1024)
+        try:
+            tps = {p: TopicPartition(self.topic, p) for p in todo}
+            consumer.assign(list(tps.values()))
+            for p, (first, _end) in todo.items():
+                consumer.seek(tps[p], first)
+            remaining = dict(todo)
+            while remaining:
+                batch = consumer.poll(timeout_ms=1000, max_records=5000)
+                for tp, records in batch.items():
+                    end = todo[tp.partition][1]
+                    for r in records:
+                        if r.offset >= end:
+                            break
+                        self.add(r)
+                for p in list(remaining):
+                    if consumer.position(tps[p]) >= todo[p][1]:
+                        remaining.pop(p)
+                        consumer.pause(tps[p])
+                        if p in self.groups:
+                            self.commit(self.groups.pop(p))
+        finally:
+            consumer.close()
+            self.dead.close()
+
+    def add(self, record: Any) -> None:
+        """Put one record in its partition's open group, committing the group it closes."""
+        p = record.partition
+        window = window_of(record.timestamp, self.settings.batch.window_s)
+        group = self.groups.get(p)
+        if group is not None and (group.window_ms != window or len(group.rows) >= self.max_rows):
+            self.commit(group)
+            group = None
+        if group is None:
+            group = self.groups[p] = Group(p, window, record.offset)
+        group.last = record.offset
+        event, reason = self.stream.decode(record.value)
+        if event is None:
+            group.dead.append((reason or "invalid", record.offset, record.timestamp, record.value))
+            return
+        group.rows.append(
+            {
+                "topic": record.topic,
+                "partition": p,
+                "offset": record.offset,
+                "ingest_ts": record.timestamp,
+                "key": record.key,
+                "value": record.value,
+                "event": event,
+            }
+        )
+
+    def commit(self, group: Group) -> None:
+        """Dead letters first (flushed), then the one atomic file commit of the range."""
+        for reason, offset, ingest_ms, value in group.dead:
+            self.dead.report(reason, self.topic, group.partition, offset, ingest_ms, value)
+        self.dead.flush()
+        mf = MasterFile(group.window_ms, group.partition, group.first, group.last)
+        table = to_table(self.stream, group.rows)
+        path = commit_file(self.client, self.settings, self.stream, mf, table)
+        if path is None:
+            msg = f"master file {mf.name} already exists: another archiver ran on {self.topic}"
+            raise BatchError(msg)
+        run = self.run
+        run.files.append(path)
+        run.rows += len(group.rows)
+        run.dead_letters += len(group.dead)
+        span = run.ranges.setdefault(group.partition, [group.first, group.last])
+        span[1] = group.last
+
+
+def _write_manifest(
+    client: InsecureClient, settings: Settings, stream: Stream, manifest: dict[str, Any]
+) -> str:
+    """Write-then-rename, so a reader sees a whole manifest or none."""
+    folder = HdfsPaths(settings).manifests(stream.name)
+    name = f"landing-{manifest['started_ms']}-{manifest['run_id']}.json"
+    tmp = f"{folder}/.tmp.{name}"
+    client.write(tmp, data=orjson.dumps(manifest, option=orjson.OPT_INDENT_2), overwrite=True)
+    client.rename(tmp, f"{folder}/{name}")
+    return f"{folder}/{name}"
+
+
+def _consumer(settings: Settings, **overrides: Any) -> KafkaConsumer:
+    return KafkaConsumer(
+        bootstrap_servers=settings.kafka.bootstrap_servers,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        **overrides,
+    )
+
+
+def _partitions(consumer: KafkaConsumer, topic: str) -> list[TopicPartition]:
+    parts = consumer.partitions_for_topic(topic)
+    if not parts:
+        msg = f"topic {topic} has no partitions (or Kafka did not answer)"
+        raise ServiceUnavailable(msg)
+    return [TopicPartition(topic, p) for p in sorted(parts)]

@@ -1,0 +1,79 @@
+"""``POST /events``: the HTTP producer of the Lambda architecture's single input stream.
+
+Accepts one JSON event, a JSON array, or NDJSON (``Content-Type: application/x-ndjson``),
+with a write-scoped API key. It answers 200 only after the broker has acknowledged every
+event (acks=all, idempotent producer).
+
+Policy for a batch with invalid items: **all or nothing**. If any item is invalid the
+whole request is rejected with 422 and ``errors: [{"index": i, "reason": ...}]``; nothing
+is sent, so nothing is half-accepted and the client simply retries the fixed batch.
+Other answers: 400 unparseable body (with the parse error), 401/403 API key, 413 body
+over ``api.max_body_bytes`` or more than ``api.max_events_per_request`` events (the
+message names the limit), 503 when Kafka does not acknowledge.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from ingest.producer import EventProducer
+from ingest.validation import BodyError, check, parse_body
+from lambdalab.auth import require
+from lambdalab.errors import ServiceUnavailable
+from lambdalab.settings import Settings
+
+router = APIRouter(tags=["ingest"])
+WriteKey = Annotated[str, Depends(require("write"))]
+
+
+async def _read_limited(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        _too_large(f"body of {declared} bytes exceeds the limit api.max_body_bytes={limit}")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            _too_large(f"body exceeds the limit api.max_body_bytes={limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(detail: str) -> None:
+    raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, detail=detail)
+
+
+@router.post("/events", summary="Append events to the log (all or nothing)")
+async def post_events(request: Request, _key: WriteKey) -> Any:
+    """Validate a batch of events and append it to Kafka; answer after the broker acks."""
+    settings: Settings = request.app.state.settings
+    producer: EventProducer = request.app.state.ingest
+    body = await _read_limited(request, settings.api.max_body_bytes)
+    try:
+        items = parse_body(body, request.headers.get("content-type"))
+    except BodyError as exc:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=str(exc)) from exc
+    limit = settings.api.max_events_per_request
+    if len(items) > limit:
+        _too_large(f"{len(items)} events exceed the limit api.max_events_per_request={limit}")
+    checked = check(producer.stream, items)
+    if checked.rejected:
+        detail = (
+            f"{len(checked.rejected)} of {len(items)} events are invalid; "
+            "nothing was sent, fix them and resend the whole batch"
+        )
+        return JSONResponse(
+            {"detail": detail, "errors": checked.rejected},
+            status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
+        )
+    try:
+        metas = await run_in_threadpool(producer.send_many, checked.events)
+    except ServiceUnavailable as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=str(exc)) from exc
+    offsets = [{"partition": m.partition, "offset": m.offset} for m in metas]
+    return {"accepted": len(metas), "offsets": offsets}
