@@ -1,0 +1,68 @@
+"""``lambdalab speed …``: run the speed layer in the foreground."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import typer
+from rich.live import Live
+from rich.text import Text
+
+from lambdalab.cliutil import console, friendly
+from lambdalab.settings import get_settings
+
+speed_app = typer.Typer(help="The speed layer: Kafka → realtime views in Redis.")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``speed`` command group to the ``lambdalab`` command."""
+    app.add_typer(speed_app, name="speed")
+
+
+def _line(status: Any) -> Text:
+    fresh = "-"
+    if status.freshness_ms is not None:
+        fresh = datetime.fromtimestamp(status.freshness_ms / 1000, tz=UTC).strftime("%H:%M:%S")
+    return Text(
+        f"applied {status.applied:,} events · {status.rate:,.0f} ev/s · lag {status.lag:,} · "
+        f"dead letters {status.dead_letters:,} · newest ingest {fresh} UTC"
+    )
+
+
+@speed_app.command("run")
+@friendly
+def run(
+    once: Annotated[
+        bool, typer.Option("--once", help="stop once caught up with the end offsets at start")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="no live status line")] = False,
+    metrics_port: Annotated[
+        int, typer.Option(help="expose Prometheus metrics on this port (0: off)")
+    ] = 0,
+    max_poll_records: Annotated[int, typer.Option(help="records per poll batch")] = 2000,
+) -> None:
+    """Consume the events topic into the realtime views (resume, or rebuild if needed)."""
+    from speed.consumer import SpeedConsumer
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    consumer = SpeedConsumer(get_settings(), max_poll_records=max_poll_records)
+    if metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(metrics_port, registry=consumer.metrics.registry)
+    consumer.setup()
+    try:
+        if quiet:
+            consumer.run(once=once, stop=stop)
+        else:
+            with Live(Text("starting…"), console=console, refresh_per_second=4) as live:
+                consumer.run(once=once, stop=stop, on_status=lambda s: live.update(_line(s)))
+    finally:
+        consumer.close()

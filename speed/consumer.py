@@ -1,0 +1,277 @@
+"""The speed consumer: Kafka → realtime views in Redis, incrementally and effectively once.
+
+It covers what the batch layer has not seen yet. All partitions of the events topic are
+assigned manually (no consumer group, no auto-commit): the only committed position is
+the offsets hash in Redis, written in the same MULTI/EXEC as the increments it covers
+(:mod:`speed.store`). Each poll batch is decoded (orjson, via the stream's serde),
+aggregated in memory for every registered view (:func:`views.compute.aggregate`, keyed by
+ingest window, key and event bucket) and written once. Malformed records go to the
+dead-letter topic, which is flushed *before* the EXEC that moves the offsets past them:
+a crash in between only reports them again under the same key (kept once by compaction).
+Start-up resumes from the stored offsets or rebuilds (:mod:`speed.rebuild`); expiry
+(:mod:`speed.expiry`) runs between batches in the same process.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.consumer.fetcher import ConsumerRecord
+
+from lambdalab.errors import ServiceUnavailable
+from lambdalab.paths import RedisKeys
+from lambdalab.schema import PAGE_VIEWS, Stream
+from lambdalab.settings import Settings
+from lambdalab.topics import dlq_key, ensure_topics
+from speed.expiry import expire
+from speed.metrics import SpeedMetrics
+from speed.rebuild import horizons, needs_rebuild, rebuild
+from speed.store import RealtimeStore
+from views.compute import Cell, aggregate
+from views.definition import ViewDef
+from views.registry import all_views
+
+log = logging.getLogger(__name__)
+EXPIRY_EVERY_S = 15.0
+
+
+@dataclass
+class Status:
+    """What the live status line shows after each batch."""
+
+    applied: int
+    dead_letters: int
+    rate: float
+    lag: int
+    freshness_ms: int | None
+
+
+def dead_letter(stream_topic: str, record: ConsumerRecord, reason: str) -> dict[str, Any]:
+    """The dead-letter payload of a malformed record (shared DLQ contract)."""
+    raw = record.value or b""
+    return {
+        "reason": reason,
+        "topic": stream_topic,
+        "partition": record.partition,
+        "offset": record.offset,
+        "ingest_ms": record.timestamp,
+        "value_b64": base64.b64encode(raw).decode(),
+    }
+
+
+class SpeedConsumer:
+    """A long-running consumer of ``settings.events_topic`` feeding the realtime views.
+
+    No I/O in ``__init__``: :meth:`setup` connects, resumes or rebuilds; :meth:`run`
+    loops; :meth:`close` releases the clients.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        views: Mapping[str, ViewDef] | None = None,
+        stream: Stream = PAGE_VIEWS,
+        metrics: SpeedMetrics | None = None,
+        redis_client: Any | None = None,
+        max_poll_records: int = 2000,
+    ) -> None:
+        self.settings = settings
+        self.views = dict(views) if views is not None else all_views()
+        self.stream = stream
+        self.metrics = metrics if metrics is not None else SpeedMetrics()
+        self.topic = settings.events_topic
+        self._redis_client = redis_client
+        self._max_poll = max_poll_records
+        self.position: dict[int, int] = {}
+        self.horizon: dict[str, int | None] = {}
+        self.applied = 0
+        self.dead = 0
+        self.freshness_ms: int | None = None
+        self.rate = 0.0
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    def setup(self) -> None:
+        """Connect to Kafka and Redis; resume from the stored offsets or rebuild."""
+        ensure_topics(self.settings)
+        self.store = RealtimeStore(self.settings, self._redis_client)
+        self.consumer = KafkaConsumer(
+            bootstrap_servers=self.settings.kafka.bootstrap_servers,
+            enable_auto_commit=False,
+            group_id=None,
+            auto_offset_reset="earliest",
+            max_poll_records=self._max_poll,
+        )
+        self.producer = KafkaProducer(
+            bootstrap_servers=self.settings.kafka.bootstrap_servers, acks="all", linger_ms=5
+        )
+        found = self.consumer.partitions_for_topic(self.topic) or set()
+        if not found:
+            msg = f"topic {self.topic} has no partitions (is Kafka up? see `lambdalab stack up`)"
+            raise ServiceUnavailable(msg)
+        self.parts = [TopicPartition(self.topic, p) for p in sorted(found)]
+        self.consumer.assign(self.parts)
+        self._refresh_horizons()
+        self._resync()
+
+    def _resync(self) -> None:
+        """Seek to the offsets committed in Redis, rebuilding if they are unusable."""
+        offsets = self.store.read_offsets()
+        stored = {name: self.store.fingerprint(name) for name in self.views}
+        reason = needs_rebuild(offsets, stored, self.views)
+        if reason is None and offsets and set(offsets) != {tp.partition for tp in self.parts}:
+            reason = f"partitions changed: stored {sorted(offsets)}"
+        if reason is not None or offsets is None:
+            log.warning("rebuilding the speed layer: %s", reason)
+            offsets = rebuild(
+                self.settings, self.store, self.consumer, self.parts, self.views, _now_ms()
+            )
+        self.position = dict(offsets)
+        for tp in self.parts:
+            self.consumer.seek(tp, self.position[tp.partition])
+        meta_key = RedisKeys(self.settings).meta(next(iter(self.views)))
+        raw = self.store.client.hget(meta_key, "freshness_ms")
+        self.freshness_ms = self.freshness_ms or (int(raw) if raw else None)
+
+    def close(self) -> None:
+        """Release the Kafka clients (Redis connections are pooled)."""
+        for client in (getattr(self, "consumer", None), getattr(self, "producer", None)):
+            if client is not None:
+                client.close()
+
+    # --- one poll batch -----------------------------------------------------------------
+
+    def step(self, timeout_ms: int = 500) -> int:
+        """Poll once and apply the batch; return how many records it held."""
+        polled = self.consumer.poll(timeout_ms=timeout_ms)
+        records = [r for recs in polled.values() for r in recs]
+        if not records:
+            return 0
+        good, dead = self._split(records)
+        if dead:
+            self._send_dead_letters(dead)
+        nxt = dict(self.position)
+        for tp, recs in polled.items():
+            if recs:
+                nxt[tp.partition] = recs[-1].offset + 1
+        newest = max(r.timestamp for r in records)
+        self.freshness_ms = max(self.freshness_ms or newest, newest)
+        batch = {view: self._cells(view, good) for view in self.views.values()}
+        meta = {"freshness_ms": self.freshness_ms, "updated_ms": _now_ms()}
+        self.store.apply(batch, self.position, nxt, meta)
+        self.position = nxt
+        self.applied += len(good)
+        self.dead += len(dead)
+        self.rate = self.metrics.batch(len(good), len(dead))
+        return len(records)
+
+    def _split(
+        self, records: list[ConsumerRecord]
+    ) -> tuple[list[tuple[int, dict[str, Any]]], list[tuple[ConsumerRecord, str]]]:
+        good: list[tuple[int, dict[str, Any]]] = []
+        dead: list[tuple[ConsumerRecord, str]] = []
+        for record in records:
+            event, reason = self.stream.decode(record.value)
+            if event is None:
+                dead.append((record, reason or "invalid"))
+            else:
+                good.append((record.timestamp, event))
+        return good, dead
+
+    def _cells(self, view: ViewDef, good: list[tuple[int, dict[str, Any]]]) -> dict[Cell, Any]:
+        cells = aggregate(view, good, self.settings.batch.window_s)
+        floor = self.horizon.get(view.name)
+        if floor is None:
+            return cells
+        return {cell: acc for cell, acc in cells.items() if cell[0] >= floor}
+
+    def _send_dead_letters(self, dead: list[tuple[ConsumerRecord, str]]) -> None:
+        futures = []
+        for record, reason in dead:
+            value = orjson.dumps(dead_letter(self.topic, record, reason))
+            key = dlq_key(self.topic, record.partition, record.offset)
+            futures.append(
+                self.producer.send(
+                    self.settings.dlq_topic,
+                    key=key,
+                    value=value,
+                    headers=[("reason", reason.encode())],
+                )
+            )
+        self.producer.flush()
+        for future in futures:
+            future.get(timeout=30)
+
+    # --- the loop -----------------------------------------------------------------------
+
+    def run(
+        self,
+        *,
+        once: bool = False,
+        stop: threading.Event | None = None,
+        on_status: Callable[[Status], None] | None = None,
+    ) -> None:
+        """Consume until stopped (or, with ``once``, until the end offsets at start)."""
+        stop = stop or threading.Event()
+        target = self._end_offsets() if once else None
+        next_expiry = time.monotonic() + EXPIRY_EVERY_S
+        while not stop.is_set():
+            try:
+                self.step()
+            except ServiceUnavailable as exc:
+                log.warning("%s; retrying from the committed offsets", exc)
+                time.sleep(1.0)
+                self._resync()
+                continue
+            if on_status is not None:
+                on_status(self.status())
+            if target is not None and all(self.position[p] >= o for p, o in target.items()):
+                break
+            if time.monotonic() >= next_expiry:
+                self.expire_once()
+                next_expiry = time.monotonic() + EXPIRY_EVERY_S
+        self.expire_once()
+
+    def _end_offsets(self) -> dict[int, int]:
+        return {tp.partition: o for tp, o in self.consumer.end_offsets(self.parts).items()}
+
+    def _refresh_horizons(self) -> None:
+        try:
+            self.horizon = horizons(self.settings, self.views)
+        except ServiceUnavailable as exc:
+            log.warning("expiry skipped: %s", exc)
+
+    def expire_once(self) -> int:
+        """Re-read the published cuts and delete windows below each view's horizon."""
+        self._refresh_horizons()
+        keys = RedisKeys(self.settings)
+        removed = 0
+        for name in self.views:
+            floor = self.horizon.get(name)
+            if floor is not None:
+                removed += expire(self.store.client, keys, name, floor)
+            self.metrics.windows.labels(name).set(self.store.windows_held(name))
+        return removed
+
+    def status(self) -> Status:
+        """Applied and dead-letter counts, rate and total lag (from fetch high-waters)."""
+        end = {}
+        for tp in self.parts:
+            high = self.consumer.highwater(tp)
+            if high is not None:
+                end[tp.partition] = high
+        lag = self.metrics.positions(self.position, end)
+        return Status(self.applied, self.dead, self.rate, lag, self.freshness_ms)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)

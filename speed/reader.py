@@ -1,0 +1,92 @@
+"""The speed layer's read side: realtime partials for the serving layer's merge.
+
+The serving layer answers ``batch_v[key, bucket] ⊕ Σ_{w ≥ cut(v)} speed_w[key, bucket]``;
+:meth:`SpeedReader.partials` is the second term. One HGETALL of the view key's hash is
+atomic, so a read never sees half of a poll batch.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+import redis
+
+from lambdalab.errors import ServiceUnavailable
+from lambdalab.paths import RedisKeys
+from lambdalab.settings import Settings
+from speed.store import connect, decode_value
+from views.compute import combine
+from views.registry import all_views, get_view
+
+
+class SpeedReader:
+    """Reads the realtime views of one namespace from Redis."""
+
+    def __init__(self, settings: Settings, redis_client: redis.Redis | None = None) -> None:
+        self.settings = settings
+        self.keys = RedisKeys(settings)
+        self.client = redis_client if redis_client is not None else connect(settings)
+
+    def partials(
+        self, view: str, key: str, since_window_ms: int, bucket_from_ms: int, bucket_to_ms: int
+    ) -> dict[int, dict[str, Any]]:
+        """bucket_ms -> measures merged over ingest windows ≥ ``since_window_ms``.
+
+        Buckets in ``[bucket_from_ms, bucket_to_ms)``; hll values as sketch bytes.
+
+        Raises:
+            ViewError: unknown view.
+            ServiceUnavailable: Redis did not answer.
+        """
+        vdef = get_view(view)
+        kinds = {m.name: m.kind for m in vdef.measures}
+        raw = self._call(self.client.hgetall, self.keys.rt(view, key))
+        parts: dict[int, dict[int, dict[str, Any]]] = defaultdict(dict)
+        for fld, value in raw.items():
+            window, bucket, measure = RedisKeys.parse_field(fld.decode())
+            if window < since_window_ms or not bucket_from_ms <= bucket < bucket_to_ms:
+                continue
+            if measure in kinds:
+                parts[bucket].setdefault(window, {})[measure] = decode_value(kinds[measure], value)
+        return {b: combine(vdef, per_window.values()) for b, per_window in sorted(parts.items())}
+
+    def offsets(self) -> dict[int, int]:
+        """Partition -> next offset committed together with the increments."""
+        raw = self._call(self.client.hgetall, self.keys.offsets(self.settings.events_topic))
+        return {int(p): int(o) for p, o in raw.items()}
+
+    def freshness_ms(self) -> int | None:
+        """Newest ingest timestamp (ms) applied to the realtime views, None if none yet."""
+        values = [self._meta(name).get("freshness_ms") for name in all_views()]
+        known = [int(v) for v in values if v is not None]
+        return min(known) if known else None
+
+    def status(self) -> dict[str, Any]:
+        """Offsets, freshness, windows held per view, last update, rebuild info."""
+        views = all_views()
+        first = self._meta(next(iter(views))) if views else {}
+        windows = {n: int(self._call(self.client.zcard, self.keys.windows(n))) for n in views}
+        return {
+            "offsets": self.offsets(),
+            "freshness_ms": self.freshness_ms(),
+            "updated_ms": _int(first.get("updated_ms")),
+            "rebuilt_from_ms": _int(first.get("rebuilt_from_ms")),
+            "rebuilt_at_ms": _int(first.get("rebuilt_at_ms")),
+            "windows_held": windows,
+        }
+
+    def _meta(self, view: str) -> dict[str, str]:
+        raw = self._call(self.client.hgetall, self.keys.meta(view))
+        return {k.decode(): v.decode() for k, v in raw.items()}
+
+    def _call(self, func: Any, *args: Any) -> Any:
+        try:
+            return func(*args)
+        except redis.ConnectionError as exc:
+            msg = f"Redis at {self.settings.redis.url} did not answer: {exc}"
+            raise ServiceUnavailable(msg) from exc
+
+
+def _int(value: str | None) -> int | None:
+    return None if value is None else int(value)

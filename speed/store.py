@@ -1,0 +1,232 @@
+"""The realtime store: the speed layer's increments in Redis, written effectively once.
+
+Who calls it: the speed consumer, once per Kafka poll batch. One call to :meth:`apply`
+is one Redis MULTI/EXEC holding every increment of the batch for every view, the window
+index, the per-window key sets AND the next offset of each partition. So either all of a
+batch's effects and its offsets become visible, or none do: a consumer killed at any
+moment resumes from offsets that match the increments exactly (invariant 3).
+
+Fencing: the offsets hash is WATCHed and compared with the positions this consumer
+believes it holds. If another (zombie) consumer moved them, :class:`FencedOut` is raised
+and nothing is written.
+
+count/sum use HINCRBY; min/max/hll are read (after WATCH) in one pipeline, merged in
+Python with the measure algebra of :mod:`views.definition`, and written with HSET.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from lambdalab.errors import LambdaLabError, ServiceUnavailable
+from lambdalab.paths import RedisKeys
+from lambdalab.settings import Settings
+from views.compute import Cell
+from views.definition import ViewDef, merge
+
+INCR_KINDS = ("count", "sum")
+
+
+class FencedOut(LambdaLabError):
+    """Another consumer moved the offsets: this one is a zombie and must stop."""
+
+
+@dataclass
+class Plan:
+    """The writes of one poll batch for one view, computed without I/O."""
+
+    incr: dict[str, dict[str, int]] = field(default_factory=dict)  # rt key -> field -> delta
+    put: dict[str, dict[str, Any]] = field(default_factory=dict)  # rt key -> field -> value
+    windows: dict[int, set[str]] = field(default_factory=dict)  # window_ms -> view keys
+
+
+def merge_fields(view: ViewDef, cells: Mapping[Cell, dict[str, Any]]) -> dict[str, list[str]]:
+    """Per view key, the hash fields whose current value a read-merge-write needs."""
+    out: dict[str, list[str]] = {}
+    for (window, key, bucket), _acc in cells.items():
+        for m in view.measures:
+            if m.kind not in INCR_KINDS:
+                out.setdefault(key, []).append(RedisKeys.field(window, bucket, m.name))
+    return out
+
+
+def decode_value(kind: str, raw: bytes | None) -> Any:
+    """A stored field value in its measure's Python form (ints, or HLL bytes)."""
+    if raw is None:
+        return None
+    return raw if kind == "hll" else int(raw)
+
+
+def plan_view(
+    view: ViewDef,
+    cells: Mapping[Cell, dict[str, Any]],
+    current: Mapping[tuple[str, str], bytes | None],
+    rt_key: Any,
+) -> Plan:
+    """Turn a batch's partial aggregates into increments and merged values.
+
+    Args:
+        view: the view definition.
+        cells: output of :func:`views.compute.aggregate` for this batch.
+        current: (view key, field) -> stored bytes, for min/max/hll fields.
+        rt_key: function view key -> Redis hash name.
+    """
+    plan = Plan()
+    for (window, key, bucket), acc in cells.items():
+        name = rt_key(key)
+        plan.windows.setdefault(window, set()).add(key)
+        for m in view.measures:
+            value = acc.get(m.name)
+            fld = RedisKeys.field(window, bucket, m.name)
+            if m.kind in INCR_KINDS:
+                plan.incr.setdefault(name, {})[fld] = int(value or 0)
+            elif value is not None:
+                old = decode_value(m.kind, current.get((key, fld)))
+                merged = merge(m.kind, old, value)
+                plan.put.setdefault(name, {})[fld] = merged if m.kind == "hll" else str(merged)
+    return plan
+
+
+def connect(settings: Settings) -> redis.Redis:
+    """A Redis client (bytes in, bytes out) for the configured URL."""
+    return redis.Redis.from_url(settings.redis.url, socket_timeout=30, socket_connect_timeout=5)
+
+
+class RealtimeStore:
+    """The Redis side of the speed layer for one namespace."""
+
+    def __init__(self, settings: Settings, client: redis.Redis | None = None) -> None:
+        self.settings = settings
+        self.keys = RedisKeys(settings)
+        self.client = client if client is not None else connect(settings)
+        self.offsets_key = self.keys.offsets(settings.events_topic)
+
+    def read_offsets(self) -> dict[int, int] | None:
+        """Partition -> next offset committed with the increments; None if never written."""
+        raw = self._call(self.client.hgetall, self.offsets_key)
+        if not raw:
+            return None
+        return {int(p): int(o) for p, o in raw.items()}
+
+    def fingerprint(self, view: str) -> str | None:
+        """The view fingerprint the realtime data of ``view`` was built with."""
+        raw = self._call(self.client.hget, self.keys.meta(view), "fingerprint")
+        return None if raw is None else raw.decode()
+
+    def apply(
+        self,
+        batch: Mapping[ViewDef, Mapping[Cell, dict[str, Any]]],
+        expected: Mapping[int, int],
+        next_offsets: Mapping[int, int],
+        meta: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Write one poll batch and its offsets in one MULTI/EXEC.
+
+        Args:
+            batch: view -> partial aggregates of this batch.
+            expected: the offsets this consumer believes are committed (fencing).
+            next_offsets: partition -> next offset after this batch.
+            meta: extra fields written to every view's meta hash (freshness, ...).
+
+        Raises:
+            FencedOut: the offsets were moved by someone else.
+            ServiceUnavailable: Redis did not answer.
+        """
+        try:
+            with self.client.pipeline(transaction=True) as pipe:
+                pipe.watch(self.offsets_key)
+                self._check_fence(pipe, expected)
+                plans = [(v, self._plan(pipe, v, cells)) for v, cells in batch.items()]
+                pipe.multi()
+                for view, plan in plans:
+                    self._queue(pipe, view, plan, meta)
+                if next_offsets:
+                    pipe.hset(
+                        self.offsets_key, mapping={str(p): o for p, o in next_offsets.items()}
+                    )
+                pipe.execute()
+        except redis.WatchError as exc:
+            msg = f"offsets {self.offsets_key} changed during a write: another consumer runs"
+            raise FencedOut(msg) from exc
+        except redis.ConnectionError as exc:
+            msg = f"Redis at {self.settings.redis.url} did not answer: {exc}"
+            raise ServiceUnavailable(msg) from exc
+
+    def _check_fence(self, pipe: Any, expected: Mapping[int, int]) -> None:
+        raw = pipe.hgetall(self.offsets_key)
+        stored = {int(p): int(o) for p, o in raw.items()}
+        moved = {p: o for p, o in stored.items() if expected.get(p) != o}
+        if moved or set(expected) - set(stored):
+            msg = (
+                f"offsets {self.offsets_key} are {stored}, this consumer expected "
+                f"{dict(expected)}: another consumer moved them"
+            )
+            raise FencedOut(msg)
+
+    def _plan(self, pipe: Any, view: ViewDef, cells: Mapping[Cell, dict[str, Any]]) -> Plan:
+        wanted = merge_fields(view, cells)
+        current: dict[tuple[str, str], bytes | None] = {}
+        if wanted:
+            reader = self.client.pipeline(transaction=False)
+            for key, fields in wanted.items():
+                reader.hmget(self.keys.rt(view.name, key), fields)
+            for (key, fields), values in zip(wanted.items(), reader.execute(), strict=True):
+                current.update({(key, f): v for f, v in zip(fields, values, strict=True)})
+        return plan_view(view, cells, current, lambda k: self.keys.rt(view.name, k))
+
+    def _queue(self, pipe: Any, view: ViewDef, plan: Plan, meta: Mapping[str, Any] | None) -> None:
+        for name, deltas in plan.incr.items():
+            for fld, delta in deltas.items():
+                pipe.hincrby(name, fld, delta)
+        for name, values in plan.put.items():
+            pipe.hset(name, mapping=values)
+        for window, keys in plan.windows.items():
+            pipe.zadd(self.keys.windows(view.name), {str(window): window})
+            pipe.sadd(self.keys.window_keys(view.name, window), *sorted(keys))
+        if meta:
+            pipe.hset(self.keys.meta(view.name), mapping=dict(meta))
+
+    def reset(
+        self, views: Mapping[str, ViewDef], start: Mapping[int, int], meta: Mapping[str, Any]
+    ) -> None:
+        """Drop every realtime key of this namespace and set the offsets, in one MULTI/EXEC.
+
+        Used by the rebuild: a crash before EXEC changes nothing, after it the consumer
+        simply resumes from ``start`` like after any restart.
+        """
+        doomed = [
+            k for pattern in ("rt:*", "rtw:*", "rtk:*") for k in self._scan(self.keys.p + pattern)
+        ]
+        with self.client.pipeline(transaction=True) as pipe:
+            for chunk in range(0, len(doomed), 1000):
+                pipe.delete(*doomed[chunk : chunk + 1000])
+            pipe.delete(self.offsets_key)
+            pipe.hset(self.offsets_key, mapping={str(p): o for p, o in start.items()})
+            for view in views.values():
+                pipe.delete(self.keys.meta(view.name))
+                pipe.hset(
+                    self.keys.meta(view.name),
+                    mapping={
+                        "fingerprint": view.fingerprint,
+                        **{k: str(v) for k, v in meta.items()},
+                    },
+                )
+            pipe.execute()
+
+    def _scan(self, pattern: str) -> list[bytes]:
+        return list(self.client.scan_iter(match=pattern, count=1000))
+
+    def windows_held(self, view: str) -> int:
+        """How many ingest windows of ``view`` Redis holds."""
+        return int(self._call(self.client.zcard, self.keys.windows(view)))
+
+    def _call(self, func: Any, *args: Any) -> Any:
+        try:
+            return func(*args)
+        except redis.ConnectionError as exc:
+            msg = f"Redis at {self.settings.redis.url} did not answer: {exc}"
+            raise ServiceUnavailable(msg) from exc

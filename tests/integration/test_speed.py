@@ -1,0 +1,363 @@
+"""The speed layer against the real stack, checked against an independent oracle.
+
+The oracle is plain Python over the records read back from Kafka (their LogAppendTime
+timestamps decide the ingest window): it does not call views.compute or speed.*.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from datasketches import hll_sketch
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+
+from batch.master import webhdfs
+from lambdalab.paths import HdfsPaths
+from lambdalab.settings import Settings
+from lambdalab.topics import dlq_key, ensure_topics
+from speed.consumer import SpeedConsumer
+from speed.reader import SpeedReader
+from views.definition import hll_rse
+from views.registry import all_views
+
+REPO = Path(__file__).resolve().parents[2]
+WINDOW_S = 2
+URLS = [f"/page/{i}" for i in range(25)]
+REFERRERS = [None, "google", "news", "mail"]
+Oracle = dict[str, dict[tuple[int, str, int], dict[str, Any]]]
+
+
+# --- events, produced by the test itself -------------------------------------------------
+
+
+def _event(rng: random.Random, n: int, now: datetime) -> dict[str, Any]:
+    late = rng.random() < 0.1  # late events: event time hours or days before ingest
+    moment = now - timedelta(hours=rng.randint(2, 72) if late else 0, seconds=rng.randint(0, 90))
+    return {
+        "event_id": f"ok-{n}",
+        "url": rng.choice(URLS),
+        "user_id": f"u{rng.randint(0, 300)}",
+        "referrer": rng.choice(REFERRERS),
+        "bytes": rng.randint(0, 50_000),
+        "event_time": moment.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+    }
+
+
+def _malformed(rng: random.Random, n: int) -> bytes:
+    kind = rng.randrange(4)
+    if kind == 0:
+        return b"{not json"
+    if kind == 1:
+        return json.dumps({"event_id": f"bad-{n}", "user_id": "u1"}).encode()
+    if kind == 2:
+        return json.dumps({"event_id": f"bad-{n}", "url": "/x", "color": "red"}).encode()
+    return json.dumps(
+        {"event_id": f"bad-{n}", "url": "/x", "user_id": "u", "bytes": "12", "event_time": "x"}
+    ).encode()
+
+
+def produce(settings: Settings, rng: random.Random, count: int, bad_rate: float = 0.02) -> None:
+    """Send ``count`` records, about ``bad_rate`` of them malformed."""
+    producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers, acks="all")
+    now = datetime.now(UTC)
+    for _ in range(count):
+        n = rng.randrange(10**12)
+        raw = _malformed(rng, n) if rng.random() < bad_rate else json.dumps(_event(rng, n, now))
+        producer.send(settings.events_topic, raw if isinstance(raw, bytes) else raw.encode())
+    producer.flush()
+    producer.close()
+
+
+def read_back(settings: Settings, topic: str | None = None) -> list[Any]:
+    """Every record of a topic, read with a plain consumer up to its end offsets."""
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap_servers)
+    topic = topic or settings.events_topic
+    parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
+    consumer.assign(parts)
+    consumer.seek_to_beginning(*parts)
+    end = consumer.end_offsets(parts)
+    out: list[Any] = []
+    while any(consumer.position(tp) < end[tp] for tp in parts):
+        for recs in consumer.poll(timeout_ms=1000).values():
+            out.extend(recs)
+    consumer.close()
+    return out
+
+
+# --- the oracle ----------------------------------------------------------------------------
+
+
+def _valid(raw: bytes) -> dict[str, Any] | None:
+    try:
+        obj = json.loads(raw)
+    except ValueError:
+        return None
+    return obj if str(obj.get("event_id", "")).startswith("ok-") else None
+
+
+def oracle(records: list[Any], window_s: int) -> Oracle:
+    """view -> (window, key, bucket) -> exact measures (hll: the set of distinct values)."""
+    out: Oracle = {}
+    for name, view in all_views().items():
+        cells: dict[tuple[int, str, int], dict[str, Any]] = {}
+        for rec in records:
+            event = _valid(rec.value)
+            if event is None:
+                continue
+            window = rec.timestamp - rec.timestamp % (window_s * 1000)
+            key = "\x1f".join("(none)" if event[k] is None else str(event[k]) for k in view.keys)
+            ms = int(datetime.fromisoformat(event["event_time"]).timestamp() * 1000)
+            cell = cells.setdefault((window, key, ms - ms % (view.bucket_s * 1000)), {})
+            for m in view.measures:
+                _fold(cell, m.name, m.kind, event.get(m.field) if m.field else None)
+        out[name] = cells
+    return out
+
+
+def _fold(cell: dict[str, Any], name: str, kind: str, value: Any) -> None:
+    if kind == "count":
+        cell[name] = cell.get(name, 0) + 1
+    elif kind == "sum":
+        cell[name] = cell.get(name, 0) + value
+    elif kind == "min":
+        cell[name] = value if name not in cell else min(cell[name], value)
+    elif kind == "max":
+        cell[name] = value if name not in cell else max(cell[name], value)
+    else:
+        cell.setdefault(name, set()).add(value)
+
+
+def redis_state(settings: Settings, client: redis.Redis) -> Oracle:
+    """view -> (window, key, bucket) -> stored measures, read straight from Redis."""
+    out: Oracle = {}
+    for name in all_views():
+        prefix = f"{settings.redis_prefix}rt:{name}:"
+        cells: dict[tuple[int, str, int], dict[str, Any]] = defaultdict(dict)
+        for rt in client.scan_iter(match=prefix + "*", count=1000):
+            key = rt.decode()[len(prefix) :]
+            for fld, value in client.hgetall(rt).items():
+                window, bucket, measure = fld.decode().split("|")
+                cells[(int(window), key, int(bucket))][measure] = value
+        out[name] = dict(cells)
+    return out
+
+
+def assert_equal(expected: Oracle, actual: Oracle, min_window: int | None = None) -> None:
+    """Exact for count/sum/min/max; HLL within 3 RSE of the exact distinct count."""
+    for name, view in all_views().items():
+        want = {c: v for c, v in expected[name].items() if min_window is None or c[0] >= min_window}
+        got = actual[name]
+        assert set(got) == set(want), f"{name}: cells differ"
+        for cell, measures in want.items():
+            for m in view.measures:
+                stored = got[cell][m.name]
+                if m.kind == "hll":
+                    exact = len(measures[m.name])
+                    est = hll_sketch.deserialize(stored).get_estimate()
+                    assert abs(est - exact) <= 3 * hll_rse() * exact + 0.01, (name, cell)
+                else:
+                    assert int(stored) == measures[m.name], (name, cell, m.name)
+
+
+# --- fixtures ------------------------------------------------------------------------------
+
+
+def _cleanup(settings: Settings) -> None:
+    client = redis.Redis.from_url(settings.redis.url)
+    for key in client.scan_iter(match=f"{settings.redis_prefix}*", count=1000):
+        client.delete(key)
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
+    try:
+        admin.delete_topics([settings.events_topic, settings.dlq_topic])
+    finally:
+        admin.close()
+    webhdfs(settings).delete(settings.hdfs_root, recursive=True)
+
+
+@pytest.fixture
+def ns(stack: Settings, settings: Settings) -> Iterator[Settings]:
+    """Settings of a fresh namespace with 2-second ingest windows; cleaned up afterwards."""
+    s = settings.model_copy(update={"batch": settings.batch.model_copy(update={"window_s": 2})})
+    ensure_topics(s)
+    yield s
+    _cleanup(s)
+
+
+def _run_once(settings: Settings) -> SpeedConsumer:
+    consumer = SpeedConsumer(settings, max_poll_records=300)
+    consumer.setup()
+    try:
+        consumer.run(once=True)
+    finally:
+        consumer.close()
+    return consumer
+
+
+# --- tests ---------------------------------------------------------------------------------
+
+
+def test_realtime_views_equal_the_oracle_and_dead_letters_land(ns: Settings) -> None:
+    rng = random.Random(5)
+    for _ in range(3):  # several ingest windows
+        produce(ns, rng, 700)
+        time.sleep(WINDOW_S)
+    first = _run_once(ns)
+    produce(ns, rng, 600)
+    second = _run_once(ns)  # resumes from the committed offsets
+    records = read_back(ns)
+    client = redis.Redis.from_url(ns.redis.url)
+    expected = oracle(records, WINDOW_S)
+    assert_equal(expected, redis_state(ns, client))
+    assert len({w for w, _k, _b in expected["pageviews_by_url_hourly"]}) >= 3
+
+    bad = {dlq_key(ns.events_topic, r.partition, r.offset) for r in records if not _valid(r.value)}
+    assert bad and first.dead + second.dead == len(bad)
+    assert first.applied + second.applied == len(records) - len(bad)
+    letters = {r.key: json.loads(r.value) for r in read_back(ns, ns.dlq_topic)}
+    assert set(letters) == bad
+    assert all(
+        letter["reason"] and letter["topic"] == ns.events_topic for letter in letters.values()
+    )
+
+    reader = SpeedReader(ns, client)
+    ends = KafkaConsumer(bootstrap_servers=ns.kafka.bootstrap_servers)
+    parts = [TopicPartition(ns.events_topic, p) for p in range(ns.kafka.partitions)]
+    assert reader.offsets() == {tp.partition: o for tp, o in ends.end_offsets(parts).items()}
+    ends.close()
+    assert reader.freshness_ms() == max(r.timestamp for r in records)
+    _check_partials(reader, expected["pageviews_by_url_hourly"])
+
+
+def _check_partials(reader: SpeedReader, cells: dict[tuple[int, str, int], Any]) -> None:
+    windows = sorted({w for w, _k, _b in cells})
+    since = windows[1]
+    for url in URLS[:5]:
+        want: dict[int, dict[str, int]] = {}
+        for (window, key, bucket), m in cells.items():
+            if key == url and window >= since:
+                acc = want.setdefault(bucket, {"views": 0})
+                acc["views"] += m["views"]
+                acc["min_bytes"] = min(acc.get("min_bytes", m["min_bytes"]), m["min_bytes"])
+                acc["max_bytes"] = max(acc.get("max_bytes", m["max_bytes"]), m["max_bytes"])
+        assert reader.partials("pageviews_by_url_hourly", url, since, 0, 2**62) == want
+
+
+def _stored_total(client: redis.Redis, settings: Settings) -> int:
+    raw = client.hgetall(f"{settings.redis_prefix}offsets:{settings.events_topic}")
+    return sum(int(v) for v in raw.values())
+
+
+def _spawn(settings: Settings) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "LAMBDALAB_NAMESPACE": settings.namespace,
+        "LAMBDALAB_BATCH__WINDOW_S": str(WINDOW_S),
+        "LAMBDALAB_REDIS__URL": settings.redis.url,
+    }
+    cmd = [str(REPO / ".venv/bin/lambdalab"), "speed", "run", "--quiet", "--max-poll-records=40"]
+    return subprocess.Popen(cmd, env=env, cwd=REPO, stderr=subprocess.PIPE)
+
+
+def test_sigkill_at_random_moments_still_equals_the_oracle(ns: Settings) -> None:
+    rng = random.Random(11)
+    client = redis.Redis.from_url(ns.redis.url)
+    done = threading.Event()
+
+    def keep_producing() -> None:
+        feed = random.Random(12)
+        while not done.is_set():
+            produce(ns, feed, 60)
+            time.sleep(0.15)
+
+    feeder = threading.Thread(target=keep_producing)
+    feeder.start()
+    kills = 0
+    try:
+        while kills < 6:
+            proc = _spawn(ns)
+            before = _stored_total(client, ns)
+            deadline = time.monotonic() + 30
+            while _stored_total(client, ns) == before and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            time.sleep(rng.uniform(0.0, 1.0))
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            kills += 1
+    finally:
+        done.set()
+        feeder.join()
+    proc = _spawn(ns)
+    try:
+        _wait_caught_up(ns, client)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    assert kills >= 5
+    assert_equal(oracle(read_back(ns), WINDOW_S), redis_state(ns, client))
+
+
+def _wait_caught_up(settings: Settings, client: redis.Redis) -> None:
+    ends = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap_servers)
+    parts = [TopicPartition(settings.events_topic, p) for p in range(settings.kafka.partitions)]
+    target = sum(ends.end_offsets(parts).values())
+    ends.close()
+    deadline = time.monotonic() + 120
+    while _stored_total(client, settings) < target:
+        assert time.monotonic() < deadline, "speed consumer did not catch up within 120 s"
+        time.sleep(0.2)
+
+
+def _publish_fake_version(settings: Settings, view: str, n: int, cut_ms: int) -> None:
+    """A published version as the batch layer leaves it (only _lineage.json matters here)."""
+    lineage = {"view": view, "version": n, "cut_ms": cut_ms}
+    path = f"{HdfsPaths(settings).version(view, n)}/_lineage.json"
+    webhdfs(settings).write(path, data=json.dumps(lineage), overwrite=True)
+
+
+def test_expiry_and_rebuild_after_flush_equal_the_oracle(ns: Settings) -> None:
+    s = ns.model_copy(update={"redis": ns.redis.model_copy(update={"url": _db7(ns)})})
+    client = redis.Redis.from_url(s.redis.url)
+    rng = random.Random(23)
+    for _ in range(4):
+        produce(s, rng, 400)
+        time.sleep(WINDOW_S)
+    consumer = _run_once(s)
+    expected = oracle(read_back(s), WINDOW_S)
+    assert_equal(expected, redis_state(s, client))
+
+    windows = sorted({w for w, _k, _b in expected["pageviews_by_url_hourly"]})
+    previous_cut, current_cut = windows[1], windows[2]
+    for view in all_views():
+        _publish_fake_version(s, view, 1, previous_cut)
+        _publish_fake_version(s, view, 2, current_cut)
+    consumer.expire_once()  # two versions: windows below the previous cut go
+    assert_equal(expected, redis_state(s, client), min_window=previous_cut)
+
+    client.flushdb()  # Redis loses everything: rebuild from the previous version's cut
+    _run_once(s)
+    assert_equal(expected, redis_state(s, client), min_window=previous_cut)
+    assert SpeedReader(s, client).status()["rebuilt_from_ms"] == previous_cut
+
+    webhdfs(s).delete(HdfsPaths(s).root + "/views", recursive=True)
+    client.flushdb()  # no published version: rebuild from the beginning of the log
+    _run_once(s)
+    assert_equal(expected, redis_state(s, client))
+    client.flushdb()  # DB 7 is this test's own
+
+
+def _db7(settings: Settings) -> str:
+    return settings.redis.url.rsplit("/", 1)[0] + "/7"
