@@ -1,0 +1,156 @@
+"""The serving layer's one FastAPI app: where the Lambda architecture answers its users.
+
+``create_app(settings)`` wires thin routers (views, sql, health, metrics, dashboard, and the
+ingest router when the ingest layer is installed), API-key scopes, Prometheus telemetry,
+and error handlers that turn every failure into JSON ``{"detail": "..."}`` with a message.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from lambdalab.errors import LambdaLabError, ServiceUnavailable, ValidationFailed, ViewError
+from lambdalab.settings import Settings
+from serving.routes import dashboard, health, metrics, sql, views
+from serving.telemetry import Telemetry
+
+log = logging.getLogger("lambdalab.serving")
+DESCRIPTION = (
+    "Merged queries `batch view @ cut ⊕ realtime since cut` with provenance, read-only SQL "
+    "on Trino, Prometheus metrics and a dashboard. Send the API key as `X-API-Key`: "
+    "a read key for queries, a write key for ingest."
+)
+
+
+def _ingest_router() -> Any | None:
+    try:
+        from ingest.http import router
+    except ImportError as exc:
+        log.warning("ingest layer not installed (%s): POST /events is not served", exc)
+        return None
+    return router
+
+
+def _start_producer(settings: Settings) -> Any | None:
+    try:
+        from ingest.producer import EventProducer
+    except ImportError:
+        return None
+    try:
+        return EventProducer(settings)
+    except LambdaLabError as exc:
+        log.error("ingest producer could not start (%s): POST /events will fail", exc)
+        return None
+
+
+def _close(obj: Any) -> None:
+    close = getattr(obj, "close", None)
+    if callable(close):
+        try:
+            close()
+        except Exception as exc:  # closing on shutdown must not hide the others
+            log.warning("closing %s failed: %s", type(obj).__name__, exc)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Create the ingest producer on startup; close producer, readers and probe on shutdown."""
+    app.state.ingest = _start_producer(app.state.settings)
+    yield
+    for attr in ("ingest", "batch_reader", "speed_reader", "kafka_probe"):
+        _close(getattr(app.state, attr, None))
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The serving API for ``settings`` (its namespace decides topics, paths, keys, schema)."""
+    app = FastAPI(
+        title="lambda-lab serving layer",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.telemetry = Telemetry()
+    app.state.ingest = None
+    for module in (views, sql, health, metrics, dashboard):
+        app.include_router(module.router)
+    ingest = _ingest_router()
+    if ingest is not None:
+        app.include_router(ingest)
+    _install_handlers(app)
+    app.middleware("http")(_measure)
+    return app
+
+
+async def _measure(
+    request: Request, call_next: Callable[[Request], Awaitable[Response]]
+) -> Response:
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await call_next(request)
+        status = response.status_code
+        return response
+    finally:
+        route = getattr(request.scope.get("route"), "path", "unmatched")
+        request.app.state.telemetry.observe_request(
+            request.method, route, status, time.perf_counter() - started
+        )
+
+
+def _json(status: int, detail: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"detail": detail, **extra}, status_code=status)
+
+
+def _install_handlers(app: FastAPI) -> None:
+    app.exception_handler(StarletteHTTPException)(_http_error)
+    app.exception_handler(RequestValidationError)(_invalid)
+    app.exception_handler(LambdaLabError)(_platform_error)
+    app.exception_handler(Exception)(_internal)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    detail = str(exc.detail)
+    if exc.status_code == 404 and detail == "Not Found":
+        detail = f"no such resource: {request.method} {request.url.path} (see /docs)"
+    elif exc.status_code == 405 and detail == "Method Not Allowed":
+        detail = f"method {request.method} is not allowed on {request.url.path} (see /docs)"
+    response = _json(exc.status_code, detail)
+    response.headers.update(exc.headers or {})
+    return response
+
+
+async def _invalid(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = jsonable_encoder(exc.errors(), exclude={"input", "ctx", "url"})
+    reasons = "; ".join(
+        f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', 'invalid')}" for e in errors
+    )
+    return _json(422, f"invalid request: {reasons}", errors=errors)
+
+
+async def _platform_error(request: Request, exc: Exception) -> JSONResponse:
+    if isinstance(exc, ServiceUnavailable):
+        return _json(503, str(exc))
+    if isinstance(exc, ViewError):
+        return _json(404, str(exc))
+    if isinstance(exc, ValidationFailed):
+        return _json(422, str(exc), errors=exc.reasons)
+    log.exception("platform error on %s %s", request.method, request.url.path)
+    return _json(500, f"{type(exc).__name__}: {exc}")
+
+
+async def _internal(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return _json(500, f"internal error ({type(exc).__name__}): {exc}; see the API's log")

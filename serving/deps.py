@@ -1,0 +1,88 @@
+"""Dependencies of the serving layer's routes: settings and the two readers it merges.
+
+The batch reader (HDFS views) and the speed reader (Redis views) are created once per
+app, lazily, and kept in ``app.state``; tests swap them with
+``app.dependency_overrides[get_batch] = ...``.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Annotated, Any, Protocol
+
+from fastapi import Depends, Request
+
+from lambdalab.auth import require
+from lambdalab.settings import Settings
+from serving.kafkaprobe import KafkaProbe
+
+_lock = threading.Lock()
+
+
+class BatchSource(Protocol):
+    """What the serving layer needs from ``batch.reader.BatchReader``."""
+
+    def versions(self, view: str) -> list[Any]: ...
+
+    def current(self, view: str) -> Any: ...
+
+    def rows(
+        self, view: str, version: int, key: str, bucket_from_ms: int, bucket_to_ms: int
+    ) -> dict[int, dict[str, Any]]: ...
+
+
+class SpeedSource(Protocol):
+    """What the serving layer needs from ``speed.reader.SpeedReader``."""
+
+    def partials(
+        self, view: str, key: str, since_window_ms: int, bucket_from_ms: int, bucket_to_ms: int
+    ) -> dict[int, dict[str, Any]]: ...
+
+    def freshness_ms(self) -> int | None: ...
+
+    def offsets(self) -> dict[int, int]: ...
+
+    def status(self) -> dict[str, Any]: ...
+
+
+def get_settings(request: Request) -> Settings:
+    """The settings the app was created with."""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def _cached(request: Request, attr: str, factory: Any) -> Any:
+    state = request.app.state
+    with _lock:
+        if getattr(state, attr, None) is None:
+            setattr(state, attr, factory(state.settings))
+    return getattr(state, attr)
+
+
+def get_batch(request: Request) -> BatchSource:
+    """The app's batch reader (``batch.reader.BatchReader``), created on first use."""
+    from batch.reader import BatchReader
+
+    reader: BatchSource = _cached(request, "batch_reader", BatchReader)
+    return reader
+
+
+def get_speed(request: Request) -> SpeedSource:
+    """The app's speed reader (``speed.reader.SpeedReader``), created on first use."""
+    from speed.reader import SpeedReader
+
+    reader: SpeedSource = _cached(request, "speed_reader", SpeedReader)
+    return reader
+
+
+def get_probe(request: Request) -> KafkaProbe:
+    """The app's Kafka probe (end offsets, dead letters), created on first use."""
+    probe: KafkaProbe = _cached(request, "kafka_probe", KafkaProbe)
+    return probe
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+BatchDep = Annotated[BatchSource, Depends(get_batch)]
+SpeedDep = Annotated[SpeedSource, Depends(get_speed)]
+ProbeDep = Annotated[KafkaProbe, Depends(get_probe)]
+ReadKey = Annotated[str, Depends(require("read"))]

@@ -1,0 +1,101 @@
+"""The serving layer's HTTP contract: request and response bodies, as in the OpenAPI schema.
+
+Measures differ per view, so rows allow extra fields (one per measure; an HLL measure is
+a float estimate, plus ``<name>_sketch`` base64 when sketches are asked for).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ErrorBody(BaseModel):
+    """Every error response: a message saying what went wrong and what to do."""
+
+    detail: str = Field(description="what went wrong, naming the view, backend or field")
+    errors: list[dict[str, Any]] | None = Field(None, description="per-field validation errors")
+
+
+class MergedRow(BaseModel):
+    """One event-time bucket of a merged answer; one extra field per measure."""
+
+    model_config = ConfigDict(extra="allow")
+
+    bucket: str = Field(description="bucket start, ISO-8601 UTC")
+    bucket_ms: int = Field(description="bucket start, ms since the epoch")
+
+
+class MergedAnswer(BaseModel):
+    """``batch view @ cut ⊕ realtime since cut`` for one view key, with provenance."""
+
+    view: str
+    key: str
+    version: int | None = Field(description="batch version read (None: none published)")
+    cut: str | None = Field(description="that version's ingest-time cut, ISO-8601 UTC")
+    cut_ms: int | None
+    batch: dict[str, dict[str, Any]] = Field(description="batch part per bucket_ms")
+    realtime: dict[str, dict[str, Any]] = Field(description="realtime part per bucket_ms")
+    merged: list[MergedRow]
+    freshness: str | None = Field(description="newest ingest time reflected, ISO-8601 UTC")
+    freshness_ms: int | None
+    speed_offsets: dict[str, int] = Field(description="next offset per partition, speed part")
+    partial: bool = Field(description="true when a part was unavailable (availability mode)")
+    missing: list[str] = Field(description="unavailable parts: 'batch' and/or 'realtime'")
+    from_: str = Field(alias="from", description="first bucket start asked, ISO-8601 UTC")
+    to: str = Field(description="end of the range (exclusive), ISO-8601 UTC")
+
+    model_config = ConfigDict(populate_by_name=True)
+
+
+class ViewSummary(BaseModel):
+    """A view's definition and its current batch version."""
+
+    name: str
+    definition: dict[str, Any]
+    fingerprint: str
+    version: int | None = None
+    cut: str | None = None
+    cut_ms: int | None = None
+    age_s: float | None = Field(None, description="seconds since the current version's cut")
+    error: str | None = Field(None, description="why the batch store could not be read")
+
+
+class SqlRequest(BaseModel):
+    """One read-only SQL statement for Trino."""
+
+    sql: str = Field(min_length=1, max_length=100_000, examples=["SHOW TABLES"])
+
+
+class SqlResult(BaseModel):
+    """Rows of a read-only query, at most ``settings.api.sql_row_limit`` of them."""
+
+    columns: list[str]
+    rows: list[list[Any]]
+    row_count: int
+    truncated: bool = Field(description="true when more rows existed than the row limit")
+    catalog: str
+    schema_: str = Field(alias="schema")
+    elapsed_s: float
+
+    model_config = ConfigDict(populate_by_name=True)
+
+
+class Health(BaseModel):
+    """Liveness of the API and reachability of each backend."""
+
+    status: str = Field(description="'ok' when every backend answers, else 'degraded'")
+    backends: dict[str, str]
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody, "description": text}
+    for code, text in {
+        401: "missing API key",
+        403: "API key lacks the scope",
+        404: "unknown view or no published version",
+        422: "invalid parameters",
+        503: "a backend is unavailable (consistent mode)",
+    }.items()
+}

@@ -1,0 +1,107 @@
+"""One merged query: read one batch version and the realtime partials since its cut.
+
+This is where invariant 2 (exact merge) is kept on the read side: a query calls
+``BatchReader.current()`` once and uses that version and its cut throughout, and reads the
+realtime part between two identical readings of the speed layer's committed offsets (the
+speed layer commits offsets and increments in one Redis transaction), so the provenance
+returned names exactly the Kafka records the answer reflects. The availability setting
+decides what an unavailable backend does: 503 (consistent) or a partial answer (available).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lambdalab.errors import ServiceUnavailable
+from lambdalab.settings import Settings
+from serving.deps import BatchSource, SpeedSource
+from serving.merge import Provenance, Rows, answer
+from views.definition import ViewDef
+
+SNAPSHOT_TRIES = 5
+
+
+class PartUnavailable(ServiceUnavailable):
+    """A part of a merged answer could not be read and the API is in consistent mode."""
+
+
+def _unavailable(settings: Settings, part: str, exc: ServiceUnavailable) -> None:
+    if settings.api.availability == "consistent":
+        msg = (
+            f"the {part} view is unavailable ({exc}); api.availability=consistent answers "
+            "503 rather than a partial answer (set it to 'available' to get one)"
+        )
+        raise PartUnavailable(msg) from exc
+
+
+def read_batch(
+    settings: Settings, batch: BatchSource, view: ViewDef, key: str, span: tuple[int, int]
+) -> tuple[Any, Rows, bool]:
+    """(version info or None, batch rows, whether the batch part is missing)."""
+    info = None
+    try:
+        info = batch.current(view.name)
+        if info is None:
+            return None, {}, False
+        return info, batch.rows(view.name, info.version, key, *span), False
+    except ServiceUnavailable as exc:
+        _unavailable(settings, "batch", exc)
+        return info, {}, True
+
+
+def read_realtime(
+    settings: Settings,
+    speed: SpeedSource,
+    view: ViewDef,
+    key: str,
+    since_ms: int,
+    span: tuple[int, int],
+) -> tuple[Rows, int | None, dict[int, int] | None, bool]:
+    """(partials since ``since_ms``, freshness, offsets, whether the realtime part is missing).
+
+    The partials are accepted only when the committed offsets read before and after them
+    agree, i.e. no speed-layer transaction committed in between.
+    """
+    try:
+        rows: Rows = {}
+        offsets = speed.offsets()
+        for _ in range(SNAPSHOT_TRIES):
+            fresh = speed.freshness_ms()
+            rows = speed.partials(view.name, key, since_ms, *span)
+            after = speed.offsets()
+            if after == offsets:
+                break
+            offsets = after
+        return rows, fresh, offsets, False
+    except ServiceUnavailable as exc:
+        _unavailable(settings, "realtime", exc)
+        return {}, None, None, True
+
+
+def merged_query(
+    settings: Settings,
+    batch: BatchSource,
+    speed: SpeedSource,
+    view: ViewDef,
+    key: str,
+    span: tuple[int, int],
+    *,
+    sketches: bool = False,
+) -> dict[str, Any]:
+    """The merged answer of ``view`` for ``key`` over buckets in ``span`` = [from, to) ms.
+
+    Raises:
+        PartUnavailable: a backend did not answer and api.availability is "consistent".
+    """
+    info, batch_rows, batch_missing = read_batch(settings, batch, view, key, span)
+    cut_ms = info.cut_ms if info is not None else None
+    since = cut_ms if cut_ms is not None else 0
+    rt_rows, fresh, offsets, rt_missing = read_realtime(settings, speed, view, key, since, span)
+    prov = Provenance(
+        version=info.version if info is not None else None,
+        cut_ms=cut_ms,
+        freshness_ms=fresh,
+        speed_offsets=offsets,
+        missing=[p for p, gone in (("batch", batch_missing), ("realtime", rt_missing)) if gone],
+    )
+    return answer(view, key, batch_rows, rt_rows, prov, sketches=sketches)

@@ -1,0 +1,1 @@
+"""Thin routers of the serving layer, one module per resource."""

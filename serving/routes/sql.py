@@ -1,0 +1,86 @@
+"""Read-only SQL over the master dataset and the batch views, through Trino."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import trino
+from fastapi import APIRouter, HTTPException, status
+from fastapi.concurrency import run_in_threadpool
+
+from lambdalab.errors import ServiceUnavailable, ValidationFailed
+from lambdalab.settings import Settings
+from serving.deps import ReadKey, SettingsDep
+from serving.models import ERRORS, SqlRequest, SqlResult
+from serving.sqlguard import check_read_only
+
+router = APIRouter(tags=["sql"], responses=ERRORS)
+
+
+def _connect(settings: Settings) -> Any:
+    timeout = max(1, int(settings.api.sql_timeout_s))
+    return trino.dbapi.connect(
+        host=settings.trino.host,
+        port=settings.trino.port,
+        user=settings.trino.user,
+        catalog=settings.trino.catalog,
+        schema=settings.trino_schema,
+        session_properties={"query_max_execution_time": f"{timeout}s"},
+        request_timeout=settings.api.sql_timeout_s + 10,
+    )
+
+
+def run_sql(settings: Settings, sql: str) -> dict[str, Any]:
+    """Run one read-only statement; at most ``api.sql_row_limit`` rows, flagged truncated."""
+    limit = settings.api.sql_row_limit
+    started = time.perf_counter()
+    conn = _connect(settings)
+    try:
+        cur = conn.cursor()
+        cur.execute(sql)
+        rows = cur.fetchmany(limit + 1)
+        columns = [d[0] for d in cur.description or []]
+        if len(rows) > limit:
+            cur.cancel()
+    finally:
+        conn.close()
+    return {
+        "columns": columns,
+        "rows": [list(r) for r in rows[:limit]],
+        "row_count": min(len(rows), limit),
+        "truncated": len(rows) > limit,
+        "catalog": settings.trino.catalog,
+        "schema": settings.trino_schema,
+        "elapsed_s": round(time.perf_counter() - started, 3),
+    }
+
+
+def _translate(settings: Settings, exc: Exception) -> Exception:
+    if isinstance(exc, trino.exceptions.TrinoQueryError):
+        if exc.error_name == "EXCEEDED_TIME_LIMIT":
+            msg = f"query exceeded api.sql_timeout_s={settings.api.sql_timeout_s}s: {exc.message}"
+            return HTTPException(status.HTTP_504_GATEWAY_TIMEOUT, detail=msg)
+        detail = f"Trino refused the query ({exc.error_name}): {exc.message}"
+        return HTTPException(status.HTTP_400_BAD_REQUEST, detail=detail)
+    where = f"{settings.trino.host}:{settings.trino.port}"
+    msg = f"Trino at {where} did not answer ({type(exc).__name__}: {exc}); start the stack"
+    return ServiceUnavailable(msg)
+
+
+@router.post("/sql", response_model=SqlResult, response_model_by_alias=True)
+async def sql(body: SqlRequest, _: ReadKey, settings: SettingsDep) -> dict[str, Any]:
+    """Run one read-only statement (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN) on Trino.
+
+    Default catalog ``hive``, schema = the namespace. Writes and DDL are refused with 400;
+    rows beyond ``api.sql_row_limit`` are cut (``truncated``); ``api.sql_timeout_s`` bounds
+    the execution time (Trino session property ``query_max_execution_time``).
+    """
+    try:
+        statement = check_read_only(body.sql)
+    except ValidationFailed as exc:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=str(exc)) from exc
+    try:
+        return await run_in_threadpool(run_sql, settings, statement)
+    except (trino.exceptions.Error, trino.exceptions.HttpError, OSError) as exc:
+        raise _translate(settings, exc) from exc
