@@ -1,0 +1,145 @@
+"""Publishing batch view versions: write aside, then one atomic HDFS rename.
+
+A version is built under ``views/{view}/_staging/{fingerprint}-{run_id}/`` and becomes
+visible only through ONE rename to ``views/{view}/versions/v{N:06d}`` (N = newest + 1;
+a rename onto an existing name fails, and publishing retries with the next N). A run
+killed at any point before that rename leaves what is served unchanged; its staging
+directory is removed by the next run. Only view versions older than the last K are
+ever deleted; the master dataset is never touched from here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from typing import Any
+
+from hdfs import InsecureClient
+from hdfs.util import HdfsError
+
+from lambdalab.errors import BatchError, ServiceUnavailable
+from lambdalab.paths import VERSION_DIR, HdfsPaths
+from lambdalab.settings import Settings
+
+log = logging.getLogger(__name__)
+LINEAGE = "_lineage.json"
+PAUSE_ENV = "LAMBDALAB_BATCH_PAUSE_AT"
+PAUSE_SECONDS_ENV = "LAMBDALAB_BATCH_PAUSE_S"
+MAX_ATTEMPTS = 5
+
+
+def pause_point(name: str) -> None:
+    """Test hook: sleep at the named point when ``LAMBDALAB_BATCH_PAUSE_AT`` names it.
+
+    Crash tests set it to ``build`` or ``before-swap`` and SIGKILL the run once it has
+    printed ``PAUSED <name>`` on stderr, which makes the kill point deterministic.
+    """
+    if os.environ.get(PAUSE_ENV) != name:
+        return
+    print(f"PAUSED {name}", file=sys.stderr, flush=True)
+    time.sleep(float(os.environ.get(PAUSE_SECONDS_ENV, "3600")))
+
+
+class VersionStore:
+    """The published versions of every view of one namespace, on HDFS (WebHDFS)."""
+
+    def __init__(self, settings: Settings, client: InsecureClient | None = None) -> None:
+        from batch.master import webhdfs
+
+        self.settings = settings
+        self.paths = HdfsPaths(settings)
+        self.client = client or webhdfs(settings)
+
+    def published(self, view: str) -> list[int]:
+        """Version numbers of ``view``, newest first."""
+        root = self.paths.versions(view)
+        names = self._list(root)
+        found = [int(m["n"]) for m in map(VERSION_DIR.match, names) if m]
+        return sorted(found, reverse=True)
+
+    def lineage(self, view: str, n: int) -> dict[str, Any]:
+        """The lineage of version ``n`` of ``view``."""
+        path = f"{self.paths.version(view, n)}/{LINEAGE}"
+        try:
+            with self.client.read(path) as reader:
+                return dict(json.loads(reader.read()))
+        except HdfsError as exc:
+            msg = f"view {view}: version {n} has no readable lineage at {path}: {exc}"
+            raise BatchError(msg) from exc
+
+    def staging_dir(self, view: str, fingerprint: str, run_id: str) -> str:
+        """Where a run builds a version before publishing it."""
+        return f"{self.paths.staging(view)}/{fingerprint}-{run_id}"
+
+    def clean_staging(self, view: str, keep: str | None = None) -> list[str]:
+        """Delete stale staging directories (left by killed or failed runs), except ``keep``."""
+        root = self.paths.staging(view)
+        removed = []
+        for name in self._list(root):
+            path = f"{root}/{name}"
+            if path != keep:
+                self.client.delete(path, recursive=True)
+                removed.append(path)
+        if removed:
+            log.info("view %s: removed %d stale staging dir(s)", view, len(removed))
+        return removed
+
+    def publish(self, view: str, staged: str, lineage: dict[str, Any]) -> int:
+        """Publish the staged version by one rename; return its number.
+
+        Raises:
+            BatchError: the rename failed ``MAX_ATTEMPTS`` times (concurrent publishers).
+        """
+        self.client.makedirs(self.paths.versions(view))
+        for _ in range(MAX_ATTEMPTS):
+            n = (self.published(view) or [0])[0] + 1
+            lineage = {**lineage, "version": n}
+            data = json.dumps(lineage, indent=2, sort_keys=True).encode()
+            self.client.write(f"{staged}/{LINEAGE}", data=data, overwrite=True)
+            pause_point("before-swap")
+            if self._rename_new(staged, self.paths.version(view, n)):
+                log.info("view %s: published v%06d from %s", view, n, staged)
+                return n
+        msg = f"view {view}: could not publish {staged} after {MAX_ATTEMPTS} attempts"
+        raise BatchError(msg)
+
+    def prune(self, view: str, keep: int) -> list[int]:
+        """Delete all but the newest ``keep`` versions of ``view``; return those deleted."""
+        old = self.published(view)[keep:]
+        for n in old:
+            self.client.delete(self.paths.version(view, n), recursive=True)
+        return old
+
+    def marker(self, view: str, fingerprint: str) -> str:
+        """Path of the marker saying a version with ``fingerprint`` was published."""
+        return f"{self.paths.view_root(view)}/_done/{fingerprint}"
+
+    def exists(self, path: str) -> bool:
+        """Whether ``path`` exists on HDFS."""
+        try:
+            return self.client.status(path, strict=False) is not None
+        except Exception as exc:  # requests' connection errors: HDFS is down
+            msg = f"HDFS (WebHDFS {self.settings.hdfs.webhdfs_url}) did not answer: {exc}"
+            raise ServiceUnavailable(msg) from exc
+
+    def touch(self, path: str, text: str = "") -> None:
+        """Write a small marker file."""
+        self.client.write(path, data=text.encode(), overwrite=True)
+
+    def _rename_new(self, src: str, dst: str) -> bool:
+        """Rename ``src`` to ``dst``, failing (False) when ``dst`` exists: never moves into it."""
+        try:
+            self.client._rename(src, destination=self.client.resolve(dst), renameoptions="NONE")
+        except HdfsError as exc:
+            if "already exists" in str(exc):
+                return False
+            raise
+        return True
+
+    def _list(self, path: str) -> list[str]:
+        if not self.exists(path):
+            return []
+        return list(self.client.list(path))

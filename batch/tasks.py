@@ -1,0 +1,267 @@
+"""The batch cycle as Luigi tasks: build a version, publish it, expose it to Trino.
+
+Targets are named by the version's fingerprint (view definition, code version, input
+files), so Luigi's "done means the output exists" becomes: the same inputs are never
+recomputed, while new data below the cut or a changed definition is a new target and
+gives a new version. Tasks run in-process with the local scheduler; a failed task logs
+and mails its error (:mod:`batch.notify`) and leaves what is served unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+import luigi
+from luigi.execution_summary import LuigiStatusCode
+from luigi.parameter import ParameterVisibility
+
+from batch.build import Plan, build, new_run_id
+from batch.notify import notify_failure
+from batch.publish import LINEAGE, VersionStore
+from lambdalab.settings import Settings
+from views.definition import ViewDef
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(eq=False)
+class BatchContext:
+    """What the tasks of one batch cycle share: settings, stores, plans, a lazy Spark."""
+
+    settings: Settings
+    store: VersionStore
+    plans: dict[str, Plan]
+    run_id: str = field(default_factory=new_run_id)
+    trino: bool = True
+    spark_session: SparkSession | None = None
+
+    def __repr__(self) -> str:
+        return f"BatchContext({self.settings.namespace}, run {self.run_id})"
+
+    @property
+    def spark(self) -> SparkSession:
+        """The Spark session, started only when a version must actually be built."""
+        if self.spark_session is None:
+            from batch.spark import spark_session
+
+            self.spark_session = spark_session(self.settings, app_name="lambdalab-batch")
+        return self.spark_session
+
+
+class ContextParameter(luigi.Parameter):
+    """A cycle's shared context: passed in-process, never serialised nor part of task ids."""
+
+    def _warn_on_wrong_param_type(self, param_name: str, param_value: Any) -> None:
+        return None
+
+
+class HdfsTarget(luigi.Target):
+    """A file on HDFS: the task is done when it exists."""
+
+    def __init__(self, store: VersionStore, path: str) -> None:
+        self.store = store
+        self.path = path
+
+    def exists(self) -> bool:
+        return self.store.exists(self.path)
+
+
+class PublishedTarget(HdfsTarget):
+    """A version with this fingerprint was published: its marker, or the newest lineage."""
+
+    def __init__(self, store: VersionStore, view: str, fingerprint: str) -> None:
+        super().__init__(store, store.marker(view, fingerprint))
+        self.view, self.fingerprint = view, fingerprint
+
+    def exists(self) -> bool:
+        if super().exists():
+            return True
+        numbers = self.store.published(self.view)
+        if numbers and self.store.lineage(self.view, numbers[0]).get("fingerprint") == (
+            self.fingerprint
+        ):
+            self.store.touch(self.path, str(numbers[0]))  # killed after the swap: repair
+            return True
+        return False
+
+
+T = TypeVar("T", bound="_ViewTask")
+
+
+def make_task(cls: type[T], view: str, fingerprint: str, ctx: BatchContext) -> T:
+    """An instance of a view task (Luigi parameters are passed by name)."""
+    params: dict[str, Any] = {"view": view, "fingerprint": fingerprint, "context": ctx}
+    return cls(**params)
+
+
+class _ViewTask(luigi.Task):
+    view = luigi.Parameter()
+    fingerprint = luigi.Parameter()
+    context: Any = ContextParameter(significant=False, visibility=ParameterVisibility.PRIVATE)
+
+    @property
+    def ctx(self) -> BatchContext:
+        """The shared context of this batch cycle (not part of the task's identity)."""
+        return cast(BatchContext, self.context)
+
+    def _sibling(self, cls: type[T]) -> T:
+        return make_task(cls, str(self.view), str(self.fingerprint), self.ctx)
+
+    @property
+    def plan(self) -> Plan:
+        return self.ctx.plans[self.view]
+
+    def on_failure(self, exception: BaseException) -> str:
+        body = "".join(traceback.format_exception(exception))
+        notify_failure(self.ctx.settings, f"{self.task_family} {self.view} failed", body)
+        return str(super().on_failure(exception))
+
+
+class BuildVersion(_ViewTask):
+    """Compute the version into a staging dir (data + unpublished lineage)."""
+
+    def output(self) -> HdfsTarget:
+        staged = self.ctx.store.staging_dir(self.view, self.fingerprint, self.ctx.run_id)
+        return HdfsTarget(self.ctx.store, f"{staged}/{LINEAGE}")
+
+    def run(self) -> None:
+        import json
+
+        staged, lineage = build(
+            self.ctx.settings, self.ctx.spark, self.plan, self.ctx.store, self.ctx.run_id
+        )
+        self.ctx.store.touch(f"{staged}/{LINEAGE}", json.dumps(lineage))
+
+
+class PublishVersion(_ViewTask):
+    """Publish the staged version by one rename, mark its fingerprint, prune old versions."""
+
+    def requires(self) -> BuildVersion:
+        return self._sibling(BuildVersion)
+
+    def output(self) -> PublishedTarget:
+        return PublishedTarget(self.ctx.store, self.view, self.fingerprint)
+
+    def run(self) -> None:
+        import json
+
+        store = self.ctx.store
+        staged = self.input().path.rsplit("/", 1)[0]
+        with store.client.read(f"{staged}/{LINEAGE}") as reader:
+            lineage = json.loads(reader.read())
+        n = store.publish(self.view, staged, lineage)
+        store.touch(self.output().path, str(n))
+        store.prune(self.view, self.ctx.settings.batch.keep_versions)
+
+
+class ExposeInTrino(_ViewTask):
+    """Register the master table and the version's table; point ``{view}`` at the newest."""
+
+    def requires(self) -> PublishVersion:
+        return self._sibling(PublishVersion)
+
+    def output(self) -> HdfsTarget:
+        marker = self.ctx.store.marker(self.view, self.fingerprint)
+        return HdfsTarget(self.ctx.store, f"{marker}.trino")
+
+    def run(self) -> None:
+        from batch.trino_tables import TrinoTables
+        from lambdalab.schema import get_stream
+
+        tables = TrinoTables(self.ctx.settings)
+        tables.ensure_schema()
+        tables.register_master(get_stream(self.plan.view.stream))
+        published = self.ctx.store.published(self.view)
+        for n in published:
+            tables.register_version(self.plan.view, n)
+        tables.point_current(self.view, published[0])
+        _drop_pruned(tables, self.view, published)
+        self.ctx.store.touch(self.output().path, str(published[0]))
+
+
+def _drop_pruned(tables: Any, view: str, published: list[int]) -> None:
+    _, rows = tables.query("SHOW TABLES")
+    prefix = f"{view}__v"
+    for (name,) in rows:
+        tail = name[len(prefix) :] if name.startswith(prefix) else ""
+        if tail.isdigit() and int(tail) not in published:
+            tables.drop_version(view, int(tail))
+
+
+def run_tasks(ctx: BatchContext) -> dict[str, Any]:
+    """Run the tasks of every planned view with Luigi's local scheduler, in-process."""
+    final: type[_ViewTask] = ExposeInTrino if ctx.trino else PublishVersion
+    tasks = [make_task(final, v, p.fingerprint, ctx) for v, p in ctx.plans.items()]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = luigi.build(
+            tasks, local_scheduler=True, workers=1, detailed_summary=True, log_level="WARNING"
+        )
+    ok = result.status in (LuigiStatusCode.SUCCESS, LuigiStatusCode.SUCCESS_WITH_RETRY)
+    return {"ok": ok, "summary": result.summary_text}
+
+
+def run_cycle(
+    settings: Settings,
+    *,
+    cut_ms: int | None = None,
+    land: bool = True,
+    views: Sequence[str | ViewDef] | None = None,
+    trino: bool = True,
+    spark: SparkSession | None = None,
+) -> dict[str, Any]:
+    """One batch cycle: snapshot time T, land up to the end offsets, cut, build, publish.
+
+    Args:
+        cut_ms: override the cut (tests); by default floor((T - skew) / W) * W.
+        land: run the archiver up to the end offsets snapshotted after T.
+        views: the views to build, by name or definition (default: every registered view).
+        trino: also register the tables in Trino and point the stable names.
+        spark: an existing session to use (else one is started only if needed).
+
+    Returns:
+        {"cut_ms", "landed", "views": {view: {"fingerprint", "status", "version"}}, "ok"}.
+    """
+    from batch.build import choose_cut, plan
+    from views.registry import all_views, get_view
+
+    snapshot_ms = int(time.time() * 1000)
+    landed = _land(settings) if land else None
+    cut = cut_ms if cut_ms is not None else choose_cut(settings, snapshot_ms)
+    store = VersionStore(settings)
+    defs = [get_view(v) if isinstance(v, str) else v for v in views or all_views().values()]
+    plans = {v.name: plan(settings, v, cut, store) for v in defs}
+    plans = {name: p for name, p in plans.items() if p.inputs}
+    before = {name: store.published(name) for name in plans}
+    ctx = BatchContext(settings, store, plans, trino=trino, spark_session=spark)
+    result = run_tasks(ctx) if plans else {"ok": True, "summary": "no input"}
+    report = {name: _outcome(store, name, p, before[name]) for name, p in plans.items()}
+    return {"cut_ms": cut, "landed": landed, "views": report, **result}
+
+
+def _outcome(store: VersionStore, view: str, p: Plan, before: list[int]) -> dict[str, Any]:
+    after = store.published(view)
+    new = bool(after) and (not before or after[0] > before[0])
+    status = "published" if new else "unchanged"
+    return {"fingerprint": p.fingerprint, "status": status, "version": after[0] if after else None}
+
+
+def _land(settings: Settings) -> dict[str, Any] | None:
+    try:
+        from batch import archiver
+    except ModuleNotFoundError as exc:
+        if exc.name != "batch.archiver":
+            raise
+        log.warning("batch.archiver is not available: building from the landed data only")
+        return None
+    until = archiver.end_offsets(settings, settings.events_topic)
+    return dict(archiver.land(settings, until=until))

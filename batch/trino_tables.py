@@ -1,0 +1,116 @@
+"""Trino tables over the master dataset and the batch views (Hive catalog, file metastore).
+
+Schema ``hive.{namespace}`` lives under the namespace's HDFS root. ``master_{stream}`` is
+an external table over the master dataset, partitioned by ``ingest_date``; each published
+version of a view is the table ``{view}__v{N}`` over its immutable data dir; the stable
+name ``{view}`` is a Trino VIEW pointed at the current version after each publication,
+so older versions stay queryable by version while SQL users see one name.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from batch.compile import output_columns
+from lambdalab.errors import ServiceUnavailable
+from lambdalab.paths import HdfsPaths
+from lambdalab.schema import Stream
+from lambdalab.settings import Settings
+from views.definition import ViewDef
+
+_TRINO_TYPES = {"string": "varchar", "int": "bigint", "timestamp": "timestamp(3)"}
+_COORDINATES = [
+    ("topic", "varchar"),
+    ("partition", "integer"),
+    ("offset", "bigint"),
+    ("ingest_ts", "timestamp(3)"),
+    ("key", "varbinary"),
+    ("value", "varbinary"),
+]
+
+
+def version_table(view: str, n: int) -> str:
+    """The Trino table name of version ``n`` of ``view``."""
+    return f"{view}__v{n}"
+
+
+class TrinoTables:
+    """DDL and queries against the namespace's Trino schema."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.schema = settings.trino_schema
+        self.catalog = settings.trino.catalog
+        self.paths = HdfsPaths(settings)
+
+    def query(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Run one statement; return (column names, rows).
+
+        Raises:
+            ServiceUnavailable: Trino did not answer.
+        """
+        import trino
+
+        t = self.settings.trino
+        try:
+            conn = trino.dbapi.connect(
+                host=t.host, port=t.port, user=t.user, catalog=self.catalog, schema=self.schema
+            )
+            cur = conn.cursor()
+            cur.execute(sql)
+            rows = [tuple(r) for r in cur.fetchall()]
+        except OSError as exc:
+            msg = f"Trino ({t.host}:{t.port}) did not answer: {exc}; start the stack"
+            raise ServiceUnavailable(msg) from exc
+        columns = [d[0] for d in cur.description or []]
+        conn.close()
+        return columns, rows
+
+    def ensure_schema(self) -> None:
+        """Create the namespace's schema, located under its HDFS root."""
+        location = self.paths.uri(f"{self.paths.root}/warehouse")
+        self.query(
+            f"CREATE SCHEMA IF NOT EXISTS {self.catalog}.{self.schema} "
+            f"WITH (location = '{location}')"
+        )
+
+    def register_master(self, stream: Stream) -> str:
+        """Create ``master_{stream}`` over the master dataset and sync its partitions."""
+        table = f"master_{stream.name}"
+        fields = _COORDINATES + [(f.name, _TRINO_TYPES[f.type]) for f in stream.fields]
+        cols = ", ".join(f'"{n}" {t}' for n, t in [*fields, ("ingest_date", "varchar")])
+        location = self.paths.uri(self.paths.master(stream.name))
+        self.query(
+            f"CREATE TABLE IF NOT EXISTS {self._name(table)} ({cols}) WITH (format = 'PARQUET', "
+            f"external_location = '{location}', partitioned_by = ARRAY['ingest_date'])"
+        )
+        self.query(
+            f"CALL {self.catalog}.system.sync_partition_metadata('{self.schema}', "
+            f"'{table}', 'FULL')"
+        )
+        return table
+
+    def register_version(self, view: ViewDef, n: int) -> str:
+        """Create the table of version ``n`` of ``view`` over its data dir."""
+        table = version_table(view.name, n)
+        cols = ", ".join(f'"{name}" {typ}' for name, typ in output_columns(view))
+        location = self.paths.uri(f"{self.paths.version(view.name, n)}/data")
+        self.query(
+            f"CREATE TABLE IF NOT EXISTS {self._name(table)} ({cols}) "
+            f"WITH (format = 'PARQUET', external_location = '{location}')"
+        )
+        return table
+
+    def point_current(self, view: str, n: int) -> None:
+        """Point the stable name ``{view}`` at version ``n``."""
+        self.query(
+            f"CREATE OR REPLACE VIEW {self._name(view)} AS "
+            f"SELECT * FROM {self._name(version_table(view, n))}"
+        )
+
+    def drop_version(self, view: str, n: int) -> None:
+        """Forget the table of a deleted version (the data is already gone)."""
+        self.query(f"DROP TABLE IF EXISTS {self._name(version_table(view, n))}")
+
+    def _name(self, table: str) -> str:
+        return f'{self.catalog}.{self.schema}."{table}"'

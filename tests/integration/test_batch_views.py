@@ -1,0 +1,395 @@
+"""The batch layer against the real stack: Spark views equal an independent oracle.
+
+Events (late ones included) are generated here with their Kafka coordinates and written
+as committed master files; the oracle is plain Python over the same events filtered by
+ingest time < cut, never the code under test. One namespace and one Spark session serve
+the whole module to keep the shared machine's load small.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from batch.master import commit_file, to_table, webhdfs
+from batch.publish import VersionStore
+from batch.reader import BatchReader
+from batch.tasks import run_cycle
+from lambdalab.paths import MasterFile
+from lambdalab.schema import PAGE_VIEWS, format_ts
+from lambdalab.settings import Settings
+from views.definition import Measure, ViewDef, hll_estimate, hll_rse
+from views.registry import all_views, get_view
+
+W_MS = 60_000
+ROOT = Path(__file__).resolve().parents[2]
+Event = tuple[int, int, int, dict[str, Any]]  # (partition, offset, ingest_ms, event)
+
+
+def generate(seed: int, base_ms: int, windows: range, n: int) -> list[tuple[int, dict[str, Any]]]:
+    """(ingest_ms, event) pairs over the given ingest windows; ~15 % arrive late."""
+    from datetime import UTC, datetime
+
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        ingest_ms = base_ms + rng.choice(windows) * W_MS + rng.randrange(W_MS)
+        late = rng.random() < 0.15
+        delay = rng.randrange(3_600_000, 3 * 86_400_000) if late else rng.randrange(30_000)
+        event_ms = ingest_ms - delay
+        event = {
+            "event_id": uuid.UUID(int=rng.getrandbits(128)).hex,
+            "url": f"/page/{rng.randrange(6)}",
+            "user_id": f"u{rng.randrange(400)}",
+            "referrer": rng.choice([None, "google", "bing", "news", "mail"]),
+            "bytes": rng.randrange(100, 50_000),
+            "event_time": format_ts(datetime.fromtimestamp(event_ms / 1000, tz=UTC)),
+        }
+        out.append((ingest_ms, event))
+    return sorted(out, key=lambda pair: pair[0])
+
+
+def land_directly(settings: Settings, pairs: list[tuple[int, dict[str, Any]]]) -> list[Event]:
+    """Write events as committed master files, one per (ingest window, partition)."""
+    client = webhdfs(settings)
+    nxt = _next_offsets(settings)
+    events: list[Event] = []
+    for ingest_ms, event in pairs:
+        partition = int(event["event_id"][:8], 16) % 2
+        events.append((partition, nxt[partition], ingest_ms, event))
+        nxt[partition] += 1
+    groups: dict[tuple[int, int], list[Event]] = defaultdict(list)
+    for ev in events:
+        groups[(ev[2] - ev[2] % W_MS, ev[0])].append(ev)
+    for (window, partition), group in groups.items():
+        mf = MasterFile(window, partition, group[0][1], group[-1][1])
+        assert commit_file(
+            client, settings, PAGE_VIEWS, mf, to_table(PAGE_VIEWS, _rows(settings, group))
+        )
+    return events
+
+
+def _next_offsets(settings: Settings) -> dict[int, int]:
+    from batch.master import list_files, next_offsets
+
+    found = next_offsets(list_files(webhdfs(settings), settings, PAGE_VIEWS.name))
+    return {p: found.get(p, 0) for p in (0, 1)}
+
+
+def _rows(settings: Settings, group: list[Event]) -> list[dict[str, Any]]:
+    from datetime import UTC, datetime
+
+    return [
+        {
+            "topic": settings.events_topic,
+            "partition": p,
+            "offset": o,
+            "ingest_ts": datetime.fromtimestamp(i / 1000, tz=UTC),
+            "key": None,
+            "value": PAGE_VIEWS.encode(e),
+            "event": e,
+        }
+        for p, o, i, e in group
+    ]
+
+
+def oracle(
+    view: ViewDef, events: list[Event], cut_ms: int
+) -> dict[tuple[str, int], dict[str, Any]]:
+    """Plain-Python truth: exact measures (distinct counts exact) per (key, bucket)."""
+    from lambdalab.schema import parse_ts_ms
+
+    out: dict[tuple[str, int], dict[str, Any]] = {}
+    for _p, _o, ingest_ms, e in events:
+        if ingest_ms >= cut_ms:
+            continue
+        fields = [NULL if e[k] is None else str(e[k]) for k in view.keys]
+        cell = (
+            "\x1f".join(fields),
+            parse_ts_ms(e["event_time"]) // (view.bucket_s * 1000) * view.bucket_s * 1000,
+        )
+        acc = out.setdefault(cell, {})
+        for m in view.measures:
+            v = e.get(m.field) if m.field else None
+            if m.kind == "count":
+                acc[m.name] = acc.get(m.name, 0) + 1
+            elif m.kind == "sum":
+                acc[m.name] = acc.get(m.name, 0) + (v or 0)
+            elif m.kind in ("min", "max") and v is not None:
+                pick = min if m.kind == "min" else max
+                acc[m.name] = v if acc.get(m.name) is None else pick(acc[m.name], v)
+            elif m.kind == "hll" and v is not None:
+                acc.setdefault(m.name, set()).add(str(v))
+    return out
+
+
+NULL = "(none)"
+
+
+def assert_matches(
+    view: ViewDef,
+    got: dict[tuple[str, int], dict[str, Any]],
+    want: dict[tuple[str, int], dict[str, Any]],
+) -> None:
+    assert set(got) == set(want), f"{view.name}: (key, bucket) cells differ"
+    bound = 3 * hll_rse()
+    for cell, exact in want.items():
+        for m in view.measures:
+            if m.kind == "hll":
+                n = len(exact.get(m.name, ()))
+                est = hll_estimate(got[cell][m.name])
+                assert abs(est - n) <= max(bound * n, 0.5), (view.name, cell, est, n)
+                assert got[cell][f"{m.name}_estimate"] == pytest.approx(est)
+            else:
+                assert got[cell][m.name] == exact.get(m.name), (view.name, cell, m.name)
+
+
+def served(settings: Settings, view: ViewDef) -> dict[tuple[str, int], dict[str, Any]]:
+    """Every row of the current version, through the shared BatchReader interface."""
+    reader = BatchReader(settings)
+    info = reader.current(view.name)
+    assert info is not None
+    table = reader._table(view.name, info.version)
+    return {(k, b): row for k, buckets in table.items() for b, row in buckets.items()}
+
+
+# --- module fixtures: one namespace, one Spark session, one generated data set -----------
+
+
+@pytest.fixture(scope="module")
+def ns(stack: Settings, base_settings: Settings) -> Iterator[Settings]:
+    batch = base_settings.batch.model_copy(update={"keep_versions": 2})
+    s = base_settings.model_copy(update={"namespace": f"t{uuid.uuid4().hex[:10]}", "batch": batch})
+    yield s
+    client = webhdfs(s)
+    client.delete(s.hdfs_root, recursive=True)
+
+
+@pytest.fixture(scope="module")
+def spark(stack: Settings):  # type: ignore[no-untyped-def]
+    from batch.spark import spark_session
+
+    session = spark_session(stack, app_name="test-batch")
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="module")
+def base_ms() -> int:
+    now = int(time.time() * 1000)
+    return now - now % 3_600_000 - 2 * 3_600_000
+
+
+@pytest.fixture(scope="module")
+def events(ns: Settings, base_ms: int) -> list[Event]:
+    return land_directly(ns, generate(seed=7, base_ms=base_ms, windows=range(10), n=3000))
+
+
+@pytest.fixture(scope="module")
+def extra() -> list[Event]:
+    """Events landed by later tests (after the first run)."""
+    return []
+
+
+@pytest.fixture(scope="module")
+def cut_ms(base_ms: int) -> int:
+    return base_ms + 7 * W_MS
+
+
+@pytest.fixture(scope="module")
+def first(ns: Settings, spark: Any, events: list[Event], cut_ms: int) -> dict[str, Any]:
+    report = run_cycle(ns, cut_ms=cut_ms, land=False, trino=True, spark=spark)
+    assert report["ok"], report["summary"]
+    return report
+
+
+# --- tests, in order: they share the namespace's published versions ----------------------
+
+
+def test_every_measure_of_every_view_equals_the_oracle(
+    ns: Settings, first: dict[str, Any], events: list[Event], cut_ms: int
+) -> None:
+    assert {v for v, r in first["views"].items() if r["status"] == "published"} == set(all_views())
+    for view in all_views().values():
+        assert_matches(view, served(ns, view), oracle(view, events, cut_ms))
+
+
+def test_lineage_names_cut_inputs_and_offsets(
+    ns: Settings, first: dict[str, Any], events: list[Event], cut_ms: int
+) -> None:
+    info = BatchReader(ns).current("pageviews_by_url_hourly")
+    assert info is not None and info.cut_ms == cut_ms
+    lin = info.lineage
+    below = [e for e in events if e[2] - e[2] % W_MS < cut_ms]
+    want_next = {str(p): max(o for q, o, _, _ in below if q == p) + 1 for p in (0, 1)}
+    assert lin["offsets"] == want_next
+    assert all(
+        MasterFile.parse(path.rsplit("/", 1)[1]).window_ms < cut_ms for path in lin["inputs"]
+    )  # type: ignore[union-attr]
+    n_oracle = len(oracle(get_view("pageviews_by_url_hourly"), events, cut_ms))
+    assert lin["rows"] == n_oracle and lin["version"] == info.version
+
+
+def test_trino_current_view_returns_the_oracle_rows(
+    ns: Settings, first: dict[str, Any], events: list[Event], cut_ms: int
+) -> None:
+    from batch.trino_tables import TrinoTables
+
+    tables = TrinoTables(ns)
+    view = get_view("bytes_by_referrer_daily")
+    _, rows = tables.query(
+        "SELECT referrer, key, bucket_ms, bytes, views FROM bytes_by_referrer_daily"
+    )
+    want = oracle(view, events, cut_ms)
+    got = {(k, b): (r, s, c) for r, k, b, s, c in rows}
+    assert set(got) == set(want)
+    for (key, bucket), acc in want.items():
+        referrer = None if key == NULL else key
+        assert got[(key, bucket)] == (referrer, acc["bytes"], acc["views"])
+    _, count = tables.query("SELECT count(*), count(DISTINCT event_id) FROM master_pageviews")
+    assert count[0] == (len(events), len(events))
+
+
+def test_a_second_run_with_no_new_data_publishes_nothing(
+    ns: Settings, spark: Any, first: dict[str, Any], cut_ms: int
+) -> None:
+    store = VersionStore(ns)
+    before = {v: store.published(v) for v in all_views()}
+    again = run_cycle(ns, cut_ms=cut_ms, land=False, trino=True, spark=spark)
+    assert again["ok"]
+    assert {r["status"] for r in again["views"].values()} == {"unchanged"}
+    assert {v: store.published(v) for v in all_views()} == before
+
+
+def test_time_moving_on_past_the_data_publishes_once(
+    ns: Settings, spark: Any, first: dict[str, Any], events: list[Event], base_ms: int
+) -> None:
+    view = get_view("visitors_by_url_hourly")
+    late_cut = base_ms + 15 * W_MS
+    moved = run_cycle(ns, cut_ms=late_cut, land=False, trino=False, views=[view.name], spark=spark)
+    assert moved["views"][view.name]["status"] == "published"
+    assert_matches(view, served(ns, view), oracle(view, events, late_cut))
+    later = run_cycle(
+        ns, cut_ms=late_cut + 5 * W_MS, land=False, trino=False, views=[view.name], spark=spark
+    )
+    assert later["views"][view.name]["status"] == "unchanged"
+
+
+def test_a_changed_view_definition_publishes_a_new_version(
+    ns: Settings, spark: Any, first: dict[str, Any], events: list[Event], cut_ms: int
+) -> None:
+    from batch.trino_tables import TrinoTables
+
+    old = get_view("pageviews_by_url_hourly")
+    changed = replace(old, measures=(*old.measures, Measure("bytes_total", "sum", "bytes")))
+    before = VersionStore(ns).published(old.name)
+    report = run_cycle(ns, cut_ms=cut_ms, land=False, trino=True, views=[changed], spark=spark)
+    assert report["views"][old.name]["status"] == "published"
+    assert VersionStore(ns).published(old.name)[0] == before[0] + 1
+    assert_matches(changed, served(ns, changed), oracle(changed, events, cut_ms))
+    _, rows = TrinoTables(ns).query(f"SELECT sum(bytes_total) FROM {old.name}")
+    assert rows[0][0] == sum(e["bytes"] for _, _, i, e in events if i < cut_ms)
+
+
+@pytest.mark.parametrize("point", ["build", "before-swap"])
+def test_sigkill_leaves_the_served_version_and_the_next_run_succeeds(
+    ns: Settings,
+    spark: Any,
+    first: dict[str, Any],
+    events: list[Event],
+    extra: list[Event],
+    base_ms: int,
+    point: str,
+) -> None:
+    view = get_view("bytes_by_referrer_daily")
+    store = VersionStore(ns)
+    served_before = store.published(view.name)[0]
+    lineage_before = store.lineage(view.name, served_before)
+    more = land_directly(
+        ns, generate(seed=SEEDS[point], base_ms=base_ms, windows=range(20, 22), n=200)
+    )
+    cut = base_ms + 30 * W_MS
+    _run_and_kill(ns, view.name, cut, point)
+    assert store.published(view.name)[0] == served_before
+    assert store.lineage(view.name, served_before) == lineage_before
+    assert store._list(store.paths.staging(view.name)), "the killed run left its staging dir"
+    report = run_cycle(ns, cut_ms=cut, land=False, trino=False, views=[view.name], spark=spark)
+    assert report["ok"] and report["views"][view.name]["status"] == "published"
+    assert store._list(store.paths.staging(view.name)) == []
+    extra.extend(more)
+    assert_matches(view, served(ns, view), oracle(view, events + extra, cut))
+
+
+SEEDS = {"build": 11, "before-swap": 12}
+
+
+def _run_and_kill(ns: Settings, view: str, cut: int, point: str) -> None:
+    env = {**os.environ, "LAMBDALAB_NAMESPACE": ns.namespace, "LAMBDALAB_BATCH_PAUSE_AT": point}
+    cmd = [
+        str(ROOT / ".venv/bin/lambdalab"),
+        "batch",
+        "run",
+        "--no-land",
+        "--no-trino",
+        "--cut-ms",
+        str(cut),
+        "--view",
+        view,
+    ]
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    assert proc.stderr is not None
+    deadline = time.monotonic() + 240
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if f"PAUSED {point}" in line:
+            break
+        assert time.monotonic() < deadline, "batch run never reached the pause point"
+    else:
+        pytest.fail(f"batch run exited ({proc.wait()}) before {point}: {''.join(seen)[-2000:]}")
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+
+
+def test_versions_beyond_keep_are_pruned_and_raw_data_is_kept(
+    ns: Settings, first: dict[str, Any], events: list[Event], extra: list[Event]
+) -> None:
+    from batch.master import list_files
+
+    # bytes_by_referrer_daily: v1 (first run), v2 and v3 (after each kill); keep = 2
+    assert VersionStore(ns).published("bytes_by_referrer_daily") == [3, 2]
+    landed = list_files(webhdfs(ns), ns, PAGE_VIEWS.name)
+    assert sum(mf.last_offset - mf.first_offset + 1 for _, mf in landed) == len(events + extra)
+
+
+def test_spark_hll_sketches_union_with_python_sketches(spark: Any) -> None:
+    from datasketches import hll_sketch
+
+    from views.definition import hll_of, hll_union
+
+    values = [f"user-{i}" for i in range(2000)]
+    more = [f"other-{i}" for i in range(1000)]
+    df = spark.createDataFrame([(v,) for v in values], "v STRING")
+    blob = bytes(df.selectExpr("hll_sketch_agg(v, 12) AS s").collect()[0]["s"])
+    assert abs(hll_sketch.deserialize(blob).get_estimate() - 2000) <= 3 * hll_rse() * 2000
+    same = hll_estimate(hll_union([blob, hll_of(values)]))
+    assert abs(same - 2000) <= 3 * hll_rse() * 2000, "same values hashed differently"
+    both = hll_estimate(hll_union([blob, hll_of(more)]))
+    assert abs(both - 3000) <= 3 * hll_rse() * 3000
+    merged = spark.createDataFrame([(bytearray(blob),), (bytearray(hll_of(more)),)], "s BINARY")
+    est = merged.selectExpr("hll_sketch_estimate(hll_union_agg(s)) AS e").collect()[0]["e"]
+    assert abs(est - 3000) <= 3 * hll_rse() * 3000
