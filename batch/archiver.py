@@ -294,7 +294,11 @@ def _consumer(settings: Settings, **overrides: Any) -> KafkaConsumer:
 
 
 def _partitions(consumer: KafkaConsumer, topic: str) -> list[TopicPartition]:
+    deadline = time.monotonic() + 10.0  # metadata of a topic just created may lag
     parts = consumer.partitions_for_topic(topic)
+    while not parts and time.monotonic() < deadline:
+        time.sleep(0.2)
+        parts = consumer.partitions_for_topic(topic)
     if not parts:
         msg = f"topic {topic} has no partitions (or Kafka did not answer)"
         raise ServiceUnavailable(msg)

@@ -1,0 +1,79 @@
+"""Unit tests of edge validation: body parsing and per-item reasons naming the field."""
+
+from __future__ import annotations
+
+import pytest
+
+from ingest.files import read_events
+from ingest.validation import BodyError, check, parse_body
+from lambdalab.schema import PAGE_VIEWS
+
+GOOD = {
+    "event_id": "e1",
+    "url": "https://x/1",
+    "user_id": "u1",
+    "referrer": None,
+    "bytes": 10,
+    "event_time": "2025-01-01T00:00:00.000Z",
+}
+
+
+def test_one_object_array_and_ndjson() -> None:
+    import orjson
+
+    assert parse_body(orjson.dumps(GOOD), "application/json") == [GOOD]
+    assert parse_body(orjson.dumps([GOOD, GOOD]), None) == [GOOD, GOOD]
+    nd = orjson.dumps(GOOD) + b"\n\n" + orjson.dumps(GOOD) + b"\n"
+    assert parse_body(nd, "application/x-ndjson; charset=utf-8") == [GOOD, GOOD]
+
+
+@pytest.mark.parametrize(
+    ("body", "ctype", "needle"),
+    [
+        (b"{nope", "application/json", "not valid JSON"),
+        (b"42", "application/json", "got int"),
+        (b'{"a": 1}\n{bad', "application/x-ndjson", "line 2"),
+    ],
+)
+def test_bad_bodies_say_where(body: bytes, ctype: str, needle: str) -> None:
+    with pytest.raises(BodyError, match=needle):
+        parse_body(body, ctype)
+
+
+@pytest.mark.parametrize(
+    ("patch", "field"),
+    [
+        ({"bytes": "ten"}, "bytes"),
+        ({"bytes": True}, "bytes"),
+        ({"url": 5}, "url"),
+        ({"event_time": "yesterday"}, "event_time"),
+        ({"event_time": "2025-01-01T00:00:00"}, "event_time"),
+        ({"user_id": None}, "user_id"),
+        ({"colour": "red"}, "colour"),
+    ],
+)
+def test_reasons_name_the_field(patch: dict, field: str) -> None:
+    bad = {**GOOD, **patch}
+    checked = check(PAGE_VIEWS, [GOOD, bad, GOOD])
+    assert len(checked.events) == 2
+    assert len(checked.rejected) == 1
+    assert checked.rejected[0]["index"] == 1
+    assert field in checked.rejected[0]["reason"]
+
+
+def test_missing_field_is_named() -> None:
+    bad = {k: v for k, v in GOOD.items() if k != "url"}
+    checked = check(PAGE_VIEWS, [bad])
+    assert checked.rejected == [{"index": 0, "reason": "field 'url' is required"}]
+
+
+def test_file_lines_are_numbered(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import orjson
+
+    path = tmp_path / "e.ndjson"
+    path.write_bytes(
+        orjson.dumps(GOOD) + b"\n" + b"{oops\n" + b"\n" + orjson.dumps({**GOOD, "bytes": "x"})
+    )
+    rows = list(read_events(path, PAGE_VIEWS))
+    assert [(n, e is None) for n, e, _ in rows] == [(1, False), (2, True), (4, True)]
+    assert "bytes" in rows[2][2]
