@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from ingest.files import read_events
@@ -67,7 +69,7 @@ def test_missing_field_is_named() -> None:
     assert checked.rejected == [{"index": 0, "reason": "field 'url' is required"}]
 
 
-def test_file_lines_are_numbered(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_file_lines_are_numbered(tmp_path: Path) -> None:
     import orjson
 
     path = tmp_path / "e.ndjson"
