@@ -80,7 +80,9 @@ def file_cmd(path: Annotated[Path, typer.Argument(help="NDJSON file, one event p
     finally:
         producer.close()
     for number, reason in report.rejected:
-        err.print(f"{path}:{number}: rejected: {reason}", highlight=False, markup=False)
+        err.print(
+            f"{path}:{number}: rejected: {reason}", highlight=False, markup=False, soft_wrap=True
+        )
     console.print(f"sent {report.sent} events, rejected {len(report.rejected)} lines")
     if report.rejected:
         raise typer.Exit(1)
