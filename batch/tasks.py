@@ -121,7 +121,8 @@ class _ViewTask(luigi.Task):
         return self.ctx.plans[self.view]
 
     def on_failure(self, exception: BaseException) -> str:
-        body = "".join(traceback.format_exception(exception))
+        trace = "".join(traceback.format_exception(exception))
+        body = f"run {self.ctx.run_id}: {exception}\n\nnothing served has changed\n\n{trace}"
         notify_failure(self.ctx.settings, f"{self.task_family} {self.view} failed", body)
         return str(super().on_failure(exception))
 

@@ -393,3 +393,96 @@ def test_spark_hll_sketches_union_with_python_sketches(spark: Any) -> None:
     merged = spark.createDataFrame([(bytearray(blob),), (bytearray(hll_of(more)),)], "s BINARY")
     est = merged.selectExpr("hll_sketch_estimate(hll_union_agg(s)) AS e").collect()[0]["e"]
     assert abs(est - 3000) <= 3 * hll_rse() * 3000
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def smtp_inbox() -> Iterator[tuple[int, list[Any]]]:
+    """A local SMTP server (aiosmtpd) collecting the messages it receives."""
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.handlers import Message
+
+    inbox: list[Any] = []
+
+    class Collect(Message):  # type: ignore[misc]
+        def handle_message(self, message: Any) -> None:
+            inbox.append(message)
+
+    port = _free_port()
+    controller = Controller(Collect(), hostname="127.0.0.1", port=port)
+    controller.start()
+    yield port, inbox
+    controller.stop()
+
+
+def test_a_failed_build_mails_the_operator_and_changes_nothing(
+    ns: Settings, spark: Any, first: dict[str, Any], smtp_inbox: tuple[int, list[Any]], base_ms: int
+) -> None:
+    from batch.build import Plan
+    from batch.tasks import BatchContext, run_tasks
+
+    port, inbox = smtp_inbox
+    batch = ns.batch.model_copy(
+        update={"smtp_host": "127.0.0.1", "smtp_port": port, "notify_to": ["ops@example.org"]}
+    )
+    mailing = ns.model_copy(update={"batch": batch})
+    view = get_view("pageviews_by_url_hourly")
+    store = VersionStore(mailing)
+    before = store.published(view.name)
+    missing = MasterFile(base_ms, 0, 10**9, 10**9 + 1)
+    gone = f"{store.paths.master(PAGE_VIEWS.name)}/{missing.date_dir}/{missing.name}"
+    plans = {view.name: Plan(view, base_ms + 60 * W_MS, [(gone, missing)])}
+    ctx = BatchContext(mailing, store, plans, trino=False, spark_session=spark)
+    assert run_tasks(ctx)["ok"] is False
+    assert store.published(view.name) == before
+    assert len(inbox) == 1
+    assert inbox[0]["To"] == "ops@example.org"
+    assert "BuildVersion pageviews_by_url_hourly failed" in inbox[0]["Subject"]
+    assert missing.name in inbox[0].get_payload(decode=True).decode()
+
+
+def test_batch_run_lands_from_kafka_then_builds_what_it_landed(
+    settings: Settings, spark: Any
+) -> None:
+    from kafka import KafkaProducer
+
+    from lambdalab.topics import ensure_topics
+
+    ensure_topics(settings)
+    now = int(time.time() * 1000)
+    pairs = generate(seed=21, base_ms=now - now % W_MS, windows=range(1), n=300)
+    producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers, acks="all")
+    for _, event in pairs:
+        producer.send(settings.events_topic, PAGE_VIEWS.encode(event))
+    producer.flush()
+    producer.close()
+    view = get_view("bytes_by_referrer_daily")
+    cut = now - now % W_MS + 10 * W_MS  # the override puts every record before the cut
+    try:
+        report = run_cycle(
+            settings, cut_ms=cut, land=True, trino=False, views=[view.name], spark=spark
+        )
+        assert report["ok"] and report["landed"]["rows"] == len(pairs)
+        sent = [(0, 0, 0, event) for _, event in pairs]  # ingest time < cut for all of them
+        assert_matches(view, served(settings, view), oracle(view, sent, cut))
+        lineage = BatchReader(settings).current(view.name).lineage  # type: ignore[union-attr]
+        assert sum(int(n) for n in lineage["offsets"].values()) == len(pairs)
+        assert len(lineage["manifests"]) == 1
+    finally:
+        webhdfs(settings).delete(settings.hdfs_root, recursive=True)
+        _delete_topics(settings)
+
+
+def _delete_topics(settings: Settings) -> None:
+    from kafka.admin import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
+    admin.delete_topics([settings.events_topic, settings.dlq_topic])
+    admin.close()

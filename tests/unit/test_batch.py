@@ -1,0 +1,107 @@
+"""Pure logic of the batch layer: the cut, fingerprints, lineage text, CLI periods."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+
+import pytest
+
+from batch.build import Plan, choose_cut
+from batch.cli import parse_every
+from batch.compile import output_columns
+from batch.lineage import describe, fingerprint, offsets_of, ranges_of, utc
+from lambdalab.errors import ConfigError
+from lambdalab.paths import MasterFile
+from lambdalab.settings import Settings
+from views.definition import Measure
+from views.registry import get_view
+
+
+def _files(seed: int) -> list[tuple[str, MasterFile]]:
+    rng = random.Random(seed)
+    out, nxt = [], {0: 0, 1: 0}
+    for window in range(5):
+        for p in (0, 1):
+            n = rng.randrange(1, 50)
+            mf = MasterFile(1_700_000_000_000 + window * 60_000, p, nxt[p], nxt[p] + n - 1)
+            nxt[p] += n
+            out.append((f"/x/master/pageviews/{mf.date_dir}/{mf.name}", mf))
+    return out
+
+
+def test_cut_is_a_window_boundary_at_or_before_snapshot_minus_skew() -> None:
+    s = Settings()
+    rng = random.Random(3)
+    for _ in range(1000):
+        t = rng.randrange(1_600_000_000_000, 1_900_000_000_000)
+        cut = choose_cut(s, t)
+        assert cut % (s.batch.window_s * 1000) == 0
+        edge = t - s.batch.clock_skew_s * 1000
+        assert edge - s.batch.window_s * 1000 < cut <= edge
+
+
+def test_fingerprint_depends_on_the_set_of_inputs_not_their_order() -> None:
+    paths = [p for p, _ in _files(1)]
+    shuffled = paths[:]
+    random.Random(2).shuffle(shuffled)
+    assert fingerprint("v", "c", paths) == fingerprint("v", "c", shuffled)
+    assert fingerprint("v", "c", paths) != fingerprint("v", "c", paths[:-1])
+    assert fingerprint("v", "c", paths) != fingerprint("v2", "c", paths)
+    assert fingerprint("v", "c", paths) != fingerprint("v", "c2", paths)
+
+
+def test_plan_fingerprint_changes_with_the_view_definition_only_when_it_changes() -> None:
+    view = get_view("pageviews_by_url_hourly")
+    files = _files(4)
+    same = Plan(view, 10, files).fingerprint
+    assert Plan(view, 99, files).fingerprint == same, "the cut alone is not an input"
+    changed = replace(view, measures=(*view.measures, Measure("b", "sum", "bytes")))
+    assert Plan(changed, 10, files).fingerprint != same
+
+
+def test_offsets_and_ranges_cover_each_partition_exactly() -> None:
+    files = [mf for _, mf in _files(5)]
+    offsets, ranges = offsets_of(files), ranges_of(files)
+    for p in (0, 1):
+        mine = [mf for mf in files if mf.partition == p]
+        assert offsets[str(p)] == sum(mf.last_offset - mf.first_offset + 1 for mf in mine)
+        assert ranges[str(p)] == [0, offsets[str(p)] - 1]
+
+
+def test_lineage_reads_as_utc_text() -> None:
+    lin = {
+        "view": "v",
+        "version": 3,
+        "cut_ms": 1_700_000_040_000,
+        "inputs": ["a", "b"],
+        "offsets": {"0": 10},
+        "ranges": {"0": [0, 9]},
+        "rows": 5,
+        "duration_s": 1.25,
+        "started_ms": 1_700_000_100_000,
+        "finished_ms": 1_700_000_101_250,
+    }
+    text = dict(describe(lin))
+    assert text["cut (ingest time)"].startswith("2023-11-14 22:14:00.000 UTC")
+    assert text["inputs"] == "2 master files"
+    assert text["offsets covered"] == "p0: 0..9"
+    assert utc(None) == "-"
+
+
+def test_every_period_parses_and_rejects_garbage() -> None:
+    assert parse_every("5m") == 300 and parse_every("90s") == 90 and parse_every("1h") == 3600
+    assert parse_every("45") == 45
+    with pytest.raises(ConfigError):
+        parse_every("five minutes")
+
+
+def test_output_columns_follow_the_version_dir_contract() -> None:
+    cols = dict(output_columns(get_view("visitors_by_url_hourly")))
+    assert cols == {
+        "url": "varchar",
+        "key": "varchar",
+        "bucket_ms": "bigint",
+        "unique_visitors": "varbinary",
+        "unique_visitors_estimate": "double",
+    }
