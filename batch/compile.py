@@ -9,6 +9,7 @@ so the serving layer can merge a batch row with realtime partials.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from views.definition import HLL_LG_K, KEY_SEP, NULL_KEY, ViewDef
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
 
 # Bumped whenever the compiled form changes meaning: part of every version's fingerprint.
-CODE_VERSION = "batch-compile-1"
+CODE_VERSION = "batch-compile-2"
 
 
 def read_master(spark: SparkSession, uris: list[str], cut_ms: int) -> DataFrame:
@@ -25,15 +26,8 @@ def read_master(spark: SparkSession, uris: list[str], cut_ms: int) -> DataFrame:
     from pyspark.sql import functions as F
 
     df = spark.read.parquet(*uris)
-    return df.where(F.expr("unix_millis(ingest_ts)") < F.lit(cut_ms))
-
-
-def key_column(view: ViewDef) -> Column:
-    """The view key, as ``ViewDef.key_of`` makes it: fields joined by KEY_SEP, nulls as NULL_KEY."""
-    from pyspark.sql import functions as F
-
-    parts = [F.coalesce(F.col(k).cast("string"), F.lit(NULL_KEY)) for k in view.keys]
-    return F.concat_ws(KEY_SEP, *parts)
+    cut = datetime.fromtimestamp(cut_ms / 1000, tz=UTC)  # a literal lets Parquet skip row groups
+    return df.where(F.col("ingest_ts") < F.lit(cut))
 
 
 def bucket_column(view: ViewDef, time_field: str = "event_time") -> Column:
@@ -66,23 +60,28 @@ def measure_columns(view: ViewDef) -> list[Column]:
 def compile_view(view: ViewDef, records: DataFrame) -> DataFrame:
     """The batch view of ``records``: one row per (key, bucket) with the contract's columns.
 
-    Columns: one string column per key field, ``key``, ``bucket_ms`` (int64), one column per
-    measure (int64, or binary HLL sketch) and ``<name>_estimate`` (double) for each HLL.
+    Columns: one string column per key field (NULL for a missing value), ``key``,
+    ``bucket_ms`` (int64), one column per measure (int64, or binary HLL sketch) and
+    ``<name>_estimate`` (double) for each HLL. Rows are grouped by the key parts as
+    ``ViewDef.key_of`` renders them, so batch and speed agree on every key.
     """
     from pyspark.sql import functions as F
 
-    keyed = records.withColumn("__key", key_column(view)).withColumn(
-        "__bucket", bucket_column(view)
-    )
-    firsts = [F.first(F.col(k).cast("string")).alias(k) for k in view.keys]
-    grouped = keyed.groupBy("__key", "__bucket").agg(*firsts, *measure_columns(view))
-    out = grouped.select(
-        *[F.col(k) for k in view.keys],
-        F.col("__key").alias("key"),
+    groups = [_key_part(k).alias(f"__k{i}") for i, k in enumerate(view.keys)]
+    grouped = records.groupBy(*groups, bucket_column(view).alias("__bucket"))
+    parts = [F.col(f"__k{i}") for i in range(len(view.keys))]
+    return grouped.agg(*measure_columns(view)).select(
+        *[F.nullif(p, F.lit(NULL_KEY)).alias(k) for p, k in zip(parts, view.keys, strict=True)],
+        F.concat_ws(KEY_SEP, *parts).alias("key"),
         F.col("__bucket").cast("long").alias("bucket_ms"),
         *_measure_outputs(view),
     )
-    return out
+
+
+def _key_part(field: str) -> Column:
+    from pyspark.sql import functions as F
+
+    return F.coalesce(F.col(field).cast("string"), F.lit(NULL_KEY))
 
 
 def _measure_outputs(view: ViewDef) -> list[Column]:
