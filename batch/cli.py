@@ -15,7 +15,7 @@ import typer
 from rich.table import Table
 
 from lambdalab.cliutil import console, friendly
-from lambdalab.errors import ConfigError, ViewError
+from lambdalab.errors import ConfigError, LambdaLabError, ViewError
 from lambdalab.settings import get_settings
 
 batch_app = typer.Typer(help="The batch layer: land, cut, build, publish.", no_args_is_help=True)
@@ -64,18 +64,24 @@ def batch_run(
 @batch_app.command("loop")
 @friendly
 def batch_loop(
-    every: Annotated[str, typer.Option(help="period: 30s, 5m, 1h")] = "5m",
+    every: Annotated[
+        str | None, typer.Option(help="period: 30s, 5m, 1h (default: batch.loop_every_s)")
+    ] = None,
     trino: Annotated[bool, typer.Option(help="register Trino tables")] = True,
 ) -> None:
     """Run a batch cycle every period, with one Spark session, until interrupted."""
     from batch.spark import spark_session
     from batch.tasks import run_cycle
 
-    settings, period = get_settings(), parse_every(every)
+    settings = get_settings()
+    period = parse_every(every) if every else float(settings.batch.loop_every_s)
     spark = spark_session(settings, app_name="lambdalab-batch-loop")
     while True:
         started = time.monotonic()
-        _print_cycle(run_cycle(settings, trino=trino, spark=spark))
+        try:
+            _print_cycle(run_cycle(settings, trino=trino, spark=spark))
+        except LambdaLabError as exc:  # already logged and mailed; the next cycle may succeed
+            console.print(f"[red]batch cycle failed:[/] {exc}")
         time.sleep(max(0.0, period - (time.monotonic() - started)))
 
 
@@ -106,13 +112,17 @@ def lineage(
     """What a published version of a view was computed from, for people."""
     from batch.lineage import describe
     from batch.reader import BatchReader
+    from views.registry import get_view
 
     reader = BatchReader(get_settings())
-    info = reader.current(view) if version is None else None
-    lin = info.lineage if info else reader.store.lineage(view, version or 0)
-    if version is None and info is None:
-        msg = f"view {view}: no published version yet (run `lambdalab batch run`)"
+    published = reader.store.published(view)
+    if not published:
+        get_view(view)  # an unknown name says which views exist
+    if not published or (version is not None and version not in published):
+        known = ", ".join(map(str, published)) or "none (run `lambdalab batch run`)"
+        msg = f"view {view}: no published version {version or ''}; published: {known}"
         raise ViewError(msg)
+    lin = reader.store.lineage(view, version or published[0])
     table = Table(show_header=False)
     for label, text in describe(lin):
         table.add_row(label, text)

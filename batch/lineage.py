@@ -60,7 +60,6 @@ def describe(lineage: dict[str, Any]) -> list[tuple[str, str]]:
         ("landing manifests", str(len(lineage.get("manifests", [])))),
         ("offsets covered", parts or "none"),
         ("rows", str(lineage.get("rows"))),
-        ("source records", str(lineage.get("records"))),
         ("started", utc(lineage.get("started_ms"))),
         ("finished", utc(lineage.get("finished_ms"))),
         ("duration", f"{lineage.get('duration_s', 0):.1f} s"),

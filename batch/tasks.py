@@ -236,7 +236,11 @@ def run_cycle(
     from views.registry import all_views, get_view
 
     snapshot_ms = int(time.time() * 1000)
-    landed = _land(settings) if land else None
+    try:
+        landed = _land(settings) if land else None
+    except Exception as exc:  # landing is outside Luigi: report it the same way
+        notify_failure(settings, "landing failed", f"{type(exc).__name__}: {exc}")
+        raise
     cut = cut_ms if cut_ms is not None else choose_cut(settings, snapshot_ms)
     store = VersionStore(settings)
     defs = [get_view(v) if isinstance(v, str) else v for v in views or all_views().values()]

@@ -112,5 +112,16 @@ class TrinoTables:
         """Forget the table of a deleted version (the data is already gone)."""
         self.query(f"DROP TABLE IF EXISTS {self._name(version_table(view, n))}")
 
+    def drop_schema(self) -> None:
+        """Forget the namespace's schema, its views and tables (never deletes their data)."""
+        _, rows = self.query(
+            f"SELECT table_name, table_type FROM {self.catalog}.information_schema.tables "
+            f"WHERE table_schema = '{self.schema}'"
+        )
+        for name, kind in rows:
+            what = "VIEW" if kind == "VIEW" else "TABLE"
+            self.query(f"DROP {what} IF EXISTS {self._name(name)}")
+        self.query(f"DROP SCHEMA IF EXISTS {self.catalog}.{self.schema}")
+
     def _name(self, table: str) -> str:
         return f'{self.catalog}.{self.schema}."{table}"'

@@ -172,8 +172,10 @@ def ns(stack: Settings, base_settings: Settings) -> Iterator[Settings]:
     batch = base_settings.batch.model_copy(update={"keep_versions": 2})
     s = base_settings.model_copy(update={"namespace": f"t{uuid.uuid4().hex[:10]}", "batch": batch})
     yield s
-    client = webhdfs(s)
-    client.delete(s.hdfs_root, recursive=True)
+    from batch.trino_tables import TrinoTables
+
+    TrinoTables(s).drop_schema()
+    webhdfs(s).delete(s.hdfs_root, recursive=True)
 
 
 @pytest.fixture(scope="module")

@@ -105,3 +105,12 @@ def test_output_columns_follow_the_version_dir_contract() -> None:
         "unique_visitors": "varbinary",
         "unique_visitors_estimate": "double",
     }
+
+
+def test_the_reader_says_hdfs_is_down_instead_of_crashing() -> None:
+    from batch.reader import BatchReader
+    from lambdalab.errors import ServiceUnavailable
+
+    down = Settings(hdfs={"webhdfs_url": "http://127.0.0.1:9"})  # type: ignore[arg-type]
+    with pytest.raises(ServiceUnavailable, match=r"127\.0\.0\.1:9"):
+        BatchReader(down).current("pageviews_by_url_hourly")
