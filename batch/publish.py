@@ -121,7 +121,7 @@ class VersionStore:
         """Whether ``path`` exists on HDFS."""
         try:
             return self.client.status(path, strict=False) is not None
-        except Exception as exc:  # requests' connection errors: HDFS is down
+        except OSError as exc:  # requests raises OSError subclasses: HDFS is down
             msg = f"HDFS (WebHDFS {self.settings.hdfs.webhdfs_url}) did not answer: {exc}"
             raise ServiceUnavailable(msg) from exc
 

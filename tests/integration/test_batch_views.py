@@ -179,7 +179,7 @@ def ns(stack: Settings, base_settings: Settings) -> Iterator[Settings]:
 
 
 @pytest.fixture(scope="module")
-def spark(stack: Settings):  # type: ignore[no-untyped-def]
+def spark(stack: Settings) -> Iterator[Any]:
     from batch.spark import spark_session
 
     session = spark_session(stack, app_name="test-batch")
@@ -236,9 +236,8 @@ def test_lineage_names_cut_inputs_and_offsets(
     below = [e for e in events if e[2] - e[2] % W_MS < cut_ms]
     want_next = {str(p): max(o for q, o, _, _ in below if q == p) + 1 for p in (0, 1)}
     assert lin["offsets"] == want_next
-    assert all(
-        MasterFile.parse(path.rsplit("/", 1)[1]).window_ms < cut_ms for path in lin["inputs"]
-    )  # type: ignore[union-attr]
+    windows = [MasterFile.parse(path.rsplit("/", 1)[1]) for path in lin["inputs"]]
+    assert all(mf is not None and mf.window_ms < cut_ms for mf in windows)
     n_oracle = len(oracle(get_view("pageviews_by_url_hourly"), events, cut_ms))
     assert lin["rows"] == n_oracle and lin["version"] == info.version
 
@@ -413,7 +412,7 @@ def smtp_inbox() -> Iterator[tuple[int, list[Any]]]:
 
     inbox: list[Any] = []
 
-    class Collect(Message):  # type: ignore[misc]
+    class Collect(Message):
         def handle_message(self, message: Any) -> None:
             inbox.append(message)
 

@@ -111,6 +111,6 @@ def test_the_reader_says_hdfs_is_down_instead_of_crashing() -> None:
     from batch.reader import BatchReader
     from lambdalab.errors import ServiceUnavailable
 
-    down = Settings(hdfs={"webhdfs_url": "http://127.0.0.1:9"})  # type: ignore[arg-type]
+    down = Settings(hdfs={"webhdfs_url": "http://127.0.0.1:9"})
     with pytest.raises(ServiceUnavailable, match=r"127\.0\.0\.1:9"):
         BatchReader(down).current("pageviews_by_url_hourly")
