@@ -273,6 +273,20 @@ def test_a_second_run_with_no_new_data_publishes_nothing(
     assert {v: store.published(v) for v in all_views()} == before
 
 
+def test_a_run_killed_after_the_swap_but_before_its_marker_is_not_republished(
+    ns: Settings, spark: Any, first: dict[str, Any], cut_ms: int
+) -> None:
+    store = VersionStore(ns)
+    name = "pageviews_by_url_hourly"
+    marker = store.marker(name, first["views"][name]["fingerprint"])
+    store.client.delete(marker)  # the state a SIGKILL right after the rename leaves
+    before = store.published(name)
+    again = run_cycle(ns, cut_ms=cut_ms, land=False, trino=False, views=[name], spark=spark)
+    assert again["views"][name]["status"] == "unchanged"
+    assert store.published(name) == before
+    assert store.exists(marker), "the marker is repaired from the newest lineage"
+
+
 def test_time_moving_on_past_the_data_publishes_once(
     ns: Settings, spark: Any, first: dict[str, Any], events: list[Event], base_ms: int
 ) -> None:
@@ -301,6 +315,9 @@ def test_a_changed_view_definition_publishes_a_new_version(
     assert_matches(changed, served(ns, changed), oracle(changed, events, cut_ms))
     _, rows = TrinoTables(ns).query(f"SELECT sum(bytes_total) FROM {old.name}")
     assert rows[0][0] == sum(e["bytes"] for _, _, i, e in events if i < cut_ms)
+    columns, rows = TrinoTables(ns).query(f'SELECT * FROM "{old.name}__v{before[0]}"')
+    assert "bytes_total" not in columns, "older versions stay queryable, unchanged"
+    assert len(rows) == len(oracle(old, events, cut_ms))
 
 
 @pytest.mark.parametrize("point", ["build", "before-swap"])
