@@ -40,7 +40,6 @@ class KafkaProbe:
                     bootstrap_servers=self.settings.kafka.bootstrap_servers,
                     enable_auto_commit=False,
                     request_timeout_ms=5_000,
-                    api_version_auto_timeout_ms=5_000,
                 )
             except KafkaError as exc:
                 msg = f"Kafka at {self.settings.kafka.bootstrap_servers} did not answer: {exc}"

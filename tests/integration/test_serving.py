@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import orjson
 import pytest
 from fastapi.testclient import TestClient
+from kafka import KafkaProducer
 
 from lambdalab.settings import Settings
-from lambdalab.topics import ensure_topics
+from lambdalab.topics import dlq_key, ensure_topics
 from serving.app import create_app
 
 READ = {"X-API-Key": "dev-read-key"}
@@ -140,6 +142,40 @@ def test_health_pipeline_and_metrics_on_the_real_stack(client: TestClient) -> No
     pipeline = client.get("/pipeline", headers=READ).json()
     assert set(pipeline) >= {"ingest", "speed", "batch", "dead_letters"}
     assert pipeline["batch"][VIEW]["version"] is None
+    for part in ("ingest", "speed", "dead_letters"):
+        assert "error" not in pipeline[part], pipeline[part]
     text = client.get("/metrics").text
     assert 'lambdalab_part_up{part="speed"} 1.0' in text
     assert "lambdalab_dead_letters 0.0" in text
+
+
+def test_dead_letters_are_counted_once_per_key(stack: Settings, settings: Settings) -> None:
+    ensure_topics(settings)
+    producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers, acks="all")
+    letters = [
+        (0, 5, "not valid JSON"),
+        (0, 5, "not valid JSON"),
+        (1, 9, "field 'url' is required"),
+    ]
+    for partition, offset, reason in letters:  # the first one reported twice (two layers)
+        value = {
+            "reason": reason,
+            "topic": settings.events_topic,
+            "partition": partition,
+            "offset": offset,
+            "ingest_ms": 1,
+            "value_b64": "",
+        }
+        producer.send(
+            settings.dlq_topic,
+            key=dlq_key(settings.events_topic, partition, offset),
+            value=orjson.dumps(value),
+            headers=[("reason", reason.encode())],
+        )
+    producer.flush()
+    producer.close()
+    with TestClient(create_app(settings)) as client:
+        dead = client.get("/pipeline", headers=READ).json()["dead_letters"]
+        text = client.get("/metrics").text
+    assert dead == {"total": 2, "by_reason": {"not valid JSON": 1, "field 'url' is required": 1}}
+    assert "lambdalab_dead_letters 2.0" in text
