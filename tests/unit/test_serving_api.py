@@ -6,6 +6,7 @@ No services: the batch and speed readers, and the Kafka probe, are replaced thro
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -295,3 +296,16 @@ def test_openapi_documents_every_route() -> None:
     ):
         assert path in spec["paths"], path
     assert "MergedAnswer" in spec["components"]["schemas"]
+
+
+def test_version_pointer_is_cached_briefly_and_then_reread() -> None:
+    from serving.deps import PointerCache
+
+    batch = FakeBatch(Info(VIEW, 1, T0), BATCH_ROWS)
+    cached = PointerCache(batch, ttl_s=0.2)
+    assert cached.current(VIEW).version == 1
+    batch.info = Info(VIEW, 2, T0 + HOUR)
+    assert cached.current(VIEW).version == 1  # within the TTL: the same (version, cut) pair
+    time.sleep(0.25)
+    assert cached.current(VIEW).version == 2
+    assert [c[0] for c in batch.calls] == ["current", "current"]
