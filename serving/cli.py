@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 import httpx
 import orjson
@@ -112,11 +113,21 @@ def _sample(base: str, settings: Settings) -> dict[str, Any]:
     return body
 
 
+def seconds_until_cut_covers(settings: Settings, first_ms: int, now_ms: int) -> float:
+    """Seconds to wait until a batch cut (window boundary <= now - skew) passes ``first_ms``."""
+    width = settings.batch.window_s * 1000
+    boundary = (first_ms // width + 1) * width
+    return max(0.0, (boundary + settings.batch.clock_skew_s * 1000 - now_ms) / 1000 + 0.5)
+
+
 @friendly
 def demo(
     seconds: Annotated[float, typer.Option(help="seconds of generated traffic")] = 30.0,
     rate: Annotated[float, typer.Option(help="events per second")] = 100.0,
     stop: Annotated[bool, typer.Option("--stop", help="stop what a previous demo started")] = False,
+    stack: Annotated[
+        bool, typer.Option("--stack/--no-stack", help="bring the local stack up first")
+    ] = True,
 ) -> None:
     """The whole pipeline: stack up, API and speed consumer up, traffic, a batch cycle."""
     settings = get_settings()
@@ -127,8 +138,9 @@ def demo(
     from lambdalab.stack import Stack
     from lambdalab.topics import ensure_topics
 
-    with console.status("stack up…"):
-        Stack(settings).up()
+    if stack:
+        with console.status("stack up…"):
+            Stack(settings).up()
     ensure_topics(settings)
     stop_background(settings)
     base = f"http://{settings.api.host}:{settings.api.port}"
@@ -137,20 +149,23 @@ def demo(
         "speed": start_background(settings, "speed", ["speed", "run", "--quiet"]),
     }
     wait_http(f"{base}/health")
+    started_ms = int(time.time() * 1000)
     with console.status(f"sending {rate:.0f} events/s over HTTP for {seconds:.0f}s…"):
         sent = _generate(base, settings, seconds, rate)
     console.print(f"sent {sent} events through POST {base}/events")
+    wait_s = seconds_until_cut_covers(settings, started_ms, int(time.time() * 1000))
+    if wait_s > 0:
+        with console.status(f"waiting {wait_s:.0f}s for the ingest window to close (the cut)…"):
+            time.sleep(wait_s)
     with console.status("one batch cycle (land, cut, build, publish)…"):
         report = run_cycle(settings)
     console.print(f"batch cycle ok={report.get('ok')}")
     time.sleep(2)
-    console.print(
-        f"\nAPI docs:   {base}/docs\nDashboard:  {base}/dashboard?key="
-        f"{settings.api.read_keys[0]}&view={SAMPLE_VIEW}&vkey={SAMPLE_KEY}\n"
-        f"Metrics:    {base}/metrics\nbackground: "
-        + ", ".join(f"{n} pid {p}" for n, p in pids.items())
-        + f" (logs in {_demo_dir(settings)}; stop: lambdalab demo --stop)\n"
-    )
+    query = urlencode({"key": settings.api.read_keys[0], "view": SAMPLE_VIEW, "vkey": SAMPLE_KEY})
+    running = ", ".join(f"{n} pid {p}" for n, p in pids.items())
+    print(f"\nAPI docs:   {base}/docs\nDashboard:  {base}/dashboard?{query}")
+    print(f"Metrics:    {base}/metrics\nbackground: {running}")
+    print(f"            logs in {_demo_dir(settings)}; stop them with: lambdalab demo --stop\n")
     console.print(f"sample merged answer ({SAMPLE_VIEW}, key {SAMPLE_KEY}):")
     console.print_json(orjson.dumps(_sample(base, settings)).decode())
 
