@@ -6,6 +6,7 @@ never stopped); Trino, HDFS and Kafka are the real services of the local stack.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import orjson
@@ -179,3 +180,16 @@ def test_dead_letters_are_counted_once_per_key(stack: Settings, settings: Settin
         text = client.get("/metrics").text
     assert dead == {"total": 2, "by_reason": {"not valid JSON": 1, "field 'url' is required": 1}}
     assert "lambdalab_dead_letters 2.0" in text
+
+
+def test_sql_timeout_is_enforced_by_trino(stack: Settings, settings: Settings) -> None:
+    slow = (
+        "SELECT count(*) FROM UNNEST(sequence(1, 10000)) a(x) "
+        "CROSS JOIN UNNEST(sequence(1, 10000)) b(y) CROSS JOIN UNNEST(sequence(1, 1000)) c(z) "
+        "WHERE x + y + z < 0"
+    )
+    with TestClient(create_app(_with(settings, api__sql_timeout_s=1.0))) as client:
+        started = time.monotonic()
+        r = client.post("/sql", json={"sql": slow}, headers=READ)
+    assert r.status_code == 504, r.text
+    assert "sql_timeout_s" in r.json()["detail"] and time.monotonic() - started < 15
