@@ -48,6 +48,7 @@ from views.compute import window_of
 
 MAX_ROWS_PER_FILE = 50_000
 FOLLOW_SLEEP_S = 1.0
+FOLLOW_LOCK_WAIT_S = 600.0  # a batch cycle may hold the lock while it lands
 
 
 @dataclass
@@ -86,18 +87,27 @@ class Run:
 
 
 @contextmanager
-def archiver_lock(settings: Settings) -> Iterator[None]:
-    """Hold the namespace's exclusive archiver lock, or raise BatchError if it is taken."""
+def archiver_lock(settings: Settings, wait_s: float = 0.0) -> Iterator[None]:
+    """Hold the namespace's exclusive archiver lock, waiting up to ``wait_s`` for it.
+
+    Raises:
+        BatchError: another archiver still holds it after ``wait_s``.
+    """
     folder = settings.paths.state_dir
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"archiver-{settings.namespace}.lock"
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    deadline = time.monotonic() + wait_s
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            msg = f"another archiver holds {path} for namespace {settings.namespace!r}"
-            raise BatchError(msg) from None
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    msg = f"another archiver holds {path} for namespace {settings.namespace!r}"
+                    raise BatchError(msg) from None
+                time.sleep(0.2)
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
         yield
@@ -122,19 +132,21 @@ def land(
     until: dict[int, int] | None = None,
     follow: bool = False,
     max_rows_per_file: int = MAX_ROWS_PER_FILE,
+    lock_wait_s: float = 0.0,
 ) -> dict[str, Any]:
     """Land the log into the master dataset; return the manifest of the (last) run.
 
     One run consumes every partition from the master dataset's next offsets up to
     ``until`` (default: the end offsets when the run starts) and writes a manifest.
     With ``follow=True`` runs repeat until SIGTERM/SIGINT; runs that landed nothing
-    write no manifest.
+    write no manifest, and the lock is held per run only, so that a batch cycle's own
+    landing (``lock_wait_s`` > 0) can take its turn between two runs.
     """
     ensure_topics(settings)
-    with archiver_lock(settings):
-        if not follow:
-            return _land_once(settings, stream, until, max_rows_per_file, always_manifest=True)
+    if follow:
         return _follow(settings, stream, max_rows_per_file)
+    with archiver_lock(settings, lock_wait_s):
+        return _land_once(settings, stream, until, max_rows_per_file, always_manifest=True)
 
 
 def _follow(settings: Settings, stream: Stream, max_rows: int) -> dict[str, Any]:
@@ -147,7 +159,8 @@ def _follow(settings: Settings, stream: Stream, max_rows: int) -> dict[str, Any]
     last: dict[str, Any] = {}
     try:
         while not stop["now"]:
-            manifest = _land_once(settings, stream, None, max_rows, always_manifest=False)
+            with archiver_lock(settings, FOLLOW_LOCK_WAIT_S):
+                manifest = _land_once(settings, stream, None, max_rows, always_manifest=False)
             last = manifest if manifest["files"] else last
             deadline = time.monotonic() + FOLLOW_SLEEP_S
             while not stop["now"] and time.monotonic() < deadline:

@@ -261,12 +261,8 @@ def _outcome(store: VersionStore, view: str, p: Plan, before: list[int]) -> dict
 
 
 def _land(settings: Settings) -> dict[str, Any] | None:
-    try:
-        from batch import archiver
-    except ModuleNotFoundError as exc:
-        if exc.name != "batch.archiver":
-            raise
-        log.warning("batch.archiver is not available: building from the landed data only")
-        return None
+    """Land up to the end offsets seen now, waiting for a continuous archiver's turn."""
+    from batch import archiver
+
     until = archiver.end_offsets(settings, settings.events_topic)
-    return dict(archiver.land(settings, until=until))
+    return dict(archiver.land(settings, until=until, lock_wait_s=archiver.FOLLOW_LOCK_WAIT_S))

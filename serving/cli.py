@@ -7,12 +7,7 @@ programs: ``lambdalab serve`` and ``lambdalab speed run --quiet``.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -45,40 +40,6 @@ def serve(
         port=port or settings.api.port,
         log_level="warning",
     )
-
-
-def _demo_dir(settings: Settings) -> Path:
-    path = settings.paths.state_dir / "demo"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def start_background(settings: Settings, name: str, args: list[str]) -> int:
-    """Start ``lambdalab <args>`` detached, logging to and recording its pid in the demo dir."""
-    folder = _demo_dir(settings)
-    with (folder / f"{name}.log").open("ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "lambdalab.cli", *args],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    (folder / f"{name}.pid").write_text(str(proc.pid))
-    return proc.pid
-
-
-def stop_background(settings: Settings) -> list[str]:
-    """Stop the processes the demo started (by their recorded pids)."""
-    stopped = []
-    for pid_file in sorted(_demo_dir(settings).glob("*.pid")):
-        pid = int(pid_file.read_text())
-        try:
-            os.killpg(pid, signal.SIGTERM)
-            stopped.append(f"{pid_file.stem} (pid {pid})")
-        except ProcessLookupError:
-            pass
-        pid_file.unlink()
-    return stopped
 
 
 def wait_http(url: str, timeout_s: float = 60.0) -> None:
@@ -124,30 +85,21 @@ def seconds_until_cut_covers(settings: Settings, first_ms: int, now_ms: int) -> 
 def demo(
     seconds: Annotated[float, typer.Option(help="seconds of generated traffic")] = 30.0,
     rate: Annotated[float, typer.Option(help="events per second")] = 100.0,
-    stop: Annotated[bool, typer.Option("--stop", help="stop what a previous demo started")] = False,
-    stack: Annotated[
-        bool, typer.Option("--stack/--no-stack", help="bring the local stack up first")
-    ] = True,
 ) -> None:
-    """The whole pipeline: stack up, API and speed consumer up, traffic, a batch cycle."""
+    """The whole pipeline: stack and platform services up, traffic, a batch cycle, an answer.
+
+    The archiver, speed consumer, API and batch loop run under the stack's supervisord
+    (``lambdalab stack up --platform``); ``lambdalab stack down`` stops everything.
+    """
     settings = get_settings()
-    if stop:
-        console.print(f"stopped: {', '.join(stop_background(settings)) or 'nothing'}")
-        return
     from batch.tasks import run_cycle
     from lambdalab.stack import Stack
     from lambdalab.topics import ensure_topics
 
-    if stack:
-        with console.status("stack up…"):
-            Stack(settings).up()
+    with console.status("stack and platform services up (archiver, speed, API, batch loop)…"):
+        Stack(settings).up(with_platform=True)
     ensure_topics(settings)
-    stop_background(settings)
     base = f"http://{settings.api.host}:{settings.api.port}"
-    pids = {
-        "api": start_background(settings, "api", ["serve"]),
-        "speed": start_background(settings, "speed", ["speed", "run", "--quiet"]),
-    }
     wait_http(f"{base}/health")
     started_ms = int(time.time() * 1000)
     with console.status(f"sending {rate:.0f} events/s over HTTP for {seconds:.0f}s…"):
@@ -162,10 +114,10 @@ def demo(
     console.print(f"batch cycle ok={report.get('ok')}")
     time.sleep(2)
     query = urlencode({"key": settings.api.read_keys[0], "view": SAMPLE_VIEW, "vkey": SAMPLE_KEY})
-    running = ", ".join(f"{n} pid {p}" for n, p in pids.items())
     print(f"\nAPI docs:   {base}/docs\nDashboard:  {base}/dashboard?{query}")
-    print(f"Metrics:    {base}/metrics\nbackground: {running}")
-    print(f"            logs in {_demo_dir(settings)}; stop them with: lambdalab demo --stop\n")
+    print(f"Metrics:    {base}/metrics")
+    print("Services:   lambdalab stack status (logs: lambdalab stack logs api)")
+    print("Stop:       lambdalab stack down\n")
     console.print(f"sample merged answer ({SAMPLE_VIEW}, key {SAMPLE_KEY}):")
     console.print_json(orjson.dumps(_sample(base, settings)).decode())
 
