@@ -162,3 +162,26 @@ def test_manifest_is_written_with_ranges(stack: Settings, settings: Settings) ->
     covered = sum(last - first + 1 for first, last in stored["ranges"].values())
     assert covered == len(sent)
     assert sorted(stored["files"]) == sorted(p for p, _ in list_files(hdfs, settings, "pageviews"))
+
+
+def test_a_batch_landing_waits_for_the_continuous_archivers_turn(
+    stack: Settings, settings: Settings
+) -> None:
+    import threading
+
+    ensure_topics(settings)
+    sent = _produce(settings, 50, seed=11)
+    released = threading.Event()
+
+    def hold() -> None:
+        with archiver_lock(settings):
+            released.wait(1.5)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    time.sleep(0.2)
+    try:
+        assert land(settings, lock_wait_s=30)["rows"] == len(sent)
+    finally:
+        released.set()
+        holder.join()
