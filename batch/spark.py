@@ -10,9 +10,11 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from infra.artifacts import Dist, find_java17
+from infra.artifacts import CONF, Dist, find_java17
 from lambdalab.errors import ConfigError
 from lambdalab.settings import Settings
+
+LOG4J = CONF / "spark" / "log4j2.properties"
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -25,6 +27,7 @@ def spark_session(settings: Settings, app_name: str = "lambdalab") -> SparkSessi
         ConfigError: the Kafka connector jars have not been fetched (run ``make deps``).
     """
     os.environ["JAVA_HOME"] = str(find_java17())
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     os.environ.setdefault("PYSPARK_PYTHON", os.environ.get("PYSPARK_PYTHON", "python3"))
     from pyspark.sql import SparkSession
 
@@ -38,6 +41,7 @@ def spark_session(settings: Settings, app_name: str = "lambdalab") -> SparkSessi
         .master(sp.master)
         .config("spark.jars", ",".join(jars))
         .config("spark.driver.memory", sp.driver_memory)
+        .config("spark.driver.extraJavaOptions", f"-Dlog4j.configurationFile={LOG4J}")
         .config("spark.sql.shuffle.partitions", str(sp.shuffle_partitions))
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.ui.enabled", "false")
