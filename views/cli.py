@@ -55,5 +55,27 @@ def drift_cmd(
         raise typer.Exit(1)
 
 
+@lab_app.command("kappa")
+@friendly
+def kappa_cmd(
+    view: Annotated[str, typer.Option(help="the view to replay")] = "pageviews_by_url_hourly",
+) -> None:
+    """Replay the log through the streaming code and compare with the Lambda answers."""
+    from views.kappa import compare
+    from views.registry import get_view
+
+    with console.status("replaying the log from offset 0…"):
+        report = compare(get_settings(), get_view(view))
+    console.print(
+        f"{report.view}: replayed {report.records} records in {report.replay_s:.2f}s; "
+        f"{report.cells} cells compared with the Lambda answers in {report.lambda_s:.2f}s"
+    )
+    for diff in report.mismatches[:20]:
+        console.print(diff)
+    console.print("[red]MISMATCH[/]" if report.mismatches else "[green]Kappa == Lambda[/]")
+    if report.mismatches:
+        raise typer.Exit(1)
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(lab_app, name="lab")
