@@ -44,12 +44,13 @@ def test_replay_equals_the_merged_answers(stack: Settings, settings: Settings) -
         update={"batch": settings.batch.model_copy(update={"window_s": 2, "clock_skew_s": 0})}
     )
     producer = EventProducer(settings)
-    first, second = _events(400, 1), _events(300, 2)
+    first, second, third = _events(400, 1), _events(300, 2), _events(200, 3)
     producer.send_many(first)
     time.sleep(2.5)  # the first events' ingest window closes: the cut covers them
     producer.send_many(second)
     _catch_up(settings)
     report = run_cycle(settings, trino=False)
+    producer.send_many(third)  # appended after the cut: only the speed layer has them
     assert report["ok"]
     # the Lambda side really has both parts: a published batch version and realtime windows
     assert {v["status"] for v in report["views"].values()} == {"published"}
@@ -57,7 +58,7 @@ def test_replay_equals_the_merged_answers(stack: Settings, settings: Settings) -
     producer.close()
 
     until = SpeedReader(settings).offsets()
-    assert len(kappa.replay(settings, until)) == len(first) + len(second)
+    assert len(kappa.replay(settings, until)) == len(first) + len(second) + len(third)
     from batch.reader import BatchReader
 
     for view in all_views().values():
@@ -65,6 +66,10 @@ def test_replay_equals_the_merged_answers(stack: Settings, settings: Settings) -
         assert cut is not None
         assert cut.cut_ms > 0
         result = kappa.compare(settings, view)
-        assert result.records == len(first) + len(second)
+        assert result.records == len(first) + len(second) + len(third)
         assert result.cells > 0
         assert result.mismatches == [], result.mismatches[:3]
+    realtime = SpeedReader(settings).partials(
+        "pageviews_by_url_hourly", "/k0", cut.cut_ms, 0, 2**62
+    )
+    assert sum(row["views"] for row in realtime.values()) > 0
