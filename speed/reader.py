@@ -12,10 +12,9 @@ from typing import Any
 
 import redis
 
-from lambdalab.errors import ServiceUnavailable
 from lambdalab.paths import RedisKeys
 from lambdalab.settings import Settings
-from speed.store import connect, decode_value
+from speed.store import connect, decode_value, redis_call
 from views.compute import combine
 from views.registry import all_views, get_view
 
@@ -81,11 +80,7 @@ class SpeedReader:
         return {k.decode(): v.decode() for k, v in raw.items()}
 
     def _call(self, func: Any, *args: Any) -> Any:
-        try:
-            return func(*args)
-        except redis.ConnectionError as exc:
-            msg = f"Redis at {self.settings.redis.url} did not answer: {exc}"
-            raise ServiceUnavailable(msg) from exc
+        return redis_call(self.settings, func, *args)
 
 
 def _int(value: str | None) -> int | None:

@@ -225,8 +225,13 @@ class RealtimeStore:
         return int(self._call(self.client.zcard, self.keys.windows(view)))
 
     def _call(self, func: Any, *args: Any) -> Any:
-        try:
-            return func(*args)
-        except redis.ConnectionError as exc:
-            msg = f"Redis at {self.settings.redis.url} did not answer: {exc}"
-            raise ServiceUnavailable(msg) from exc
+        return redis_call(self.settings, func, *args)
+
+
+def redis_call(settings: Settings, func: Any, *args: Any) -> Any:
+    """Call a Redis client method, turning a lost connection into ServiceUnavailable."""
+    try:
+        return func(*args)
+    except redis.ConnectionError as exc:
+        msg = f"Redis at {settings.redis.url} did not answer: {exc}"
+        raise ServiceUnavailable(msg) from exc
