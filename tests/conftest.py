@@ -57,3 +57,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         for kind in ("unit", "integration", "e2e"):
             if f"/tests/{kind}/" in path:
                 item.add_marker(getattr(pytest.mark, kind))
+
+
+@pytest.fixture(autouse=True)
+def _real_services_for_integration(request: pytest.FixtureRequest) -> None:
+    """Every integration and e2e test needs the real stack: fail, naming what to start."""
+    if request.node.get_closest_marker("integration") or request.node.get_closest_marker("e2e"):
+        request.getfixturevalue("stack")
