@@ -108,3 +108,19 @@ def next_offsets(files: list[tuple[str, MasterFile]]) -> dict[int, int]:
     for _path, mf in files:
         nxt[mf.partition] = max(nxt.get(mf.partition, 0), mf.last_offset + 1)
     return nxt
+
+
+def read_master(
+    client: InsecureClient, settings: Settings, stream: str, paths: list[str] | None = None
+) -> pa.Table:
+    """The committed master files of ``stream`` (or just ``paths``) as one Arrow table.
+
+    For small ranges (tests, the lab's drift check); Spark and Trino read at scale.
+    """
+    if paths is None:
+        paths = [path for path, _mf in list_files(client, settings, stream)]
+    tables = []
+    for path in paths:
+        with client.read(path) as reader:
+            tables.append(pq.read_table(io.BytesIO(reader.read())))
+    return pa.concat_tables(tables) if tables else pa.table({})

@@ -7,13 +7,10 @@ is drift between the two codebases, reported per (key, bucket).
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass, field
 from typing import Any
 
-import pyarrow.parquet as pq
-
-from batch.master import list_files, webhdfs
+from batch.master import list_files, read_master, webhdfs
 from lambdalab.paths import HdfsPaths
 from lambdalab.settings import Settings
 from views.handwritten import pageviews_batch, pageviews_speed
@@ -42,11 +39,7 @@ def check(settings: Settings, window_from_ms: int = 0, window_to_ms: int = 2**62
         for p, mf in list_files(client, settings, "pageviews")
         if window_from_ms <= mf.window_ms < window_to_ms
     ]
-    tables = []
-    for path in files:
-        with client.read(path) as reader:
-            tables.append(pq.read_table(io.BytesIO(reader.read())))
-    events = [row for t in tables for row in _events(t)]
+    events = _events(read_master(client, settings, "pageviews", files)) if files else []
     speed = pageviews_speed.compute(events)
     batch = _run_batch(settings, files)
     report = DriftReport(len(files), len(events), len(speed), len(batch))

@@ -6,7 +6,6 @@ Oracles: the events and raw bytes this test produced itself.
 from __future__ import annotations
 
 import base64
-import io
 import os
 import signal
 import subprocess
@@ -17,11 +16,10 @@ from pathlib import Path
 
 import orjson
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from batch.archiver import archiver_lock, land
-from batch.master import list_files, webhdfs
+from batch.master import list_files, read_master, webhdfs
 from ingest.dlq import read_dead_letters
 from ingest.generator import GeneratorConfig, generate
 from ingest.producer import EventProducer, kafka_producer
@@ -33,12 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _master(settings: Settings) -> pa.Table:
-    hdfs = webhdfs(settings)
-    tables = []
-    for path, _mf in list_files(hdfs, settings, "pageviews"):
-        with hdfs.read(path) as reader:
-            tables.append(pq.read_table(io.BytesIO(reader.read())))
-    return pa.concat_tables(tables)
+    return read_master(webhdfs(settings), settings, "pageviews")
 
 
 def _produce(settings: Settings, n: int, seed: int) -> list[bytes]:

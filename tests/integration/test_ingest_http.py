@@ -6,19 +6,17 @@ under test.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import orjson
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from batch.archiver import land
-from batch.master import list_files, webhdfs
+from batch.master import read_master, webhdfs
 from ingest.generator import GeneratorConfig, generate
 from ingest.http import router
 from ingest.producer import EventProducer
@@ -45,12 +43,7 @@ def client(stack: Settings, settings: Settings) -> Iterator[TestClient]:
 
 
 def _master(settings: Settings) -> pa.Table:
-    hdfs = webhdfs(settings)
-    tables = []
-    for path, _mf in list_files(hdfs, settings, "pageviews"):
-        with hdfs.read(path) as reader:
-            tables.append(pq.read_table(io.BytesIO(reader.read())))
-    return pa.concat_tables(tables)
+    return read_master(webhdfs(settings), settings, "pageviews")
 
 
 def test_n_events_over_http_land_exactly_once(client: TestClient, settings: Settings) -> None:
