@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.summary import rows, svg, table
 from lambdalab.settings import load_settings
 
 BENCHES = ("ingest", "batch", "speed", "serving")
@@ -41,8 +42,10 @@ def main(names: list[str]) -> int:
     out.mkdir(exist_ok=True)
     path = out / f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
     path.write_text(json.dumps(results, indent=2, default=str))
-    print(json.dumps(results, indent=2, default=str))
-    print(f"results written to {path}")
+    summary = rows(results)
+    path.with_suffix(".svg").write_text(svg(summary, f"lambda-lab bench {path.stem}"))
+    print(table(summary))
+    print(f"results written to {path} (and {path.with_suffix('.svg').name})")
     return 1 if failed else 0
 
 
