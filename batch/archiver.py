@@ -41,7 +41,7 @@ from batch.master import commit_file, list_files, next_offsets, to_table, webhdf
 from ingest.dlq import DeadLetters
 from lambdalab.errors import BatchError, ServiceUnavailable
 from lambdalab.paths import HdfsPaths, MasterFile
-from lambdalab.schema import PAGE_VIEWS, Stream
+from lambdalab.schema import PAGE_VIEWS, STREAMS, Stream
 from lambdalab.settings import Settings
 from lambdalab.topics import ensure_topics
 from views.compute import window_of
@@ -87,15 +87,17 @@ class Run:
 
 
 @contextmanager
-def archiver_lock(settings: Settings, wait_s: float = 0.0) -> Iterator[None]:
-    """Hold the namespace's exclusive archiver lock, waiting up to ``wait_s`` for it.
+def archiver_lock(
+    settings: Settings, wait_s: float = 0.0, stream: str = PAGE_VIEWS.name
+) -> Iterator[None]:
+    """Hold the exclusive archiver lock of a namespace's stream, waiting up to ``wait_s``.
 
     Raises:
         BatchError: another archiver still holds it after ``wait_s``.
     """
     folder = settings.paths.state_dir
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"archiver-{settings.namespace}.lock"
+    path = folder / f"archiver-{settings.namespace}-{stream}.lock"
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     deadline = time.monotonic() + wait_s
     try:
@@ -144,12 +146,13 @@ def land(
     """
     ensure_topics(settings)
     if follow:
-        return _follow(settings, stream, max_rows_per_file)
-    with archiver_lock(settings, lock_wait_s):
+        return _follow(settings, max_rows_per_file)
+    with archiver_lock(settings, lock_wait_s, stream.name):
         return _land_once(settings, stream, until, max_rows_per_file, always_manifest=True)
 
 
-def _follow(settings: Settings, stream: Stream, max_rows: int) -> dict[str, Any]:
+def _follow(settings: Settings, max_rows: int) -> dict[str, Any]:
+    """Land every declared stream, run after run, until SIGTERM/SIGINT."""
     stop = {"now": False}
 
     def _stop(_signum: int, _frame: Any) -> None:
@@ -159,9 +162,10 @@ def _follow(settings: Settings, stream: Stream, max_rows: int) -> dict[str, Any]
     last: dict[str, Any] = {}
     try:
         while not stop["now"]:
-            with archiver_lock(settings, FOLLOW_LOCK_WAIT_S):
-                manifest = _land_once(settings, stream, None, max_rows, always_manifest=False)
-            last = manifest if manifest["files"] else last
+            for stream in STREAMS.values():
+                with archiver_lock(settings, FOLLOW_LOCK_WAIT_S, stream.name):
+                    manifest = _land_once(settings, stream, None, max_rows, always_manifest=False)
+                last = manifest if manifest["files"] else last
             deadline = time.monotonic() + FOLLOW_SLEEP_S
             while not stop["now"] and time.monotonic() < deadline:
                 time.sleep(0.1)
@@ -181,7 +185,7 @@ def _land_once(
 ) -> dict[str, Any]:
     client = webhdfs(settings)
     run = Run()
-    topic = settings.events_topic
+    topic = settings.topic_for(stream.name)
     goal = until if until is not None else end_offsets(settings, topic)
     try:
         start = next_offsets(list_files(client, settings, stream.name))
@@ -208,7 +212,7 @@ class _Lander:
         self.stream = stream
         self.run = run
         self.max_rows = max_rows
-        self.topic = settings.events_topic
+        self.topic = settings.topic_for(stream.name)
         self.dead = DeadLetters(settings, layer="archiver")
         self.groups: dict[int, Group] = {}
 

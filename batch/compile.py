@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from lambdalab.schema import get_stream
 from views.definition import HLL_LG_K, KEY_SEP, NULL_KEY, ViewDef
 
 if TYPE_CHECKING:
@@ -68,7 +69,8 @@ def compile_view(view: ViewDef, records: DataFrame) -> DataFrame:
     from pyspark.sql import functions as F
 
     groups = [_key_part(k).alias(f"__k{i}") for i, k in enumerate(view.keys)]
-    grouped = records.groupBy(*groups, bucket_column(view).alias("__bucket"))
+    time_field = get_stream(view.stream).time_field
+    grouped = records.groupBy(*groups, bucket_column(view, time_field).alias("__bucket"))
     parts = [F.col(f"__k{i}") for i in range(len(view.keys))]
     return grouped.agg(*measure_columns(view)).select(
         *[F.nullif(p, F.lit(NULL_KEY)).alias(k) for p, k in zip(parts, view.keys, strict=True)],

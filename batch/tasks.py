@@ -24,7 +24,7 @@ from luigi.parameter import ParameterVisibility
 from batch.build import Plan, build, new_run_id
 from batch.notify import notify_failure
 from batch.publish import LINEAGE, VersionStore
-from lambdalab.settings import Settings
+from lambdalab.settings import DEFAULT_STREAM, Settings
 from views.definition import ViewDef
 
 if TYPE_CHECKING:
@@ -261,8 +261,16 @@ def _outcome(store: VersionStore, view: str, p: Plan, before: list[int]) -> dict
 
 
 def _land(settings: Settings) -> dict[str, Any] | None:
-    """Land up to the end offsets seen now, waiting for a continuous archiver's turn."""
+    """Land every stream up to the end offsets seen now (waiting for a continuous archiver's
+    turn); returns the default stream's manifest, the others under "streams"."""
     from batch import archiver
+    from lambdalab.schema import STREAMS
 
-    until = archiver.end_offsets(settings, settings.events_topic)
-    return dict(archiver.land(settings, until=until, lock_wait_s=archiver.FOLLOW_LOCK_WAIT_S))
+    manifests = {}
+    for stream in STREAMS.values():
+        until = archiver.end_offsets(settings, settings.topic_for(stream.name))
+        manifests[stream.name] = dict(
+            archiver.land(settings, stream, until=until, lock_wait_s=archiver.FOLLOW_LOCK_WAIT_S)
+        )
+    main = manifests.pop(DEFAULT_STREAM)
+    return {**main, "streams": manifests} if manifests else main

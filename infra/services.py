@@ -24,7 +24,7 @@ from infra.artifacts import (
     find_redis_server,
 )
 from lambdalab.errors import StackError
-from lambdalab.settings import Settings
+from lambdalab.settings import DEFAULT_STREAM, Settings
 
 JDK17_OPENS = [
     "--add-opens=java.base/java.lang=ALL-UNNAMED",
@@ -268,9 +268,21 @@ def platform(settings: Settings) -> list[Service]:
     cli = [sys.executable, "-m", "lambdalab.cli"]
     env = {"LAMBDALAB_NAMESPACE": settings.namespace, "PYTHONUNBUFFERED": "1"}
     api = settings.api
+    from lambdalab.schema import STREAMS
+    from views.registry import views_of
+
+    speeds: list[tuple[str, list[str], list[int]]] = [  # one consumer per stream with views
+        (
+            "speed" if name == DEFAULT_STREAM else f"speed-{name}",
+            [*cli, "speed", "run", "--quiet", "--stream", name],
+            [],
+        )
+        for name in STREAMS
+        if views_of(name)
+    ]
     specs = [
         ("archiver", [*cli, "land", "--follow"], []),
-        ("speed", [*cli, "speed", "run", "--quiet"], []),
+        *speeds,
         ("api", [*cli, "serve", "--host", api.host, "--port", str(api.port)], [api.port]),
         ("batch", [*cli, "batch", "loop", "--every", f"{settings.batch.loop_every_s}s"], []),
     ]

@@ -95,12 +95,19 @@ def land_cmd(
 ) -> None:
     """Land the events log into the master dataset on HDFS (exactly once)."""
     from batch.archiver import land
+    from lambdalab.schema import STREAMS
 
-    manifest = land(get_settings(), follow=follow, max_rows_per_file=max_rows_per_file)
-    console.print(
-        f"landed {manifest.get('rows', 0)} rows in {len(manifest.get('files', []))} files, "
-        f"{manifest.get('dead_letters', 0)} dead letters"
-    )
+    settings = get_settings()
+    if follow:
+        land(settings, follow=True, max_rows_per_file=max_rows_per_file)
+        return
+    for stream in STREAMS.values():
+        manifest = land(settings, stream, max_rows_per_file=max_rows_per_file)
+        console.print(
+            f"{stream.name}: landed {manifest.get('rows', 0)} rows in "
+            f"{len(manifest.get('files', []))} files, "
+            f"{manifest.get('dead_letters', 0)} dead letters"
+        )
 
 
 def _progress() -> Progress:

@@ -24,6 +24,7 @@ from ingest.producer import EventProducer
 from ingest.validation import BodyError, check, parse_body
 from lambdalab.auth import require
 from lambdalab.errors import ServiceUnavailable
+from lambdalab.schema import STREAMS
 from lambdalab.settings import Settings
 
 router = APIRouter(tags=["ingest"])
@@ -48,11 +49,33 @@ def _too_large(detail: str) -> None:
     raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, detail=detail)
 
 
-@router.post("/events", summary="Append events to the log (all or nothing)")
+@router.post("/events", summary="Append events of the default stream (all or nothing)")
 async def post_events(request: Request, _key: WriteKey) -> Any:
     """Validate a batch of events and append it to Kafka; answer after the broker acks."""
+    return await _ingest(request, request.app.state.ingest)
+
+
+@router.post("/streams/{stream}/events", summary="Append events of a declared stream")
+async def post_stream_events(stream: str, request: Request, _key: WriteKey) -> Any:
+    """Like ``POST /events``, for any stream declared in ``lambdalab.schema.STREAMS``."""
+    declared = STREAMS.get(stream)
+    if declared is None:
+        known = ", ".join(sorted(STREAMS))
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND, f"unknown stream {stream!r}; declared: {known}"
+        )
+    default: EventProducer | None = getattr(request.app.state, "ingest", None)
+    if default is not None and default.stream.name == stream:
+        return await _ingest(request, default)
+    producers: dict[str, EventProducer] = getattr(request.app.state, "stream_producers", {})
+    request.app.state.stream_producers = producers  # closed by the app on shutdown
+    if stream not in producers:
+        producers[stream] = EventProducer(request.app.state.settings, declared)
+    return await _ingest(request, producers[stream])
+
+
+async def _ingest(request: Request, producer: EventProducer) -> Any:
     settings: Settings = request.app.state.settings
-    producer: EventProducer = request.app.state.ingest
     body = await _read_limited(request, settings.api.max_body_bytes)
     try:
         items = parse_body(body, request.headers.get("content-type"))

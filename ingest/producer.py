@@ -57,7 +57,7 @@ class EventProducer:
     def __init__(self, settings: Settings, stream: Stream = PAGE_VIEWS) -> None:
         self.settings = settings
         self.stream = stream
-        self.topic = settings.events_topic
+        self.topic = settings.topic_for(stream.name)
         self._producer: KafkaProducer | None = None
 
     def _ready(self) -> KafkaProducer:

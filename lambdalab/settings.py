@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from lambdalab.errors import ConfigError
 
+DEFAULT_STREAM = "pageviews"
 _NAMESPACE = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
 
 
@@ -167,6 +168,10 @@ class Settings(BaseSettings):
     @property
     def events_topic(self) -> str:
         return f"{self.namespace}.events"
+
+    def topic_for(self, stream: str) -> str:
+        """The topic of a stream: ``{ns}.events`` for the default, else ``{ns}.events.{stream}``."""
+        return self.events_topic if stream == DEFAULT_STREAM else f"{self.events_topic}.{stream}"
 
     @property
     def dlq_topic(self) -> str:

@@ -16,13 +16,16 @@ from lambdalab.settings import Settings
 
 def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
     """Topic name -> Kafka topic configs."""
+    from lambdalab.schema import STREAMS
+
     keep = str(settings.kafka.retention_ms)
+    events = {
+        "message.timestamp.type": "LogAppendTime",
+        "retention.ms": keep,
+        "retention.bytes": "-1",
+    }
     return {
-        settings.events_topic: {
-            "message.timestamp.type": "LogAppendTime",
-            "retention.ms": keep,
-            "retention.bytes": "-1",
-        },
+        **{settings.topic_for(name): dict(events) for name in STREAMS},
         settings.dlq_topic: {
             "message.timestamp.type": "LogAppendTime",
             "cleanup.policy": "compact",

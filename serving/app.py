@@ -69,6 +69,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     yield
     for attr in ("ingest", "batch_reader", "speed_reader", "kafka_probe"):
         _close(getattr(app.state, attr, None))
+    for producer in getattr(app.state, "stream_producers", {}).values():
+        _close(producer)
 
 
 def create_app(settings: Settings) -> FastAPI:

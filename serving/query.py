@@ -64,11 +64,11 @@ def read_realtime(
     """
     try:
         rows: Rows = {}
-        offsets = speed.offsets()
+        offsets = speed.offsets(view.name)
         for _ in range(SNAPSHOT_TRIES):
-            fresh = speed.freshness_ms()
+            fresh = speed.freshness_ms(view.name)
             rows = speed.partials(view.name, key, since_ms, *span)
-            after = speed.offsets()
+            after = speed.offsets(view.name)
             if after == offsets:
                 break
             offsets = after

@@ -44,15 +44,19 @@ def run(
         int, typer.Option(help="expose Prometheus metrics on this port (0: off)")
     ] = 0,
     max_poll_records: Annotated[int, typer.Option(help="records per poll batch")] = 2000,
+    stream: Annotated[str, typer.Option(help="the stream whose topic to consume")] = "pageviews",
 ) -> None:
-    """Consume the events topic into the realtime views (resume, or rebuild if needed)."""
+    """Consume a stream's topic into its realtime views (resume, or rebuild if needed)."""
+    from lambdalab.schema import get_stream
     from speed.consumer import SpeedConsumer
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    consumer = SpeedConsumer(get_settings(), max_poll_records=max_poll_records)
+    consumer = SpeedConsumer(
+        get_settings(), stream=get_stream(stream), max_poll_records=max_poll_records
+    )
     if metrics_port:
         from prometheus_client import start_http_server
 

@@ -26,7 +26,7 @@ import orjson
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 
-from lambdalab.errors import ServiceUnavailable
+from lambdalab.errors import ServiceUnavailable, ViewError
 from lambdalab.paths import RedisKeys
 from lambdalab.schema import PAGE_VIEWS, Stream
 from lambdalab.settings import Settings
@@ -37,7 +37,7 @@ from speed.rebuild import horizons, needs_rebuild, rebuild
 from speed.store import RealtimeStore
 from views.compute import Cell, aggregate
 from views.definition import ViewDef
-from views.registry import all_views
+from views.registry import views_of
 
 log = logging.getLogger(__name__)
 EXPIRY_EVERY_S = 15.0
@@ -85,10 +85,13 @@ class SpeedConsumer:
         max_poll_records: int = 2000,
     ) -> None:
         self.settings = settings
-        self.views = dict(views) if views is not None else all_views()
+        self.views = dict(views) if views is not None else views_of(stream.name)
+        if not self.views:
+            msg = f"no registered view reads stream {stream.name!r}: nothing to keep in Redis"
+            raise ViewError(msg)
         self.stream = stream
         self.metrics = metrics if metrics is not None else SpeedMetrics()
-        self.topic = settings.events_topic
+        self.topic = settings.topic_for(stream.name)
         self._redis_client = redis_client
         self._max_poll = max_poll_records
         self.position: dict[int, int] = {}
@@ -103,7 +106,7 @@ class SpeedConsumer:
     def setup(self) -> None:
         """Connect to Kafka and Redis; resume from the stored offsets or rebuild."""
         ensure_topics(self.settings)
-        self.store = RealtimeStore(self.settings, self._redis_client)
+        self.store = RealtimeStore(self.settings, self._redis_client, topic=self.topic)
         self.consumer = KafkaConsumer(
             bootstrap_servers=self.settings.kafka.bootstrap_servers,
             enable_auto_commit=False,

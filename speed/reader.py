@@ -13,10 +13,10 @@ from typing import Any
 import redis
 
 from lambdalab.paths import RedisKeys
-from lambdalab.settings import Settings
+from lambdalab.settings import DEFAULT_STREAM, Settings
 from speed.store import connect, decode_value, redis_call
 from views.compute import combine
-from views.registry import all_views, get_view
+from views.registry import all_views, get_view, views_of
 
 
 class SpeedReader:
@@ -50,14 +50,22 @@ class SpeedReader:
                 parts[bucket].setdefault(window, {})[measure] = decode_value(kinds[measure], value)
         return {b: combine(vdef, per_window.values()) for b, per_window in sorted(parts.items())}
 
-    def offsets(self) -> dict[int, int]:
-        """Partition -> next offset committed together with the increments."""
-        raw = self._call(self.client.hgetall, self.keys.offsets(self.settings.events_topic))
+    def offsets(self, view: str | None = None) -> dict[int, int]:
+        """Partition -> next offset committed together with the increments.
+
+        Of the topic of ``view``'s stream (default: the default stream's topic).
+        """
+        stream = get_view(view).stream if view is not None else DEFAULT_STREAM
+        raw = self._call(self.client.hgetall, self.keys.offsets(self.settings.topic_for(stream)))
         return {int(p): int(o) for p, o in raw.items()}
 
-    def freshness_ms(self) -> int | None:
-        """Newest ingest timestamp (ms) applied to the realtime views, None if none yet."""
-        values = [self._meta(name).get("freshness_ms") for name in all_views()]
+    def freshness_ms(self, view: str | None = None) -> int | None:
+        """Newest ingest timestamp (ms) applied to the realtime views, None if none yet.
+
+        Of ``view`` alone, or the oldest over the default stream's views.
+        """
+        names = [view] if view is not None else list(views_of(DEFAULT_STREAM))
+        values = [self._meta(name).get("freshness_ms") for name in names]
         known = [int(v) for v in values if v is not None]
         return min(known) if known else None
 

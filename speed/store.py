@@ -99,11 +99,13 @@ def connect(settings: Settings) -> redis.Redis:
 class RealtimeStore:
     """The Redis side of the speed layer for one namespace."""
 
-    def __init__(self, settings: Settings, client: redis.Redis | None = None) -> None:
+    def __init__(
+        self, settings: Settings, client: redis.Redis | None = None, topic: str | None = None
+    ) -> None:
         self.settings = settings
         self.keys = RedisKeys(settings)
         self.client = client if client is not None else connect(settings)
-        self.offsets_key = self.keys.offsets(settings.events_topic)
+        self.offsets_key = self.keys.offsets(topic or settings.events_topic)
 
     def read_offsets(self) -> dict[int, int] | None:
         """Partition -> next offset committed with the increments; None if never written."""
@@ -193,14 +195,19 @@ class RealtimeStore:
     def reset(
         self, views: Mapping[str, ViewDef], start: Mapping[int, int], meta: Mapping[str, Any]
     ) -> None:
-        """Drop every realtime key of this namespace and set the offsets, in one MULTI/EXEC.
+        """Drop every realtime key of ``views`` and set the offsets, in one MULTI/EXEC.
+
+        Only these views' keys go: another stream's consumer keeps its own.
 
         Used by the rebuild: a crash before EXEC changes nothing, after it the consumer
         simply resumes from ``start`` like after any restart.
         """
-        doomed = [
-            k for pattern in ("rt:*", "rtw:*", "rtk:*") for k in self._scan(self.keys.p + pattern)
+        patterns = [
+            pattern
+            for name in views
+            for pattern in (f"rt:{name}:*", f"rtw:{name}", f"rtk:{name}:*")
         ]
+        doomed = [k for pattern in patterns for k in self._scan(self.keys.p + pattern)]
         with self.client.pipeline(transaction=True) as pipe:
             for chunk in range(0, len(doomed), 1000):
                 pipe.delete(*doomed[chunk : chunk + 1000])

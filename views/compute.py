@@ -11,7 +11,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from lambdalab.schema import parse_ts_ms
+from lambdalab.schema import get_stream, parse_ts_ms
 from views.definition import ViewDef, hll_union, identity, merge
 
 Cell = tuple[int, str, int]  # (ingest window start ms, view key, event bucket start ms)
@@ -33,7 +33,7 @@ def aggregate(
 
     cells: dict[Cell, dict[str, Any]] = {}
     sketches: dict[tuple[Cell, str], Any] = {}
-    stream_time = "event_time"
+    stream_time = get_stream(view.stream).time_field
     for ingest_ms, event in records:
         cell = (
             window_of(ingest_ms, window_s),

@@ -17,8 +17,8 @@ from typing import Any
 from kafka import KafkaConsumer, TopicPartition
 
 from lambdalab.errors import LambdaLabError
-from lambdalab.schema import PAGE_VIEWS
-from lambdalab.settings import Settings
+from lambdalab.schema import get_stream
+from lambdalab.settings import DEFAULT_STREAM, Settings
 from views.compute import aggregate, combine
 from views.definition import ViewDef, hll_estimate, hll_rse
 
@@ -35,14 +35,17 @@ class KappaReport:
     mismatches: list[dict[str, Any]] = field(default_factory=list)
 
 
-def replay(settings: Settings, until: dict[int, int]) -> list[tuple[int, dict[str, Any]]]:
-    """Every valid (ingest_ms, event) of the log below the ``until`` offsets."""
+def replay(
+    settings: Settings, until: dict[int, int], stream: str = DEFAULT_STREAM
+) -> list[tuple[int, dict[str, Any]]]:
+    """Every valid (ingest_ms, event) of ``stream``'s log below the ``until`` offsets."""
+    decode = get_stream(stream).decode
     consumer = KafkaConsumer(
         bootstrap_servers=settings.kafka.bootstrap_servers,
         enable_auto_commit=False,
         max_poll_records=5000,
     )
-    parts = [TopicPartition(settings.events_topic, p) for p in until]
+    parts = [TopicPartition(settings.topic_for(stream), p) for p in until]
     consumer.assign(parts)
     consumer.seek_to_beginning(*parts)
     out: list[tuple[int, dict[str, Any]]] = []
@@ -53,7 +56,7 @@ def replay(settings: Settings, until: dict[int, int]) -> list[tuple[int, dict[st
                 if r.offset >= until[tp.partition]:
                     todo.discard(tp.partition)
                     break
-                event, _why = PAGE_VIEWS.decode(r.value)
+                event, _why = decode(r.value)
                 if event is not None:
                     out.append((r.timestamp, event))
             if consumer.position(tp) >= until[tp.partition]:
@@ -69,12 +72,12 @@ def compare(settings: Settings, view: ViewDef) -> KappaReport:
     from speed.reader import SpeedReader
 
     speed = SpeedReader(settings)
-    until = speed.offsets()
+    until = speed.offsets(view.name)
     if not until:
         msg = "the speed layer has committed no offsets yet: run `lambdalab speed run --once`"
         raise LambdaLabError(msg)
     started = time.perf_counter()
-    events = replay(settings, until)
+    events = replay(settings, until, view.stream)
     cells: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
     for (_w, key, bucket), row in aggregate(view, events, settings.batch.window_s).items():
         cells[(key, bucket)].append(row)

@@ -24,6 +24,11 @@ def all_views() -> dict[str, ViewDef]:
     return dict(sorted(found.items()))
 
 
+def views_of(stream: str) -> dict[str, ViewDef]:
+    """The registered views that read ``stream``."""
+    return {n: v for n, v in all_views().items() if v.stream == stream}
+
+
 def get_view(name: str) -> ViewDef:
     """The view registered under ``name``.
 

@@ -77,11 +77,11 @@ class FakeSpeed:
         self.calls.append(("partials", view, key, since, lo, hi))
         return {b: r for b, r in self._rows.items() if lo <= b < hi}
 
-    def freshness_ms(self) -> int | None:
+    def freshness_ms(self, view: str | None = None) -> int | None:
         self._check()
         return T0 + 3 * HOUR
 
-    def offsets(self) -> dict[int, int]:
+    def offsets(self, view: str | None = None) -> dict[int, int]:
         self._check()
         return self._offsets.pop(0) if len(self._offsets) > 1 else self._offsets[0]
 
