@@ -65,7 +65,7 @@ def fill(settings: Settings, n: int = 2000) -> None:
     from batch.tasks import run_cycle
     from ingest.producer import EventProducer
     from lambdalab.topics import ensure_topics
-    from speed.consumer import SpeedConsumer
+    from speed.consumer import catch_up
 
     ensure_topics(settings)
     now = datetime.now(UTC)
@@ -77,12 +77,7 @@ def fill(settings: Settings, n: int = 2000) -> None:
         producer.send_many(_events(n // 4, now))
     finally:
         producer.close()
-    consumer = SpeedConsumer(settings)
-    consumer.setup()
-    try:
-        consumer.run(once=True)
-    finally:
-        consumer.close()
+    catch_up(settings)
 
 
 def _spawn(args: list[str], settings: Settings) -> subprocess.Popen[bytes]:

@@ -278,3 +278,15 @@ class SpeedConsumer:
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def catch_up(settings: Settings, **kwargs: Any) -> SpeedConsumer:
+    """Run a consumer (``kwargs`` as for SpeedConsumer) until it reaches the end offsets
+    seen at its start, then close it; returns it for its counters."""
+    consumer = SpeedConsumer(settings, **kwargs)
+    consumer.setup()
+    try:
+        consumer.run(once=True)
+    finally:
+        consumer.close()
+    return consumer

@@ -14,11 +14,10 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from kafka import KafkaConsumer, TopicPartition
-
 from lambdalab.errors import LambdaLabError
 from lambdalab.schema import get_stream
 from lambdalab.settings import DEFAULT_STREAM, Settings
+from lambdalab.topics import read_topic
 from views.compute import aggregate, combine
 from views.definition import ViewDef, hll_estimate, hll_rse
 
@@ -40,29 +39,9 @@ def replay(
 ) -> list[tuple[int, dict[str, Any]]]:
     """Every valid (ingest_ms, event) of ``stream``'s log below the ``until`` offsets."""
     decode = get_stream(stream).decode
-    consumer = KafkaConsumer(
-        bootstrap_servers=settings.kafka.bootstrap_servers,
-        enable_auto_commit=False,
-        max_poll_records=5000,
-    )
-    parts = [TopicPartition(settings.topic_for(stream), p) for p in until]
-    consumer.assign(parts)
-    consumer.seek_to_beginning(*parts)
-    out: list[tuple[int, dict[str, Any]]] = []
-    todo = {p for p, end in until.items() if end > 0}
-    while todo:
-        for tp, records in consumer.poll(timeout_ms=1000).items():
-            for r in records:
-                if r.offset >= until[tp.partition]:
-                    todo.discard(tp.partition)
-                    break
-                event, _why = decode(r.value)
-                if event is not None:
-                    out.append((r.timestamp, event))
-            if consumer.position(tp) >= until[tp.partition]:
-                todo.discard(tp.partition)
-    consumer.close()
-    return out
+    records = read_topic(settings, settings.topic_for(stream), until)
+    decoded = ((r.timestamp, decode(r.value)[0]) for r in records)
+    return [(ingest_ms, event) for ingest_ms, event in decoded if event is not None]
 
 
 def compare(settings: Settings, view: ViewDef) -> KappaReport:

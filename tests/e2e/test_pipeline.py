@@ -27,11 +27,10 @@ import httpx
 import orjson
 import pytest
 import uvicorn
-from kafka import KafkaConsumer, TopicPartition
 
 from batch.tasks import run_cycle
 from lambdalab.settings import Settings
-from lambdalab.topics import ensure_topics
+from lambdalab.topics import ensure_topics, read_topic
 from serving.app import create_app
 from speed.consumer import SpeedConsumer
 from views.definition import ViewDef
@@ -143,19 +142,10 @@ def _sample(client: httpx.Client, rnd: random.Random) -> tuple[ViewDef, dict[str
 
 def read_log(settings: Settings) -> list[Record]:
     """Every record of the events topic with its coordinates and broker timestamp."""
-    consumer = KafkaConsumer(
-        bootstrap_servers=settings.kafka.bootstrap_servers, enable_auto_commit=False
-    )
-    parts = [TopicPartition(settings.events_topic, p) for p in range(settings.kafka.partitions)]
-    consumer.assign(parts)
-    consumer.seek_to_beginning(*parts)
-    ends = consumer.end_offsets(parts)
-    out: list[Record] = []
-    while any(consumer.position(tp) < ends[tp] for tp in parts):
-        for recs in consumer.poll(timeout_ms=1000).values():
-            out += [Record(r.partition, r.offset, r.timestamp, orjson.loads(r.value)) for r in recs]
-    consumer.close()
-    return out
+    return [
+        Record(r.partition, r.offset, r.timestamp, orjson.loads(r.value))
+        for r in read_topic(settings, settings.events_topic)
+    ]
 
 
 def oracle(view: ViewDef, key: str, records: list[Record], answer: dict[str, Any]) -> Any:

@@ -10,7 +10,7 @@ from batch.tasks import run_cycle
 from ingest.producer import EventProducer
 from lambdalab.schema import format_ts
 from lambdalab.settings import Settings
-from speed.consumer import SpeedConsumer
+from speed.consumer import catch_up
 from speed.reader import SpeedReader
 from views import kappa
 from views.registry import all_views
@@ -32,13 +32,6 @@ def _events(n: int, seed: int) -> list[dict[str, object]]:
     ]
 
 
-def _catch_up(settings: Settings) -> None:
-    consumer = SpeedConsumer(settings)
-    consumer.setup()
-    consumer.run(once=True)
-    consumer.close()
-
-
 def test_replay_equals_the_merged_answers(stack: Settings, settings: Settings) -> None:
     settings = settings.model_copy(
         update={"batch": settings.batch.model_copy(update={"window_s": 2, "clock_skew_s": 0})}
@@ -48,13 +41,13 @@ def test_replay_equals_the_merged_answers(stack: Settings, settings: Settings) -
     producer.send_many(first)
     time.sleep(2.5)  # the first events' ingest window closes: the cut covers them
     producer.send_many(second)
-    _catch_up(settings)
+    catch_up(settings)
     report = run_cycle(settings, trino=False)
     producer.send_many(third)  # appended after the cut: only the speed layer has them
     assert report["ok"]
     # the Lambda side really has both parts: a published batch version and realtime windows
     assert {v["status"] for v in report["views"].values()} == {"published"}
-    _catch_up(settings)
+    catch_up(settings)
     producer.close()
 
     until = SpeedReader(settings).offsets()

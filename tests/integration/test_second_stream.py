@@ -26,7 +26,7 @@ from lambdalab.schema import Field, Stream, format_ts, parse_ts_ms
 from lambdalab.settings import Settings
 from lambdalab.topics import ensure_topics
 from serving.query import merged_query
-from speed.consumer import SpeedConsumer
+from speed.consumer import catch_up
 from speed.reader import SpeedReader
 from views import registry
 from views.definition import Measure, ViewDef
@@ -130,14 +130,8 @@ def test_a_declared_stream_flows_through_every_layer(
     _post_over_http(settings, clicks[:200])
 
     # the default stream's speed layer first; the new consumer's rebuild must not touch it
-    default = SpeedConsumer(settings)
-    default.setup()
-    default.run(once=True)
-    default.close()
-    consumer = SpeedConsumer(settings, stream=CLICKS, views={clicks_view.name: clicks_view})
-    consumer.setup()
-    consumer.run(once=True)
-    consumer.close()
+    catch_up(settings)
+    catch_up(settings, stream=CLICKS, views={clicks_view.name: clicks_view})
     speed = SpeedReader(settings)
     assert sum(speed.offsets("pageviews_by_url_hourly").values()) == 1
     assert speed.partials("pageviews_by_url_hourly", "/x", 0, 0, 2**62)

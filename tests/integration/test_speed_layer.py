@@ -27,8 +27,8 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from batch.master import webhdfs
 from lambdalab.paths import HdfsPaths
 from lambdalab.settings import Settings
-from lambdalab.topics import dlq_key, ensure_topics
-from speed.consumer import SpeedConsumer
+from lambdalab.topics import dlq_key, ensure_topics, read_topic
+from speed.consumer import SpeedConsumer, catch_up
 from speed.reader import SpeedReader
 from views.definition import hll_rse
 from views.registry import all_views
@@ -83,18 +83,7 @@ def produce(settings: Settings, rng: random.Random, count: int, bad_rate: float 
 
 def read_back(settings: Settings, topic: str | None = None) -> list[Any]:
     """Every record of a topic, read with a plain consumer up to its end offsets."""
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap_servers)
-    topic = topic or settings.events_topic
-    parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
-    consumer.assign(parts)
-    consumer.seek_to_beginning(*parts)
-    end = consumer.end_offsets(parts)
-    out: list[Any] = []
-    while any(consumer.position(tp) < end[tp] for tp in parts):
-        for recs in consumer.poll(timeout_ms=1000).values():
-            out.extend(recs)
-    consumer.close()
-    return out
+    return read_topic(settings, topic or settings.events_topic)
 
 
 # --- the oracle ----------------------------------------------------------------------------
@@ -197,13 +186,7 @@ def ns(stack: Settings, settings: Settings) -> Iterator[Settings]:
 
 
 def _run_once(settings: Settings) -> SpeedConsumer:
-    consumer = SpeedConsumer(settings, max_poll_records=300)
-    consumer.setup()
-    try:
-        consumer.run(once=True)
-    finally:
-        consumer.close()
-    return consumer
+    return catch_up(settings, max_poll_records=300)
 
 
 # --- tests ---------------------------------------------------------------------------------
