@@ -42,7 +42,7 @@ status:
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy lambdalab views ingest batch speed serving infra
+	$(BIN)/mypy lambdalab views ingest batch speed serving lab infra
 
 test-unit: venv
 	$(BIN)/pytest -m unit -q

@@ -11,7 +11,8 @@ Exactly once across crashes, by construction rather than by a checkpoint to trus
   whole files only and a rerun re-reads exactly the uncommitted suffix.
 - Files of a partition are committed strictly in offset order, so "next offset = last
   committed + 1" never skips a range.
-- Dead letters of a range are produced and flushed BEFORE its file is committed (a crash
+- Records are split into events and dead letters by :func:`lambdalab.deadletters.split`;
+  dead letters of a range are produced and flushed BEFORE its file is committed (a crash
   in between reports them again; the compacted DLQ keeps each once).
 
 Concurrency guard: an exclusive ``fcntl`` lock on ``{state_dir}/archiver-{namespace}.lock``.
@@ -35,16 +36,17 @@ from typing import Any
 
 import orjson
 from hdfs import InsecureClient
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 
-from batch.master import commit_file, list_files, next_offsets, to_table, webhdfs
-from ingest.dlq import DeadLetters
+from batch.master import commit_file, list_files, next_offsets, to_table
+from lambdalab.boundary import window_of
+from lambdalab.deadletters import DeadLetter, DeadLetters, split
 from lambdalab.errors import BatchError, ServiceUnavailable
+from lambdalab.hdfs import webhdfs
 from lambdalab.paths import HdfsPaths, MasterFile
-from lambdalab.schema import PAGE_VIEWS, STREAMS, Stream
+from lambdalab.schema import STREAMS, Stream
 from lambdalab.settings import Settings
-from lambdalab.topics import ensure_topics
-from views.compute import window_of
+from lambdalab.topics import end_offsets, ensure_topics, kafka_consumer
 
 MAX_ROWS_PER_FILE = 50_000
 FOLLOW_SLEEP_S = 1.0
@@ -60,7 +62,7 @@ class Group:
     first: int
     last: int = -1
     rows: list[dict[str, Any]] = field(default_factory=list)
-    dead: list[tuple[str, int, int, bytes | None]] = field(default_factory=list)
+    dead: list[DeadLetter] = field(default_factory=list)
 
 
 @dataclass
@@ -87,9 +89,7 @@ class Run:
 
 
 @contextmanager
-def archiver_lock(
-    settings: Settings, wait_s: float = 0.0, stream: str = PAGE_VIEWS.name
-) -> Iterator[None]:
+def archiver_lock(settings: Settings, stream: str, wait_s: float = 0.0) -> Iterator[None]:
     """Hold the exclusive archiver lock of a namespace's stream, waiting up to ``wait_s``.
 
     Raises:
@@ -117,42 +117,32 @@ def archiver_lock(
         os.close(fd)
 
 
-def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
-    """The current end offset (next offset to be written) of every partition of ``topic``."""
-    consumer = _consumer(settings)
-    try:
-        tps = _partitions(consumer, topic)
-        return {tp.partition: off for tp, off in consumer.end_offsets(tps).items()}
-    finally:
-        consumer.close()
-
-
 def land(
     settings: Settings,
-    stream: Stream = PAGE_VIEWS,
+    stream: Stream,
     *,
     until: dict[int, int] | None = None,
-    follow: bool = False,
     max_rows_per_file: int = MAX_ROWS_PER_FILE,
     lock_wait_s: float = 0.0,
 ) -> dict[str, Any]:
-    """Land the log into the master dataset; return the manifest of the (last) run.
+    """Land ``stream``'s log into the master dataset once; return the run's manifest.
 
     One run consumes every partition from the master dataset's next offsets up to
     ``until`` (default: the end offsets when the run starts) and writes a manifest.
-    With ``follow=True`` runs repeat until SIGTERM/SIGINT; runs that landed nothing
-    write no manifest, and the lock is held per run only, so that a batch cycle's own
-    landing (``lock_wait_s`` > 0) can take its turn between two runs.
     """
     ensure_topics(settings)
-    if follow:
-        return _follow(settings, max_rows_per_file)
-    with archiver_lock(settings, lock_wait_s, stream.name):
+    with archiver_lock(settings, stream.name, lock_wait_s):
         return _land_once(settings, stream, until, max_rows_per_file, always_manifest=True)
 
 
-def _follow(settings: Settings, max_rows: int) -> dict[str, Any]:
-    """Land every declared stream, run after run, until SIGTERM/SIGINT."""
+def land_forever(settings: Settings, max_rows: int = MAX_ROWS_PER_FILE) -> dict[str, Any]:
+    """Land every declared stream, run after run, until SIGTERM/SIGINT.
+
+    Runs that landed nothing write no manifest, and the lock is held per run only, so that
+    a batch cycle's own landing (``lock_wait_s`` > 0) can take its turn between two runs.
+    Returns the last manifest that landed files.
+    """
+    ensure_topics(settings)
     stop = {"now": False}
 
     def _stop(_signum: int, _frame: Any) -> None:
@@ -163,7 +153,7 @@ def _follow(settings: Settings, max_rows: int) -> dict[str, Any]:
     try:
         while not stop["now"]:
             for stream in STREAMS.values():
-                with archiver_lock(settings, FOLLOW_LOCK_WAIT_S, stream.name):
+                with archiver_lock(settings, stream.name, FOLLOW_LOCK_WAIT_S):
                     manifest = _land_once(settings, stream, None, max_rows, always_manifest=False)
                 last = manifest if manifest["files"] else last
             deadline = time.monotonic() + FOLLOW_SLEEP_S
@@ -218,7 +208,7 @@ class _Lander:
 
     def consume(self, todo: dict[int, tuple[int, int]]) -> None:
         """Land every partition p from todo[p][0] up to (excluding) todo[p][1]."""
-        consumer = _consumer(self.settings, max_partition_fetch_bytes=4 * 1024 * 1024)
+        consumer = kafka_consumer(self.settings, max_partition_fetch_bytes=4 * 1024 * 1024)
         try:
             tps = {p: TopicPartition(self.topic, p) for p in todo}
             consumer.assign(list(tps.values()))
@@ -254,26 +244,24 @@ class _Lander:
         if group is None:
             group = self.groups[p] = Group(p, window, record.offset)
         group.last = record.offset
-        event, reason = self.stream.decode(record.value)
-        if event is None:
-            group.dead.append((reason or "invalid", record.offset, record.timestamp, record.value))
-            return
-        group.rows.append(
-            {
-                "topic": record.topic,
-                "partition": p,
-                "offset": record.offset,
-                "ingest_ts": record.timestamp,
-                "key": record.key,
-                "value": record.value,
-                "event": event,
-            }
-        )
+        good, dead = split(self.stream, [record])
+        group.dead.extend(dead)
+        for decoded in good:
+            group.rows.append(
+                {
+                    "topic": record.topic,
+                    "partition": p,
+                    "offset": record.offset,
+                    "ingest_ts": record.timestamp,
+                    "key": record.key,
+                    "value": record.value,
+                    "event": decoded.event,
+                }
+            )
 
     def commit(self, group: Group) -> None:
         """Dead letters first (flushed), then the one atomic file commit of the range."""
-        for reason, offset, ingest_ms, value in group.dead:
-            self.dead.report(reason, self.topic, group.partition, offset, ingest_ms, value)
+        self.dead.report(group.dead)
         self.dead.flush()
         mf = MasterFile(group.window_ms, group.partition, group.first, group.last)
         table = to_table(self.stream, group.rows)
@@ -299,24 +287,3 @@ def _write_manifest(
     client.write(tmp, data=orjson.dumps(manifest, option=orjson.OPT_INDENT_2), overwrite=True)
     client.rename(tmp, f"{folder}/{name}")
     return f"{folder}/{name}"
-
-
-def _consumer(settings: Settings, **overrides: Any) -> KafkaConsumer:
-    return KafkaConsumer(
-        bootstrap_servers=settings.kafka.bootstrap_servers,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        **overrides,
-    )
-
-
-def _partitions(consumer: KafkaConsumer, topic: str) -> list[TopicPartition]:
-    deadline = time.monotonic() + 10.0  # metadata of a topic just created may lag
-    parts = consumer.partitions_for_topic(topic)
-    while not parts and time.monotonic() < deadline:
-        time.sleep(0.2)
-        parts = consumer.partitions_for_topic(topic)
-    if not parts:
-        msg = f"topic {topic} has no partitions (or Kafka did not answer)"
-        raise ServiceUnavailable(msg)
-    return [TopicPartition(topic, p) for p in sorted(parts)]

@@ -41,13 +41,6 @@ class Plan:
         return lin.fingerprint(self.view.fingerprint, CODE_VERSION, paths)
 
 
-def choose_cut(settings: Settings, snapshot_ms: int) -> int:
-    """The cut: the ingest window boundary at or before ``snapshot_ms - clock skew``."""
-    width = settings.batch.window_s * 1000
-    edge = snapshot_ms - settings.batch.clock_skew_s * 1000
-    return edge - edge % width
-
-
 def plan(settings: Settings, view: ViewDef, cut_ms: int, store: VersionStore) -> Plan:
     """The committed master files of ``view``'s stream in ingest windows before ``cut_ms``."""
     files = list_files(store.client, settings, view.stream)

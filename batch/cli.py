@@ -15,7 +15,7 @@ import typer
 from rich.table import Table
 
 from lambdalab.cliutil import console, friendly
-from lambdalab.errors import ConfigError, LambdaLabError, ViewError
+from lambdalab.errors import ConfigError, LambdaLabError, NotFound
 from lambdalab.settings import get_settings
 
 batch_app = typer.Typer(help="The batch layer: land, cut, build, publish.", no_args_is_help=True)
@@ -121,7 +121,7 @@ def lineage(
     if not published or (version is not None and version not in published):
         known = ", ".join(map(str, published)) or "none (run `lambdalab batch run`)"
         msg = f"view {view}: no published version {version or ''}; published: {known}"
-        raise ViewError(msg)
+        raise NotFound(msg)
     lin = reader.store.lineage(view, version or published[0])
     table = Table(show_header=False)
     for label, text in describe(lin):
@@ -129,8 +129,31 @@ def lineage(
     console.print(table)
 
 
+def land(
+    follow: Annotated[bool, typer.Option(help="keep landing until SIGTERM")] = False,
+    max_rows_per_file: Annotated[int, typer.Option(help="cap of rows per master file")] = 50_000,
+) -> None:
+    """Land every declared stream's log into the master dataset on HDFS (exactly once)."""
+    from batch.archiver import land as land_stream
+    from batch.archiver import land_forever
+    from lambdalab.schema import STREAMS
+
+    settings = get_settings()
+    if follow:
+        land_forever(settings, max_rows_per_file)
+        return
+    for stream in STREAMS.values():
+        manifest = land_stream(settings, stream, max_rows_per_file=max_rows_per_file)
+        console.print(
+            f"{stream.name}: landed {manifest.get('rows', 0)} rows in "
+            f"{len(manifest.get('files', []))} files, "
+            f"{manifest.get('dead_letters', 0)} dead letters"
+        )
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``batch``, ``sql`` and ``lineage`` to the ``lambdalab`` command."""
+    """Add ``batch``, ``land``, ``sql`` and ``lineage`` to the ``lambdalab`` command."""
     app.add_typer(batch_app, name="batch")
+    app.command("land")(friendly(land))
     app.command("sql")(friendly(sql))
     app.command("lineage")(friendly(lineage))

@@ -37,11 +37,6 @@ def master_schema(stream: Stream) -> pa.Schema:
     return pa.schema(COORDINATES + stream.arrow_fields())
 
 
-def webhdfs(settings: Settings) -> InsecureClient:
-    """A WebHDFS client for the configured NameNode."""
-    return InsecureClient(settings.hdfs.webhdfs_url, user=settings.hdfs.user, timeout=60)
-
-
 def to_table(stream: Stream, rows: list[dict[str, Any]]) -> pa.Table:
     """Rows (coordinates, raw bytes, validated event fields) as a master-dataset table."""
     schema = master_schema(stream)

@@ -20,12 +20,12 @@ from typing import Any
 from hdfs import InsecureClient
 from hdfs.util import HdfsError
 
-from lambdalab.errors import BatchError, ServiceUnavailable
-from lambdalab.paths import VERSION_DIR, HdfsPaths
+from lambdalab.errors import BatchError
+from lambdalab.hdfs import LINEAGE, guarded, published_versions, read_lineage, webhdfs
+from lambdalab.paths import HdfsPaths
 from lambdalab.settings import Settings
 
 log = logging.getLogger(__name__)
-LINEAGE = "_lineage.json"
 PAUSE_ENV = "LAMBDALAB_BATCH_PAUSE_AT"
 PAUSE_SECONDS_ENV = "LAMBDALAB_BATCH_PAUSE_S"
 MAX_ATTEMPTS = 5
@@ -47,28 +47,17 @@ class VersionStore:
     """The published versions of every view of one namespace, on HDFS (WebHDFS)."""
 
     def __init__(self, settings: Settings, client: InsecureClient | None = None) -> None:
-        from batch.master import webhdfs
-
         self.settings = settings
         self.paths = HdfsPaths(settings)
         self.client = client or webhdfs(settings)
 
     def published(self, view: str) -> list[int]:
         """Version numbers of ``view``, newest first."""
-        root = self.paths.versions(view)
-        names = self._list(root)
-        found = [int(m["n"]) for m in map(VERSION_DIR.match, names) if m]
-        return sorted(found, reverse=True)
+        return published_versions(self.client, self.settings, view)
 
     def lineage(self, view: str, n: int) -> dict[str, Any]:
         """The lineage of version ``n`` of ``view``."""
-        path = f"{self.paths.version(view, n)}/{LINEAGE}"
-        try:
-            with self.client.read(path) as reader:
-                return dict(json.loads(reader.read()))
-        except HdfsError as exc:
-            msg = f"view {view}: version {n} has no readable lineage at {path}: {exc}"
-            raise BatchError(msg) from exc
+        return read_lineage(self.client, self.settings, view, n)
 
     def staging_dir(self, view: str, fingerprint: str, run_id: str) -> str:
         """Where a run builds a version before publishing it."""
@@ -119,11 +108,7 @@ class VersionStore:
 
     def exists(self, path: str) -> bool:
         """Whether ``path`` exists on HDFS."""
-        try:
-            return self.client.status(path, strict=False) is not None
-        except OSError as exc:  # requests raises OSError subclasses: HDFS is down
-            msg = f"HDFS (WebHDFS {self.settings.hdfs.webhdfs_url}) did not answer: {exc}"
-            raise ServiceUnavailable(msg) from exc
+        return guarded(self.settings, path, self.client.status, path, False) is not None
 
     def touch(self, path: str, text: str = "") -> None:
         """Write a small marker file."""

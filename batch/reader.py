@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from hdfs import InsecureClient
-from hdfs.util import HdfsError
 
 from batch.publish import VersionStore
-from lambdalab.errors import ServiceUnavailable, ViewError
+from lambdalab.errors import NotFound
+from lambdalab.hdfs import guarded
 from lambdalab.settings import Settings
 
 _MAX_CACHED = 8
@@ -81,7 +81,7 @@ class BatchReader:
         data = f"{self.store.paths.version(view, version)}/data"
         if not self.store.exists(data):
             msg = f"view {view}: version {version} is not published ({data})"
-            raise ViewError(msg)
+            raise NotFound(msg)
         keys = tuple(self.store.lineage(view, version)["view_definition"]["keys"])
         out: dict[str, dict[int, dict[str, Any]]] = {}
         for name in sorted(self.store.client.list(data)):
@@ -93,15 +93,7 @@ class BatchReader:
         return out
 
     def _guard(self, func: Any, *args: Any) -> Any:
-        try:
-            return func(*args)
-        except HdfsError:
-            raise
-        except (ServiceUnavailable, ViewError):
-            raise
-        except OSError as exc:
-            msg = f"HDFS (WebHDFS {self.settings.hdfs.webhdfs_url}) did not answer: {exc}"
-            raise ServiceUnavailable(msg) from exc
+        return guarded(self.settings, f"view {args[0]}", func, *args)
 
 
 _NOT_MEASURES = ("key", "bucket_ms")

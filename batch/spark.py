@@ -8,13 +8,14 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from infra.artifacts import CONF, Dist, find_java17
 from lambdalab.errors import ConfigError
+from lambdalab.runtime import find_java17, spark_jars
 from lambdalab.settings import Settings
 
-LOG4J = CONF / "spark" / "log4j2.properties"
+LOG4J = Path(__file__).with_name("spark-log4j2.properties")
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -31,7 +32,7 @@ def spark_session(settings: Settings, app_name: str = "lambdalab") -> SparkSessi
     os.environ.setdefault("PYSPARK_PYTHON", os.environ.get("PYSPARK_PYTHON", "python3"))
     from pyspark.sql import SparkSession
 
-    jars = Dist(settings.paths.cache_dir).spark_jars()
+    jars = spark_jars(settings.paths.cache_dir)
     if not jars:
         msg = "spark-sql-kafka jars not fetched: run `make deps` (lambdalab stack fetch)"
         raise ConfigError(msg)

@@ -23,8 +23,10 @@ from luigi.parameter import ParameterVisibility
 
 from batch.build import Plan, build, new_run_id
 from batch.notify import notify_failure
-from batch.publish import LINEAGE, VersionStore
-from lambdalab.settings import DEFAULT_STREAM, Settings
+from batch.publish import VersionStore
+from lambdalab.boundary import cut_at
+from lambdalab.hdfs import LINEAGE
+from lambdalab.settings import Settings
 from views.definition import ViewDef
 
 if TYPE_CHECKING:
@@ -230,9 +232,10 @@ def run_cycle(
         spark: an existing session to use (else one is started only if needed).
 
     Returns:
-        {"cut_ms", "landed", "views": {view: {"fingerprint", "status", "version"}}, "ok"}.
+        {"cut_ms", "landed": {stream: manifest} | None,
+        "views": {view: {"fingerprint", "status", "version"}}, "ok"}.
     """
-    from batch.build import choose_cut, plan
+    from batch.build import plan
     from views.registry import all_views, get_view
 
     snapshot_ms = int(time.time() * 1000)
@@ -241,7 +244,7 @@ def run_cycle(
     except Exception as exc:  # landing is outside Luigi: report it the same way
         notify_failure(settings, "landing failed", f"{type(exc).__name__}: {exc}")
         raise
-    cut = cut_ms if cut_ms is not None else choose_cut(settings, snapshot_ms)
+    cut = cut_ms if cut_ms is not None else cut_at(settings, snapshot_ms)
     store = VersionStore(settings)
     defs = [get_view(v) if isinstance(v, str) else v for v in views or all_views().values()]
     plans = {v.name: plan(settings, v, cut, store) for v in defs}
@@ -260,17 +263,17 @@ def _outcome(store: VersionStore, view: str, p: Plan, before: list[int]) -> dict
     return {"fingerprint": p.fingerprint, "status": status, "version": after[0] if after else None}
 
 
-def _land(settings: Settings) -> dict[str, Any] | None:
-    """Land every stream up to the end offsets seen now (waiting for a continuous archiver's
-    turn); returns the default stream's manifest, the others under "streams"."""
+def _land(settings: Settings) -> dict[str, Any]:
+    """Land every declared stream up to the end offsets seen now (waiting for a continuous
+    archiver's turn); returns each stream's landing manifest by stream name."""
     from batch import archiver
     from lambdalab.schema import STREAMS
+    from lambdalab.topics import end_offsets
 
     manifests = {}
     for stream in STREAMS.values():
-        until = archiver.end_offsets(settings, settings.topic_for(stream.name))
+        until = end_offsets(settings, settings.topic_for(stream.name))
         manifests[stream.name] = dict(
             archiver.land(settings, stream, until=until, lock_wait_s=archiver.FOLLOW_LOCK_WAIT_S)
         )
-    main = manifests.pop(DEFAULT_STREAM)
-    return {**main, "streams": manifests} if manifests else main
+    return manifests

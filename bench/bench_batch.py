@@ -20,7 +20,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from batch.master import commit_file, to_table, webhdfs
+from batch.master import commit_file, to_table
+from lambdalab.hdfs import webhdfs
 from lambdalab.paths import HdfsPaths, MasterFile
 from lambdalab.schema import PAGE_VIEWS, format_ts
 from lambdalab.settings import Settings, get_settings
@@ -55,7 +56,7 @@ def _row(settings: Settings, rng: random.Random, window_ms: int, offset: int) ->
         ),
     }
     return {
-        "topic": settings.events_topic,
+        "topic": settings.topic_for(PAGE_VIEWS.name),
         "partition": 0,
         "offset": offset,
         "ingest_ts": datetime.fromtimestamp(ingest_ms / 1000, tz=UTC),

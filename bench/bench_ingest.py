@@ -24,6 +24,7 @@ from ingest.generator import GeneratorConfig, generate
 from ingest.generator import run as run_generator
 from ingest.http import router
 from ingest.producer import EventProducer
+from lambdalab.schema import PAGE_VIEWS
 from lambdalab.settings import Settings, load_settings
 from lambdalab.topics import ensure_topics
 
@@ -38,10 +39,12 @@ def _events(n: int, seed: int) -> list[dict[str, Any]]:
 def plain_producer(settings: Settings, values: list[bytes]) -> float:
     """Baseline: a bare kafka-python loop with acks=all; returns events/s."""
     producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers, acks="all")
-    producer.send(settings.events_topic, value=values[0]).get(timeout=30)  # connect first
+    producer.send(settings.topic_for(PAGE_VIEWS.name), value=values[0]).get(
+        timeout=30
+    )  # connect first
     started = time.perf_counter()
     for value in values:
-        producer.send(settings.events_topic, value=value)
+        producer.send(settings.topic_for(PAGE_VIEWS.name), value=value)
     producer.flush()
     elapsed = time.perf_counter() - started
     producer.close()
@@ -50,7 +53,7 @@ def plain_producer(settings: Settings, values: list[bytes]) -> float:
 
 def generator_rate(settings: Settings, n: int) -> float:
     """The generator unpaced through EventProducer (generation included); events/s."""
-    producer = EventProducer(settings)
+    producer = EventProducer(settings, PAGE_VIEWS)
     producer.send_many(_events(1, seed=99))  # connect and warm up outside the timing
     started = time.perf_counter()
     planned = generate(GeneratorConfig(seed=2), datetime.now(UTC), n)
@@ -64,7 +67,7 @@ def http_rate(settings: Settings, events: list[dict[str, Any]]) -> float:
     """POST /events in JSON batches of 500 to uvicorn on a free port; events/s."""
     app = FastAPI()
     app.state.settings = settings
-    app.state.ingest = EventProducer(settings)
+    app.state.ingest = EventProducer(settings, PAGE_VIEWS)
     app.include_router(router)
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))

@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 import redis
 
+from lambdalab.schema import PAGE_VIEWS
 from lambdalab.settings import Settings
 
 VIEW = "pageviews_by_url_hourly"
@@ -69,7 +70,7 @@ def fill(settings: Settings, n: int = 2000) -> None:
 
     ensure_topics(settings)
     now = datetime.now(UTC)
-    producer = EventProducer(settings)
+    producer = EventProducer(settings, PAGE_VIEWS)
     try:
         producer.send_many(_events(n, now))
         time.sleep(settings.batch.window_s + 0.5)
@@ -77,7 +78,7 @@ def fill(settings: Settings, n: int = 2000) -> None:
         producer.send_many(_events(n // 4, now))
     finally:
         producer.close()
-    catch_up(settings)
+    catch_up(settings, PAGE_VIEWS)
 
 
 def _spawn(args: list[str], settings: Settings) -> subprocess.Popen[bytes]:

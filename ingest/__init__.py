@@ -1,6 +1,15 @@
-"""Ingestion: the producers (HTTP, generator, files), edge validation and dead letters.
+"""Ingestion: the producers (HTTP, generator, files) and validation at the edge."""
 
-Everything that enters the Lambda architecture enters here, through one idempotent
-acks=all producer into the Kafka log; bad input is rejected with a reason or routed to
-the dead-letter topic.
-"""
+from lambdalab.exports import lazy
+
+__all__, __getattr__ = lazy(
+    __name__,
+    {
+        "EventProducer": "ingest.producer",
+        "check": "ingest.validation",
+        "parse_body": "ingest.validation",
+        "GeneratorConfig": "ingest.generator",
+        "generate": "ingest.generator",
+        "ingest_file": "ingest.files",
+    },
+)

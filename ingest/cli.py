@@ -1,4 +1,4 @@
-"""CLI of the ingest side: ``lambdalab ingest generate|file`` and ``lambdalab land``.
+"""CLI of the ingest side: ``lambdalab ingest generate|file``.
 
 Settings are read here, at the entry point, and passed down explicitly.
 """
@@ -19,9 +19,8 @@ ingest_app = typer.Typer(help="Producers: the generator and NDJSON files.", no_a
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``ingest`` (generate, file) and ``land`` to the ``lambdalab`` command."""
+    """Add ``ingest`` (generate, file) to the ``lambdalab`` command."""
     app.add_typer(ingest_app, name="ingest")
-    app.command("land")(land_cmd)
 
 
 @ingest_app.command("generate")
@@ -38,7 +37,7 @@ def generate_cmd(
     unpaced: Annotated[bool, typer.Option(help="ignore --rate timing, send at full speed")] = False,
 ) -> None:
     """Generate realistic page views (Zipf URLs and users, late events, bursts)."""
-    from ingest.generator import GeneratorConfig, generate, http_sink, run, utc_now
+    from ingest.generator import STREAM, GeneratorConfig, generate, http_sink, run, utc_now
     from ingest.producer import EventProducer
 
     if duration is None and count is None:
@@ -50,7 +49,7 @@ def generate_cmd(
         if http:
             sink: Any = http_sink(http, api_key or settings.api.write_keys[0])
         else:
-            producer = EventProducer(settings)
+            producer = EventProducer(settings, STREAM)
             stack.callback(producer.close)
             sink = lambda events: len(producer.send_many(events))  # noqa: E731
         handle = stack.enter_context(out.open("wb")) if out else None
@@ -69,12 +68,19 @@ def generate_cmd(
 
 @ingest_app.command("file")
 @friendly
-def file_cmd(path: Annotated[Path, typer.Argument(help="NDJSON file, one event per line")]) -> None:
+def file_cmd(
+    path: Annotated[Path, typer.Argument(help="NDJSON file, one event per line")],
+    stream: Annotated[
+        str | None, typer.Option(help="the declared stream (default: the default_stream setting)")
+    ] = None,
+) -> None:
     """Send every valid line of an NDJSON file; report rejected lines (exit 1 if any)."""
     from ingest.files import ingest_file
     from ingest.producer import EventProducer
+    from lambdalab.schema import get_stream
 
-    producer = EventProducer(get_settings())
+    settings = get_settings()
+    producer = EventProducer(settings, get_stream(stream or settings.default_stream))
     try:
         report = ingest_file(producer, path)
     finally:
@@ -86,28 +92,6 @@ def file_cmd(path: Annotated[Path, typer.Argument(help="NDJSON file, one event p
     console.print(f"sent {report.sent} events, rejected {len(report.rejected)} lines")
     if report.rejected:
         raise typer.Exit(1)
-
-
-@friendly
-def land_cmd(
-    follow: Annotated[bool, typer.Option(help="keep landing until SIGTERM")] = False,
-    max_rows_per_file: Annotated[int, typer.Option(help="cap of rows per master file")] = 50_000,
-) -> None:
-    """Land the events log into the master dataset on HDFS (exactly once)."""
-    from batch.archiver import land
-    from lambdalab.schema import STREAMS
-
-    settings = get_settings()
-    if follow:
-        land(settings, follow=True, max_rows_per_file=max_rows_per_file)
-        return
-    for stream in STREAMS.values():
-        manifest = land(settings, stream, max_rows_per_file=max_rows_per_file)
-        console.print(
-            f"{stream.name}: landed {manifest.get('rows', 0)} rows in "
-            f"{len(manifest.get('files', []))} files, "
-            f"{manifest.get('dead_letters', 0)} dead letters"
-        )
 
 
 def _progress() -> Progress:

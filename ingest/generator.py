@@ -22,8 +22,9 @@ from typing import Any, BinaryIO
 import orjson
 
 from lambdalab.errors import LambdaLabError
-from lambdalab.schema import format_ts
+from lambdalab.schema import PAGE_VIEWS, format_ts
 
+STREAM = PAGE_VIEWS  # the stream whose events this generator makes
 REFERRERS = ("https://www.google.com/", "https://news.ycombinator.com/", "https://t.co/", None)
 
 

@@ -1,8 +1,10 @@
-"""``POST /events``: the HTTP producer of the Lambda architecture's single input stream.
+"""``POST /streams/{stream}/events`` and ``POST /events``: the HTTP producers of the log.
 
-Accepts one JSON event, a JSON array, or NDJSON (``Content-Type: application/x-ndjson``),
-with a write-scoped API key. It answers 200 only after the broker has acknowledged every
-event (acks=all, idempotent producer).
+``POST /events`` takes events of the stream named by the ``default_stream`` setting;
+``POST /streams/{stream}/events`` those of any declared stream. Each accepts one JSON event,
+a JSON array, or NDJSON (``Content-Type: application/x-ndjson``). The serving layer
+mounts this router behind a write-scoped API key. It answers 200 only after the broker
+has acknowledged every event (acks=all, idempotent producer).
 
 Policy for a batch with invalid items: **all or nothing**. If any item is invalid the
 whole request is rejected with 422 and ``errors: [{"index": i, "reason": ...}]``; nothing
@@ -14,21 +16,19 @@ message names the limit), 503 when Kafka does not acknowledge.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from ingest.producer import EventProducer
-from ingest.validation import BodyError, check, parse_body
-from lambdalab.auth import require
-from lambdalab.errors import ServiceUnavailable
+from ingest.validation import check, parse_body
+from lambdalab.errors import IngestRejected, ServiceUnavailable
 from lambdalab.schema import STREAMS
 from lambdalab.settings import Settings
 
 router = APIRouter(tags=["ingest"])
-WriteKey = Annotated[str, Depends(require("write"))]
 
 
 async def _read_limited(request: Request, limit: int) -> bytes:
@@ -50,13 +50,13 @@ def _too_large(detail: str) -> None:
 
 
 @router.post("/events", summary="Append events of the default stream (all or nothing)")
-async def post_events(request: Request, _key: WriteKey) -> Any:
+async def post_events(request: Request) -> Any:
     """Validate a batch of events and append it to Kafka; answer after the broker acks."""
     return await _ingest(request, request.app.state.ingest)
 
 
 @router.post("/streams/{stream}/events", summary="Append events of a declared stream")
-async def post_stream_events(stream: str, request: Request, _key: WriteKey) -> Any:
+async def post_stream_events(stream: str, request: Request) -> Any:
     """Like ``POST /events``, for any stream declared in ``lambdalab.schema.STREAMS``."""
     declared = STREAMS.get(stream)
     if declared is None:
@@ -79,7 +79,7 @@ async def _ingest(request: Request, producer: EventProducer) -> Any:
     body = await _read_limited(request, settings.api.max_body_bytes)
     try:
         items = parse_body(body, request.headers.get("content-type"))
-    except BodyError as exc:
+    except IngestRejected as exc:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=str(exc)) from exc
     limit = settings.api.max_events_per_request
     if len(items) > limit:

@@ -18,35 +18,13 @@ from kafka.errors import KafkaError
 from kafka.producer.future import RecordMetadata
 
 from lambdalab.errors import ServiceUnavailable
-from lambdalab.schema import PAGE_VIEWS, Stream
+from lambdalab.schema import Stream
 from lambdalab.settings import Settings
-from lambdalab.topics import ensure_topics
-
-ACK_TIMEOUT_S = 30.0
-
-
-def kafka_producer(settings: Settings, **overrides: Any) -> KafkaProducer:
-    """A kafka-python producer with the platform's durability settings (acks=all, idempotent)."""
-    config: dict[str, Any] = {
-        "bootstrap_servers": settings.kafka.bootstrap_servers,
-        "acks": "all",
-        "enable_idempotence": True,
-        "linger_ms": 5,
-        "batch_size": 256 * 1024,
-        "max_in_flight_requests_per_connection": 5,
-        "retries": 2**31 - 1,
-        "request_timeout_ms": 15_000,
-    }
-    config.update(overrides)
-    try:
-        return KafkaProducer(**config)
-    except KafkaError as exc:
-        msg = f"Kafka at {settings.kafka.bootstrap_servers} did not answer: {exc}"
-        raise ServiceUnavailable(msg) from exc
+from lambdalab.topics import ACK_TIMEOUT_S, ensure_topics, kafka_producer
 
 
 class EventProducer:
-    """Sends validated events of one stream to ``settings.events_topic`` and waits for acks.
+    """Sends validated events of one stream to the stream's topic and waits for acks.
 
     Called by the HTTP router (from a worker thread), the generator and the file loader.
     Thread-safe. A failure raises :class:`ServiceUnavailable`: the caller must then treat
@@ -54,7 +32,7 @@ class EventProducer:
     which their event ids make visible; the log itself never loses an acked record).
     """
 
-    def __init__(self, settings: Settings, stream: Stream = PAGE_VIEWS) -> None:
+    def __init__(self, settings: Settings, stream: Stream) -> None:
         self.settings = settings
         self.stream = stream
         self.topic = settings.topic_for(stream.name)

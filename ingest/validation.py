@@ -12,12 +12,13 @@ from typing import Any
 
 import orjson
 
+from lambdalab.errors import IngestRejected
 from lambdalab.schema import Stream
 
 NDJSON = "application/x-ndjson"
 
 
-class BodyError(ValueError):
+class BodyError(IngestRejected):
     """The body is not parseable JSON / NDJSON; the message says where."""
 
 

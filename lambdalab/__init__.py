@@ -1,0 +1,21 @@
+"""The kernel: settings, stream schemas, errors, paths, topics, the time boundary, dead letters."""
+
+from lambdalab.exports import lazy
+
+__all__, __getattr__ = lazy(
+    __name__,
+    {
+        "Settings": "lambdalab.settings",
+        "get_settings": "lambdalab.settings",
+        "load_settings": "lambdalab.settings",
+        "Stream": "lambdalab.schema",
+        "Field": "lambdalab.schema",
+        "STREAMS": "lambdalab.schema",
+        "get_stream": "lambdalab.schema",
+        "LambdaLabError": "lambdalab.errors",
+        "DeadLetters": "lambdalab.deadletters",
+        "split": "lambdalab.deadletters",
+        "window_of": "lambdalab.boundary",
+        "cut_at": "lambdalab.boundary",
+    },
+)

@@ -1,5 +1,8 @@
 """The ``lambdalab`` command: one entry point for the stack and every layer.
 
+The one module of the kernel that may import the layers above it and the local stack
+(``infra``): it assembles the command from each layer's ``register(app)``.
+
 Settings are read here (environment, ``.env``) and passed down explicitly. Errors of the
 platform print their message and exit 1, without a stack trace.
 """
@@ -25,7 +28,7 @@ stack_app = typer.Typer(
 app.add_typer(stack_app, name="stack")
 
 # Each layer adds its own commands: a module with ``register(app)``.
-LAYER_CLIS = ("ingest.cli", "batch.cli", "speed.cli", "serving.cli", "views.cli")
+LAYER_CLIS = ("ingest.cli", "batch.cli", "speed.cli", "serving.cli", "lab.cli")
 
 
 def _register_layers() -> None:
@@ -40,7 +43,7 @@ def _register_layers() -> None:
 
 
 def _stack() -> Any:
-    from lambdalab.stack import Stack
+    from infra.stack import Stack
 
     return Stack(get_settings())
 
@@ -103,6 +106,25 @@ def stack_logs(
 ) -> None:
     """The last lines of one service's log."""
     console.print(_stack().tail(service, lines), markup=False, highlight=False)
+
+
+@app.command("demo")
+@friendly
+def demo(
+    seconds: Annotated[float, typer.Option(help="seconds of generated traffic")] = 30.0,
+    rate: Annotated[float, typer.Option(help="events per second")] = 100.0,
+) -> None:
+    """The whole pipeline: stack and platform services up, traffic, a batch cycle, an answer.
+
+    The archiver, speed consumer, API and batch loop run under the stack's supervisord
+    (``lambdalab stack up --platform``); ``lambdalab stack down`` stops everything.
+    """
+    from lab.demo import run
+
+    settings = get_settings()
+    with console.status("stack and platform services up (archiver, speed, API, batch loop)…"):
+        _stack().up(with_platform=True)
+    run(settings, seconds, rate)
 
 
 _register_layers()

@@ -1,7 +1,10 @@
 """One exception root for lambda-lab, with a few meaningful subclasses.
 
-Messages name the identifiers involved (view, topic[partition], offset, path, port) so
-that an operator can act on them without reading a stack trace.
+Everything the platform raises on purpose derives from :class:`LambdaLabError`. Messages
+name the identifiers involved (view, topic[partition], offset, path, port) so that an
+operator can act on them without reading a stack trace. The serving layer maps the
+classes to HTTP statuses in one place (``serving.app``): not found 404, rejected input
+4xx, an unavailable backend 503.
 """
 
 from __future__ import annotations
@@ -23,6 +26,10 @@ class ServiceUnavailable(LambdaLabError):
     """A backend (Kafka, HDFS, Redis, Trino) did not answer; says which and what to start."""
 
 
+class PartUnavailable(ServiceUnavailable):
+    """A part of a merged answer could not be read and the API is in consistent mode."""
+
+
 class ValidationFailed(LambdaLabError):
     """An event or request failed validation; carries per-item reasons."""
 
@@ -31,9 +38,21 @@ class ValidationFailed(LambdaLabError):
         self.reasons = reasons or []
 
 
-class ViewError(LambdaLabError):
-    """A view definition is invalid or a view / version does not exist."""
+class IngestRejected(LambdaLabError):
+    """A body sent for ingest could not be read at all (not JSON, not NDJSON); says where."""
+
+
+class NotFound(LambdaLabError):
+    """A view, a version or a stream that does not exist; the message lists the known ones."""
+
+
+class DefinitionError(LambdaLabError):
+    """A stream or view declaration is invalid; names the declaration and the field."""
 
 
 class BatchError(LambdaLabError):
     """A batch run (landing, build, publish) failed; nothing served has changed."""
+
+
+class FencedOut(LambdaLabError):
+    """Another consumer moved the offsets: this one is a zombie and must stop."""

@@ -14,7 +14,10 @@ from typing import Any, Literal
 
 import orjson
 
+from lambdalab.errors import DefinitionError, NotFound
+
 FieldType = Literal["string", "int", "timestamp"]
+RESERVED_STREAM_NAMES = ("dlq",)
 MAX_STRING = 2048
 
 
@@ -39,6 +42,12 @@ class Stream:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "field_names", tuple(f.name for f in self.fields))
+        if not self.name.isidentifier() or self.name != self.name.lower():
+            msg = f"stream name {self.name!r} must be a lowercase identifier"
+            raise DefinitionError(msg)
+        if self.name in RESERVED_STREAM_NAMES:
+            msg = f"stream name {self.name!r} is reserved (its topic is the dead-letter topic)"
+            raise DefinitionError(msg)
 
     def validate(self, obj: Any) -> tuple[dict[str, Any] | None, str | None]:
         """Check one decoded event; return (normalised event, None) or (None, reason).
@@ -151,11 +160,13 @@ STREAMS: dict[str, Stream] = {PAGE_VIEWS.name: PAGE_VIEWS}
 
 
 def get_stream(name: str) -> Stream:
-    """The stream declared under ``name``."""
-    from lambdalab.errors import ConfigError
+    """The stream declared under ``name``.
 
+    Raises:
+        NotFound: no such stream, listing the declared ones.
+    """
     try:
         return STREAMS[name]
     except KeyError:
         msg = f"unknown stream {name!r}; declared: {', '.join(sorted(STREAMS))}"
-        raise ConfigError(msg) from None
+        raise NotFound(msg) from None

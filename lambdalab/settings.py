@@ -18,7 +18,6 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from lambdalab.errors import ConfigError
 
-DEFAULT_STREAM = "pageviews"
 _NAMESPACE = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
 
 
@@ -148,6 +147,10 @@ class Settings(BaseSettings):
         "lab",
         description="prefix of topics, HDFS root, Redis keys and Trino schema; tests use their own",
     )
+    default_stream: str = Field(
+        "pageviews",
+        description="the stream of POST /events and of `ingest file` when none is named",
+    )
     kafka: KafkaSettings = KafkaSettings()
     hdfs: HdfsSettings = HdfsSettings()
     redis: RedisSettings = RedisSettings()
@@ -165,13 +168,9 @@ class Settings(BaseSettings):
             raise ValueError(msg)
         return value
 
-    @property
-    def events_topic(self) -> str:
-        return f"{self.namespace}.events"
-
     def topic_for(self, stream: str) -> str:
-        """The topic of a stream: ``{ns}.events`` for the default, else ``{ns}.events.{stream}``."""
-        return self.events_topic if stream == DEFAULT_STREAM else f"{self.events_topic}.{stream}"
+        """The Kafka topic of a declared stream: ``{ns}.events.{stream}``."""
+        return f"{self.namespace}.events.{stream}"
 
     @property
     def dlq_topic(self) -> str:

@@ -1,23 +1,28 @@
 """The platform's Kafka topics, created explicitly.
 
-``{ns}.events`` carries the accepted events (partitioned, kept forever: it is also the
-Kappa replay source, timestamps assigned by the broker so that ingest time splits batch
-from speed). ``{ns}.events.dlq`` holds dead letters keyed by their source coordinates
-and compacted, so a dead letter reported twice (after a crash, or by two layers) is kept once.
+``{ns}.events.{stream}`` carries the accepted events of each declared stream (partitioned,
+kept forever: it is also the Kappa replay source, timestamps assigned by the broker so
+that ingest time splits batch from speed). ``{ns}.events.dlq`` holds dead letters keyed
+by their source coordinates and compacted, so a dead letter reported twice (after a crash,
+or by two layers) is kept once.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from typing import Any
 
-from kafka import KafkaConsumer, TopicPartition
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.consumer.fetcher import ConsumerRecord
-from kafka.errors import TopicAlreadyExistsError
+from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from lambdalab.errors import ServiceUnavailable
 from lambdalab.settings import Settings
+
+ACK_TIMEOUT_S = 30.0
+METADATA_WAIT_S = 10.0  # metadata of a topic just created may lag
 
 
 def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
@@ -74,6 +79,90 @@ def dlq_key(topic: str, partition: int, offset: int) -> bytes:
     return f"{topic}:{partition}:{offset}".encode()
 
 
+def kafka_producer(settings: Settings, **overrides: Any) -> KafkaProducer:
+    """A kafka-python producer with the platform's durability settings (acks=all, idempotent).
+
+    Raises:
+        ServiceUnavailable: no broker answered.
+    """
+    config: dict[str, Any] = {
+        "bootstrap_servers": settings.kafka.bootstrap_servers,
+        "acks": "all",
+        "enable_idempotence": True,
+        "linger_ms": 5,
+        "batch_size": 256 * 1024,
+        "max_in_flight_requests_per_connection": 5,
+        "retries": 2**31 - 1,
+        "request_timeout_ms": 15_000,
+    }
+    config.update(overrides)
+    try:
+        return KafkaProducer(**config)
+    except KafkaError as exc:
+        msg = f"Kafka at {settings.kafka.bootstrap_servers} did not answer: {exc}"
+        raise ServiceUnavailable(msg) from exc
+
+
+def kafka_consumer(settings: Settings, **overrides: Any) -> KafkaConsumer:
+    """A kafka-python consumer with no group and no auto-commit: positions are the caller's."""
+    config: dict[str, Any] = {
+        "bootstrap_servers": settings.kafka.bootstrap_servers,
+        "enable_auto_commit": False,
+        "group_id": None,
+        "auto_offset_reset": "earliest",
+    }
+    config.update(overrides)
+    try:
+        return KafkaConsumer(**config)
+    except KafkaError as exc:
+        msg = f"Kafka at {settings.kafka.bootstrap_servers} did not answer: {exc}"
+        raise ServiceUnavailable(msg) from exc
+
+
+def partitions(
+    consumer: KafkaConsumer, topic: str, wait_s: float = METADATA_WAIT_S
+) -> list[TopicPartition]:
+    """The partitions of ``topic``, waiting up to ``wait_s`` for fresh metadata.
+
+    Raises:
+        ServiceUnavailable: the topic has no partitions (or Kafka did not answer).
+    """
+    deadline = time.monotonic() + wait_s
+    found = consumer.partitions_for_topic(topic)
+    while not found and time.monotonic() < deadline:
+        time.sleep(0.2)
+        found = consumer.partitions_for_topic(topic)
+    if not found:
+        msg = f"topic {topic} has no partitions (is Kafka up? see `lambdalab stack up`)"
+        raise ServiceUnavailable(msg)
+    return [TopicPartition(topic, p) for p in sorted(found)]
+
+
+def end_offsets_of(consumer: KafkaConsumer, parts: list[TopicPartition]) -> dict[int, int]:
+    """Partition -> end offset (the next offset to be written) of ``parts``.
+
+    Raises:
+        ServiceUnavailable: Kafka did not answer.
+    """
+    if not parts:
+        return {}
+    try:
+        ends = consumer.end_offsets(parts)
+    except KafkaError as exc:
+        msg = f"Kafka did not answer for the end offsets of {parts[0].topic}: {exc}"
+        raise ServiceUnavailable(msg) from exc
+    return {tp.partition: int(off) for tp, off in ends.items()}
+
+
+def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
+    """The end offset of every partition of ``topic``, read with a short-lived consumer."""
+    consumer = kafka_consumer(settings)
+    try:
+        return end_offsets_of(consumer, partitions(consumer, topic))
+    finally:
+        consumer.close()
+
+
 def read_topic(
     settings: Settings,
     topic: str,
@@ -86,22 +175,14 @@ def read_topic(
     Raises:
         ServiceUnavailable: no record arrived for ``idle_timeout_s`` before the read was done.
     """
-    consumer = KafkaConsumer(
-        bootstrap_servers=settings.kafka.bootstrap_servers,
-        enable_auto_commit=False,
-        max_poll_records=5000,
-    )
+    consumer = kafka_consumer(settings, max_poll_records=5000)
     try:
         parts = [
             TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])
         ]
         consumer.assign(parts)
         consumer.seek_to_beginning(*parts)
-        stop = (
-            dict(until)
-            if until is not None
-            else {tp.partition: end for tp, end in consumer.end_offsets(parts).items()}
-        )
+        stop = dict(until) if until is not None else end_offsets_of(consumer, parts)
         out: list[ConsumerRecord] = []
         idle_since = time.monotonic()
         while any(consumer.position(tp) < stop.get(tp.partition, 0) for tp in parts):

@@ -1,5 +1,12 @@
-"""The serving layer: exact merged answers (batch view @ cut ⊕ realtime since cut), SQL,
-metrics and a dashboard, in one FastAPI app made by ``serving.app.create_app``.
+"""The serving layer: merged answers (batch @ cut ⊕ realtime), SQL, metrics, dashboard."""
 
-Nothing is imported here, so that ``lambdalab`` commands stay quick to start.
-"""
+from lambdalab.exports import lazy
+
+__all__, __getattr__ = lazy(
+    __name__,
+    {
+        "create_app": "serving.app",
+        "merged_query": "serving.query",
+        "answer": "serving.merge",
+    },
+)

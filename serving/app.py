@@ -13,14 +13,22 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from lambdalab.errors import LambdaLabError, ServiceUnavailable, ValidationFailed, ViewError
+from lambdalab.errors import (
+    DefinitionError,
+    IngestRejected,
+    LambdaLabError,
+    NotFound,
+    ServiceUnavailable,
+    ValidationFailed,
+)
 from lambdalab.settings import Settings
+from serving.auth import require
 from serving.routes import dashboard, health, metrics, sql, views
 from serving.telemetry import Telemetry
 
@@ -47,7 +55,9 @@ def _start_producer(settings: Settings) -> Any | None:
     except ImportError:
         return None
     try:
-        return EventProducer(settings)
+        from lambdalab.schema import get_stream
+
+        return EventProducer(settings, get_stream(settings.default_stream))
     except LambdaLabError as exc:
         log.error("ingest producer could not start (%s): POST /events will fail", exc)
         return None
@@ -88,7 +98,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.include_router(module.router)
     ingest = _ingest_router()
     if ingest is not None:
-        app.include_router(ingest)
+        app.include_router(ingest, dependencies=[Depends(require("write"))])
     _install_handlers(app)
     app.middleware("http")(_measure)
     return app
@@ -145,10 +155,15 @@ async def _invalid(request: Request, exc: Exception) -> JSONResponse:
 async def _platform_error(request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, ServiceUnavailable):
         return _json(503, str(exc))
-    if isinstance(exc, ViewError):
+    if isinstance(exc, NotFound):
         return _json(404, str(exc))
+    if isinstance(exc, IngestRejected):
+        return _json(400, str(exc))
     if isinstance(exc, ValidationFailed):
         return _json(422, str(exc), errors=exc.reasons)
+    if isinstance(exc, DefinitionError):
+        log.error("invalid declaration behind %s %s: %s", request.method, request.url.path, exc)
+        return _json(500, f"invalid view or stream declaration on the server: {exc}")
     log.exception("platform error on %s %s", request.method, request.url.path)
     return _json(500, f"{type(exc).__name__}: {exc}")
 

@@ -13,8 +13,8 @@ from typing import Annotated, Any, Protocol
 
 from fastapi import Depends, Request
 
-from lambdalab.auth import require
 from lambdalab.settings import Settings
+from serving.auth import require
 from serving.kafkaprobe import KafkaProbe
 
 _lock = threading.Lock()
@@ -40,11 +40,13 @@ class SpeedSource(Protocol):
         self, view: str, key: str, since_window_ms: int, bucket_from_ms: int, bucket_to_ms: int
     ) -> dict[int, dict[str, Any]]: ...
 
-    def freshness_ms(self, view: str | None = None) -> int | None: ...
+    def freshness_ms(self, view: str) -> int | None: ...
 
-    def offsets(self, view: str | None = None) -> dict[int, int]: ...
+    def offsets(self, view: str) -> dict[int, int]: ...
 
-    def status(self) -> dict[str, Any]: ...
+    def stream_offsets(self, stream: str) -> dict[int, int]: ...
+
+    def status(self, stream: str) -> dict[str, Any]: ...
 
 
 def get_settings(request: Request) -> Settings:

@@ -1,5 +1,6 @@
 """The pipeline's health as the serving layer sees it: batch age, freshness, lag, dead letters.
 
+Every declared stream is shown on its own (``streams``) and summed (``ingest``, ``speed``).
 One snapshot feeds the dashboard's health panel (``GET /pipeline``) and the Prometheus
 gauges (``GET /metrics``). Each part is read on its own: an unavailable backend marks
 its part with an ``error`` instead of failing the whole snapshot.
@@ -13,11 +14,12 @@ from functools import partial
 from typing import Any
 
 from lambdalab.errors import LambdaLabError
+from lambdalab.schema import STREAMS
 from lambdalab.settings import Settings
 from serving.deps import BatchSource, SpeedSource
 from serving.kafkaprobe import KafkaProbe
 from serving.merge import iso_ms
-from views.registry import all_views
+from views.registry import all_views, views_of
 
 
 def now_ms() -> int:
@@ -53,42 +55,84 @@ def _one_view(batch: BatchSource, view: str, at_ms: int) -> dict[str, Any]:
 
 
 def speed_status(
-    settings: Settings, speed: SpeedSource, probe: KafkaProbe, at_ms: int
+    settings: Settings, speed: SpeedSource, probe: KafkaProbe, stream: str, at_ms: int
 ) -> dict[str, Any]:
-    """Freshness, committed offsets and lag per partition of the speed layer."""
-    fresh = speed.freshness_ms()
-    offsets = speed.offsets()
+    """Freshness, committed offsets and lag per partition of one stream's speed consumer."""
+    reported = speed.status(stream)
+    fresh = reported.get("freshness_ms")
+    offsets = {int(p): o for p, o in reported.get("offsets", {}).items()}
     out: dict[str, Any] = {
         "freshness": iso_ms(fresh),
         "freshness_ms": fresh,
         "freshness_age_s": None if fresh is None else round((at_ms - fresh) / 1000, 3),
         "offsets": {str(p): o for p, o in sorted(offsets.items())},
     }
-    ends = _guard(lambda: {"ends": probe.end_offsets(settings.events_topic)})
+    ends = _guard(lambda: {"ends": probe.end_offsets(settings.topic_for(stream))})
     if "ends" in ends:
         lag = {p: max(0, end - offsets.get(p, 0)) for p, end in sorted(ends["ends"].items())}
         out["lag"] = {str(p): n for p, n in lag.items()}
         out["lag_total"] = sum(lag.values())
-    out["reported"] = _guard(speed.status)
+    out["reported"] = reported
     return out
 
 
-def ingest_status(settings: Settings, probe: KafkaProbe) -> dict[str, Any]:
-    """Records accepted into the events topic so far (its end offsets)."""
-    ends = probe.end_offsets(settings.events_topic)
+def ingest_status(settings: Settings, probe: KafkaProbe, stream: str) -> dict[str, Any]:
+    """Records accepted into one stream's topic so far (its end offsets)."""
+    ends = probe.end_offsets(settings.topic_for(stream))
     return {"end_offsets": {str(p): o for p, o in ends.items()}, "records": sum(ends.values())}
+
+
+def stream_status(
+    settings: Settings, speed: SpeedSource, probe: KafkaProbe, stream: str, at_ms: int
+) -> dict[str, Any]:
+    """One declared stream: its topic, what was ingested, and its speed consumer (if it has
+    views to keep)."""
+    out: dict[str, Any] = {
+        "topic": settings.topic_for(stream),
+        "views": sorted(views_of(stream)),
+        "ingest": _guard(lambda: ingest_status(settings, probe, stream)),
+    }
+    if out["views"]:
+        out["speed"] = _guard(lambda: speed_status(settings, speed, probe, stream, at_ms))
+    return out
+
+
+def _totals(streams: dict[str, dict[str, Any]], part: str) -> dict[str, Any]:
+    """One part (ingest or speed) summed over every stream; partitions as ``stream/p``."""
+    found = {name: s[part] for name, s in streams.items() if part in s}
+    errors = [f"{name}: {p['error']}" for name, p in found.items() if "error" in p]
+    if errors:
+        return {"error": "; ".join(errors)}
+    out: dict[str, Any] = {}
+    for key in ("end_offsets", "offsets", "lag"):
+        merged = {f"{n}/{k}": v for n, p in found.items() for k, v in p.get(key, {}).items()}
+        if any(key in p for p in found.values()):
+            out[key] = merged
+    for key in ("records", "lag_total"):
+        if any(key in p for p in found.values()):
+            out[key] = sum(p.get(key, 0) for p in found.values())
+    fresh = [p["freshness_ms"] for p in found.values() if p.get("freshness_ms") is not None]
+    if part == "speed":
+        out["freshness_ms"] = min(fresh) if fresh else None
+        out["freshness"] = iso_ms(out["freshness_ms"])
+        age = [p["freshness_age_s"] for p in found.values() if p.get("freshness_age_s") is not None]
+        out["freshness_age_s"] = max(age) if age else None
+    return out
 
 
 def snapshot(
     settings: Settings, batch: BatchSource, speed: SpeedSource, probe: KafkaProbe
 ) -> dict[str, Any]:
-    """The whole health snapshot: ingest, speed, batch, dead letters, taken now."""
+    """The whole health snapshot, taken now: every declared stream (ingest and speed), the
+    totals over them, the batch views, and the dead letters."""
     at = now_ms()
+    streams = {name: stream_status(settings, speed, probe, name, at) for name in STREAMS}
     return {
         "at": iso_ms(at),
         "at_ms": at,
-        "ingest": _guard(lambda: ingest_status(settings, probe)),
-        "speed": _guard(lambda: speed_status(settings, speed, probe, at)),
+        "streams": streams,
+        "ingest": _totals(streams, "ingest"),
+        "speed": _totals(streams, "speed"),
         "batch": batch_status(batch, at),
         "dead_letters": _guard(probe.dead_letters),
     }

@@ -12,17 +12,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from lambdalab.errors import ServiceUnavailable
+from lambdalab.errors import PartUnavailable, ServiceUnavailable
 from lambdalab.settings import Settings
 from serving.deps import BatchSource, SpeedSource
 from serving.merge import Provenance, Rows, answer
 from views.definition import ViewDef
 
 SNAPSHOT_TRIES = 5
-
-
-class PartUnavailable(ServiceUnavailable):
-    """A part of a merged answer could not be read and the API is in consistent mode."""
 
 
 def _unavailable(settings: Settings, part: str, exc: ServiceUnavailable) -> None:

@@ -73,37 +73,39 @@ def pipeline_registry(snap: dict[str, Any]) -> CollectorRegistry:
     up = _gauge(reg, "lambdalab_part_up", "1 when the part's backend answered", ("part",))
     for part in ("ingest", "speed", "dead_letters"):
         up.labels(part).set(0 if "error" in snap[part] else 1)
-    _ingest_gauges(reg, snap["ingest"])
-    _speed_gauges(reg, snap["speed"])
+    _stream_gauges(reg, snap["streams"])
     _batch_gauges(reg, snap["batch"])
     _dead_letter_gauges(reg, snap["dead_letters"])
     return reg
 
 
-def _ingest_gauges(reg: CollectorRegistry, ingest: dict[str, Any]) -> None:
+def _stream_gauges(reg: CollectorRegistry, streams: dict[str, dict[str, Any]]) -> None:
+    """End offsets, lag and freshness of every declared stream, labelled by stream."""
     end = _gauge(
         reg,
         "lambdalab_ingest_log_end_offset",
-        "End offset per partition of the events topic (rate() = ingest rate)",
-        ("partition",),
+        "End offset per partition of a stream's topic (rate() = ingest rate)",
+        ("partition", "stream"),
     )
-    for p, off in ingest.get("end_offsets", {}).items():
-        end.labels(p).set(off)
-
-
-def _speed_gauges(reg: CollectorRegistry, speed: dict[str, Any]) -> None:
-    lag = _gauge(reg, "lambdalab_speed_lag_records", "Speed-layer lag", ("partition",))
-    for p, n in speed.get("lag", {}).items():
-        lag.labels(p).set(n)
-    if speed.get("freshness_ms") is not None:
-        _gauge(
-            reg,
-            "lambdalab_speed_freshness_timestamp_seconds",
-            "Newest ingest time applied by the speed layer",
-        ).set(speed["freshness_ms"] / 1000)
-        _gauge(reg, "lambdalab_speed_freshness_age_seconds", "Seconds since that ingest time").set(
-            speed["freshness_age_s"]
-        )
+    lag = _gauge(reg, "lambdalab_speed_lag_records", "Speed-layer lag", ("partition", "stream"))
+    fresh = _gauge(
+        reg,
+        "lambdalab_speed_freshness_timestamp_seconds",
+        "Newest ingest time applied by the speed layer",
+        ("stream",),
+    )
+    age = _gauge(
+        reg, "lambdalab_speed_freshness_age_seconds", "Seconds since that ingest time", ("stream",)
+    )
+    for name, status in streams.items():
+        for p, off in status["ingest"].get("end_offsets", {}).items():
+            end.labels(p, name).set(off)
+        speed = status.get("speed", {})
+        for p, n in speed.get("lag", {}).items():
+            lag.labels(p, name).set(n)
+        if speed.get("freshness_ms") is not None:
+            fresh.labels(name).set(speed["freshness_ms"] / 1000)
+            age.labels(name).set(speed["freshness_age_s"])
 
 
 def _batch_gauges(reg: CollectorRegistry, batch: dict[str, Any]) -> None:

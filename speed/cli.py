@@ -44,7 +44,9 @@ def run(
         int, typer.Option(help="expose Prometheus metrics on this port (0: off)")
     ] = 0,
     max_poll_records: Annotated[int, typer.Option(help="records per poll batch")] = 2000,
-    stream: Annotated[str, typer.Option(help="the stream whose topic to consume")] = "pageviews",
+    stream: Annotated[
+        str | None, typer.Option(help="the stream to consume (default: default_stream)")
+    ] = None,
 ) -> None:
     """Consume a stream's topic into its realtime views (resume, or rebuild if needed)."""
     from lambdalab.schema import get_stream
@@ -54,8 +56,9 @@ def run(
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    settings = get_settings()
     consumer = SpeedConsumer(
-        get_settings(), stream=get_stream(stream), max_poll_records=max_poll_records
+        settings, get_stream(stream or settings.default_stream), max_poll_records=max_poll_records
     )
     if metrics_port:
         from prometheus_client import start_http_server

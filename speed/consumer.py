@@ -3,9 +3,10 @@
 It covers what the batch layer has not seen yet. All partitions of the events topic are
 assigned manually (no consumer group, no auto-commit): the only committed position is
 the offsets hash in Redis, written in the same MULTI/EXEC as the increments it covers
-(:mod:`speed.store`). Each poll batch is decoded (orjson, via the stream's serde),
-aggregated in memory for every registered view (:func:`views.compute.aggregate`, keyed by
-ingest window, key and event bucket) and written once. Malformed records go to the
+(:mod:`speed.store`). Each poll batch is split into events and dead letters
+(:func:`lambdalab.deadletters.split`), aggregated in memory for every view of the stream
+(:func:`views.compute.aggregate`, keyed by ingest window, key and event bucket) and
+written once. Malformed records go to the
 dead-letter topic, which is flushed *before* the EXEC that moves the offsets past them:
 a crash in between only reports them again under the same key (kept once by compaction).
 Start-up resumes from the stored offsets or rebuilds (:mod:`speed.rebuild`); expiry
@@ -14,7 +15,6 @@ Start-up resumes from the stored offsets or rebuilds (:mod:`speed.rebuild`); exp
 
 from __future__ import annotations
 
-import base64
 import logging
 import threading
 import time
@@ -22,15 +22,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.consumer.fetcher import ConsumerRecord
-
-from lambdalab.errors import ServiceUnavailable, ViewError
+from lambdalab.deadletters import DeadLetters, Decoded, split
+from lambdalab.errors import DefinitionError, ServiceUnavailable
 from lambdalab.paths import RedisKeys
-from lambdalab.schema import PAGE_VIEWS, Stream
+from lambdalab.schema import Stream
 from lambdalab.settings import Settings
-from lambdalab.topics import dlq_key, ensure_topics
+from lambdalab.topics import end_offsets_of, ensure_topics, kafka_consumer, partitions
 from speed.expiry import expire
 from speed.metrics import SpeedMetrics
 from speed.rebuild import horizons, needs_rebuild, rebuild
@@ -54,21 +51,8 @@ class Status:
     freshness_ms: int | None
 
 
-def dead_letter(stream_topic: str, record: ConsumerRecord, reason: str) -> dict[str, Any]:
-    """The dead-letter payload of a malformed record (shared DLQ contract)."""
-    raw = record.value or b""
-    return {
-        "reason": reason,
-        "topic": stream_topic,
-        "partition": record.partition,
-        "offset": record.offset,
-        "ingest_ms": record.timestamp,
-        "value_b64": base64.b64encode(raw).decode(),
-    }
-
-
 class SpeedConsumer:
-    """A long-running consumer of ``settings.events_topic`` feeding the realtime views.
+    """A long-running consumer of one stream's topic feeding that stream's realtime views.
 
     No I/O in ``__init__``: :meth:`setup` connects, resumes or rebuilds; :meth:`run`
     loops; :meth:`close` releases the clients.
@@ -77,9 +61,9 @@ class SpeedConsumer:
     def __init__(
         self,
         settings: Settings,
+        stream: Stream,
         *,
         views: Mapping[str, ViewDef] | None = None,
-        stream: Stream = PAGE_VIEWS,
         metrics: SpeedMetrics | None = None,
         redis_client: Any | None = None,
         max_poll_records: int = 2000,
@@ -88,7 +72,7 @@ class SpeedConsumer:
         self.views = dict(views) if views is not None else views_of(stream.name)
         if not self.views:
             msg = f"no registered view reads stream {stream.name!r}: nothing to keep in Redis"
-            raise ViewError(msg)
+            raise DefinitionError(msg)
         self.stream = stream
         self.metrics = metrics if metrics is not None else SpeedMetrics()
         self.topic = settings.topic_for(stream.name)
@@ -106,22 +90,12 @@ class SpeedConsumer:
     def setup(self) -> None:
         """Connect to Kafka and Redis; resume from the stored offsets or rebuild."""
         ensure_topics(self.settings)
-        self.store = RealtimeStore(self.settings, self._redis_client, topic=self.topic)
-        self.consumer = KafkaConsumer(
-            bootstrap_servers=self.settings.kafka.bootstrap_servers,
-            enable_auto_commit=False,
-            group_id=None,
-            auto_offset_reset="earliest",
-            max_poll_records=self._max_poll,
+        self.store = RealtimeStore(self.settings, self.topic, self._redis_client)
+        self.consumer = kafka_consumer(self.settings, max_poll_records=self._max_poll)
+        self.dead_letters = DeadLetters(
+            self.settings, layer="speed", registry=self.metrics.registry
         )
-        self.producer = KafkaProducer(
-            bootstrap_servers=self.settings.kafka.bootstrap_servers, acks="all", linger_ms=5
-        )
-        found = self.consumer.partitions_for_topic(self.topic) or set()
-        if not found:
-            msg = f"topic {self.topic} has no partitions (is Kafka up? see `lambdalab stack up`)"
-            raise ServiceUnavailable(msg)
-        self.parts = [TopicPartition(self.topic, p) for p in sorted(found)]
+        self.parts = partitions(self.consumer, self.topic)
         self.consumer.assign(self.parts)
         self._refresh_horizons()
         self._resync()
@@ -147,7 +121,7 @@ class SpeedConsumer:
 
     def close(self) -> None:
         """Release the Kafka clients (Redis connections are pooled)."""
-        for client in (getattr(self, "consumer", None), getattr(self, "producer", None)):
+        for client in (getattr(self, "consumer", None), getattr(self, "dead_letters", None)):
             if client is not None:
                 client.close()
 
@@ -159,9 +133,10 @@ class SpeedConsumer:
         records = [r for recs in polled.values() for r in recs]
         if not records:
             return 0
-        good, dead = self._split(records)
+        good, dead = split(self.stream, records)
         if dead:
-            self._send_dead_letters(dead)
+            self.dead_letters.report(dead)
+            self.dead_letters.flush()
         nxt = dict(self.position)
         for tp, recs in polled.items():
             if recs:
@@ -177,42 +152,13 @@ class SpeedConsumer:
         self.rate = self.metrics.batch(len(good), len(dead))
         return len(records)
 
-    def _split(
-        self, records: list[ConsumerRecord]
-    ) -> tuple[list[tuple[int, dict[str, Any]]], list[tuple[ConsumerRecord, str]]]:
-        good: list[tuple[int, dict[str, Any]]] = []
-        dead: list[tuple[ConsumerRecord, str]] = []
-        for record in records:
-            event, reason = self.stream.decode(record.value)
-            if event is None:
-                dead.append((record, reason or "invalid"))
-            else:
-                good.append((record.timestamp, event))
-        return good, dead
-
-    def _cells(self, view: ViewDef, good: list[tuple[int, dict[str, Any]]]) -> dict[Cell, Any]:
-        cells = aggregate(view, good, self.settings.batch.window_s)
+    def _cells(self, view: ViewDef, good: list[Decoded]) -> dict[Cell, Any]:
+        pairs = [(d.ingest_ms, d.event) for d in good]
+        cells = aggregate(view, pairs, self.settings.batch.window_s)
         floor = self.horizon.get(view.name)
         if floor is None:
             return cells
         return {cell: acc for cell, acc in cells.items() if cell[0] >= floor}
-
-    def _send_dead_letters(self, dead: list[tuple[ConsumerRecord, str]]) -> None:
-        futures = []
-        for record, reason in dead:
-            value = orjson.dumps(dead_letter(self.topic, record, reason))
-            key = dlq_key(self.topic, record.partition, record.offset)
-            futures.append(
-                self.producer.send(
-                    self.settings.dlq_topic,
-                    key=key,
-                    value=value,
-                    headers=[("reason", reason.encode())],
-                )
-            )
-        self.producer.flush()
-        for future in futures:
-            future.get(timeout=30)
 
     # --- the loop -----------------------------------------------------------------------
 
@@ -245,7 +191,7 @@ class SpeedConsumer:
         self.expire_once()
 
     def _end_offsets(self) -> dict[int, int]:
-        return {tp.partition: o for tp, o in self.consumer.end_offsets(self.parts).items()}
+        return end_offsets_of(self.consumer, self.parts)
 
     def _refresh_horizons(self) -> None:
         try:
@@ -280,10 +226,10 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def catch_up(settings: Settings, **kwargs: Any) -> SpeedConsumer:
+def catch_up(settings: Settings, stream: Stream, **kwargs: Any) -> SpeedConsumer:
     """Run a consumer (``kwargs`` as for SpeedConsumer) until it reaches the end offsets
     seen at its start, then close it; returns it for its counters."""
-    consumer = SpeedConsumer(settings, **kwargs)
+    consumer = SpeedConsumer(settings, stream, **kwargs)
     consumer.setup()
     try:
         consumer.run(once=True)

@@ -20,9 +20,6 @@ class SpeedMetrics:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
         self.events = Counter("lambdalab_speed_events", "Valid events applied", registry=r)
-        self.dead_letters = Counter(
-            "lambdalab_speed_dead_letters", "Malformed records sent to the DLQ", registry=r
-        )
         self.rate = Gauge(
             "lambdalab_speed_events_per_second", "Events/s over the last 10 s", registry=r
         )
@@ -41,10 +38,12 @@ class SpeedMetrics:
         self._recent: deque[tuple[float, int]] = deque()
 
     def batch(self, valid: int, dead: int, now: float | None = None) -> float:
-        """Count one applied batch; return the events/s over the last 10 seconds."""
+        """Count one applied batch; return the records/s over the last 10 seconds.
+
+        Dead letters are counted by their writer (``lambdalab_dead_letters_total``).
+        """
         now = time.monotonic() if now is None else now
         self.events.inc(valid)
-        self.dead_letters.inc(dead)
         self._recent.append((now, valid + dead))
         while self._recent and now - self._recent[0][0] > 10:
             self._recent.popleft()

@@ -13,10 +13,10 @@ from typing import Any
 import redis
 
 from lambdalab.paths import RedisKeys
-from lambdalab.settings import DEFAULT_STREAM, Settings
+from lambdalab.settings import Settings
 from speed.store import connect, decode_value, redis_call
 from views.compute import combine
-from views.registry import all_views, get_view, views_of
+from views.registry import get_view, views_of
 
 
 class SpeedReader:
@@ -35,7 +35,7 @@ class SpeedReader:
         Buckets in ``[bucket_from_ms, bucket_to_ms)``; hll values as sketch bytes.
 
         Raises:
-            ViewError: unknown view.
+            NotFound: unknown view.
             ServiceUnavailable: Redis did not answer.
         """
         vdef = get_view(view)
@@ -50,33 +50,35 @@ class SpeedReader:
                 parts[bucket].setdefault(window, {})[measure] = decode_value(kinds[measure], value)
         return {b: combine(vdef, per_window.values()) for b, per_window in sorted(parts.items())}
 
-    def offsets(self, view: str | None = None) -> dict[int, int]:
-        """Partition -> next offset committed together with the increments.
+    def offsets(self, view: str) -> dict[int, int]:
+        """Partition -> next offset committed together with the increments of ``view``.
 
-        Of the topic of ``view``'s stream (default: the default stream's topic).
+        Raises:
+            NotFound: unknown view.
+            ServiceUnavailable: Redis did not answer.
         """
-        stream = get_view(view).stream if view is not None else DEFAULT_STREAM
+        return self.stream_offsets(get_view(view).stream)
+
+    def stream_offsets(self, stream: str) -> dict[int, int]:
+        """Partition -> next offset the speed consumer of ``stream`` committed."""
         raw = self._call(self.client.hgetall, self.keys.offsets(self.settings.topic_for(stream)))
         return {int(p): int(o) for p, o in raw.items()}
 
-    def freshness_ms(self, view: str | None = None) -> int | None:
-        """Newest ingest timestamp (ms) applied to the realtime views, None if none yet.
+    def freshness_ms(self, view: str) -> int | None:
+        """Newest ingest timestamp (ms) applied to ``view``'s realtime part, None if none yet."""
+        return _int(self._meta(view).get("freshness_ms"))
 
-        Of ``view`` alone, or the oldest over the default stream's views.
-        """
-        names = [view] if view is not None else list(views_of(DEFAULT_STREAM))
-        values = [self._meta(name).get("freshness_ms") for name in names]
-        known = [int(v) for v in values if v is not None]
-        return min(known) if known else None
-
-    def status(self) -> dict[str, Any]:
-        """Offsets, freshness, windows held per view, last update, rebuild info."""
-        views = all_views()
-        first = self._meta(next(iter(views))) if views else {}
+    def status(self, stream: str) -> dict[str, Any]:
+        """The speed consumer of ``stream``: offsets, freshness (the oldest over its views),
+        last update, rebuild info, and the windows held per view."""
+        views = views_of(stream)
+        metas = [self._meta(name) for name in views]
+        fresh = [int(m["freshness_ms"]) for m in metas if "freshness_ms" in m]
+        first = metas[0] if metas else {}
         windows = {n: int(self._call(self.client.zcard, self.keys.windows(n))) for n in views}
         return {
-            "offsets": self.offsets(),
-            "freshness_ms": self.freshness_ms(),
+            "offsets": self.stream_offsets(stream),
+            "freshness_ms": min(fresh) if fresh else None,
             "updated_ms": _int(first.get("updated_ms")),
             "rebuilt_from_ms": _int(first.get("rebuilt_from_ms")),
             "rebuilt_at_ms": _int(first.get("rebuilt_at_ms")),

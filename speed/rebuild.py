@@ -7,7 +7,7 @@ The rule, applied by the consumer at start:
    stored in ``speed:{view}:meta`` (a view is new or its definition changed). Otherwise
    resume from the stored offsets.
 2. **From where.** Per view, the start is its expiry horizon: the cut of the *previous*
-   published batch version (see :mod:`speed.expiry`); with fewer than two published
+   published batch version (:func:`lambdalab.boundary.horizon`); with fewer than two published
    versions, the beginning of the log. The consumer re-reads Kafka from the earliest of
    these over all views, per partition the first offset whose (LogAppendTime) timestamp
    is ≥ that cut (``KafkaConsumer.offsets_for_times``). Windows below a view's own
@@ -26,9 +26,11 @@ from collections.abc import Mapping
 
 from kafka import KafkaConsumer, TopicPartition
 
+from lambdalab.boundary import horizon
 from lambdalab.errors import ServiceUnavailable
+from lambdalab.hdfs import published_cuts
 from lambdalab.settings import Settings
-from speed.expiry import horizon, published_cuts
+from lambdalab.topics import end_offsets_of
 from speed.store import RealtimeStore
 from views.definition import ViewDef
 
@@ -72,9 +74,11 @@ def start_offsets(consumer: KafkaConsumer, parts: list[TopicPartition], cut: int
     begin = consumer.beginning_offsets(parts)
     if cut is None:
         return {tp.partition: begin[tp] for tp in parts}
-    end = consumer.end_offsets(parts)
+    end = end_offsets_of(consumer, parts)
     found = consumer.offsets_for_times({tp: cut for tp in parts})
-    return {tp.partition: (found[tp].offset if found.get(tp) else end[tp]) for tp in parts}
+    return {
+        tp.partition: (found[tp].offset if found.get(tp) else end[tp.partition]) for tp in parts
+    }
 
 
 def rebuild(

@@ -22,17 +22,13 @@ from typing import Any
 
 import redis
 
-from lambdalab.errors import LambdaLabError, ServiceUnavailable
+from lambdalab.errors import FencedOut, ServiceUnavailable
 from lambdalab.paths import RedisKeys
 from lambdalab.settings import Settings
 from views.compute import Cell
 from views.definition import ViewDef, merge
 
 INCR_KINDS = ("count", "sum")
-
-
-class FencedOut(LambdaLabError):
-    """Another consumer moved the offsets: this one is a zombie and must stop."""
 
 
 @dataclass
@@ -99,13 +95,11 @@ def connect(settings: Settings) -> redis.Redis:
 class RealtimeStore:
     """The Redis side of the speed layer for one namespace."""
 
-    def __init__(
-        self, settings: Settings, client: redis.Redis | None = None, topic: str | None = None
-    ) -> None:
+    def __init__(self, settings: Settings, topic: str, client: redis.Redis | None = None) -> None:
         self.settings = settings
         self.keys = RedisKeys(settings)
         self.client = client if client is not None else connect(settings)
-        self.offsets_key = self.keys.offsets(topic or settings.events_topic)
+        self.offsets_key = self.keys.offsets(topic)
 
     def read_offsets(self) -> dict[int, int] | None:
         """Partition -> next offset committed with the increments; None if never written."""

@@ -11,16 +11,11 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
+from lambdalab.boundary import window_of
 from lambdalab.schema import get_stream, parse_ts_ms
 from views.definition import ViewDef, hll_union, identity, merge
 
 Cell = tuple[int, str, int]  # (ingest window start ms, view key, event bucket start ms)
-
-
-def window_of(ingest_ms: int, window_s: int) -> int:
-    """Start (ms) of the ingest window holding a record appended at ``ingest_ms``."""
-    width = window_s * 1000
-    return ingest_ms - ingest_ms % width
 
 
 def aggregate(

@@ -15,7 +15,7 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from lambdalab.errors import ViewError
+from lambdalab.errors import DefinitionError
 from lambdalab.schema import get_stream
 
 MeasureKind = Literal["count", "sum", "min", "max", "hll"]
@@ -50,14 +50,14 @@ class ViewDef:
         fields: dict[str, str] = {f.name: f.type for f in stream.fields}
         if not self.name.isidentifier() or self.name != self.name.lower():
             msg = f"view name {self.name!r} must be a lowercase identifier"
-            raise ViewError(msg)
+            raise DefinitionError(msg)
         for key in self.keys:
             if key not in fields:
                 msg = f"view {self.name}: key {key!r} is not a field of stream {self.stream}"
-                raise ViewError(msg)
+                raise DefinitionError(msg)
         if self.bucket_s <= 0:
             msg = f"view {self.name}: bucket_s must be positive"
-            raise ViewError(msg)
+            raise DefinitionError(msg)
         for m in self.measures:
             _check_measure(self.name, m, fields)
 
@@ -84,18 +84,18 @@ class ViewDef:
 def _check_measure(view: str, m: Measure, fields: dict[str, str]) -> None:
     if m.kind not in KINDS:
         msg = f"view {view}: measure {m.name!r} has unknown kind {m.kind!r} (one of {KINDS})"
-        raise ViewError(msg)
+        raise DefinitionError(msg)
     if m.kind == "count":
         if m.field is not None:
             msg = f"view {view}: count measure {m.name!r} takes no field"
-            raise ViewError(msg)
+            raise DefinitionError(msg)
         return
     if m.field not in fields:
         msg = f"view {view}: measure {m.name!r} reads unknown field {m.field!r}"
-        raise ViewError(msg)
+        raise DefinitionError(msg)
     if m.kind in ("sum", "min", "max") and fields[m.field] != "int":
         msg = f"view {view}: {m.kind} needs an integer field, {m.field!r} is {fields[m.field]}"
-        raise ViewError(msg)
+        raise DefinitionError(msg)
 
 
 # --- the measure algebra: identity and merge per kind -------------------------------------

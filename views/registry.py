@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from lambdalab.errors import ViewError
+from lambdalab.errors import NotFound
 from views import defs
 from views.definition import ViewDef
 
@@ -33,10 +33,10 @@ def get_view(name: str) -> ViewDef:
     """The view registered under ``name``.
 
     Raises:
-        ViewError: no such view, listing the known ones.
+        NotFound: no such view, listing the known ones.
     """
     views = all_views()
     if name not in views:
         msg = f"unknown view {name!r}; known: {', '.join(views)}"
-        raise ViewError(msg)
+        raise NotFound(msg)
     return views[name]

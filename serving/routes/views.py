@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
 
-from lambdalab.errors import ViewError
+from lambdalab.errors import NotFound
 from serving.deps import BatchDep, ReadKey, SettingsDep, SpeedDep
 from serving.merge import iso_ms
 from serving.models import ERRORS, MergedAnswer, ViewSummary
@@ -26,7 +26,7 @@ UNPROCESSABLE = 422
 def _view(name: str) -> ViewDef:
     try:
         return get_view(name)
-    except ViewError as exc:
+    except NotFound as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from exc
 
 

@@ -29,6 +29,7 @@ import pytest
 import uvicorn
 
 from batch.tasks import run_cycle
+from lambdalab.schema import PAGE_VIEWS
 from lambdalab.settings import Settings
 from lambdalab.topics import ensure_topics, read_topic
 from serving.app import create_app
@@ -113,7 +114,7 @@ def _ingest(base: str, stop: threading.Event, sent: list[int]) -> None:
 
 
 def _speed(settings: Settings, stop: threading.Event) -> None:
-    consumer = SpeedConsumer(settings)
+    consumer = SpeedConsumer(settings, PAGE_VIEWS)
     consumer.setup()
     try:
         consumer.run(stop=stop)
@@ -144,7 +145,7 @@ def read_log(settings: Settings) -> list[Record]:
     """Every record of the events topic with its coordinates and broker timestamp."""
     return [
         Record(r.partition, r.offset, r.timestamp, orjson.loads(r.value))
-        for r in read_topic(settings, settings.events_topic)
+        for r in read_topic(settings, settings.topic_for(PAGE_VIEWS.name))
     ]
 
 

@@ -19,13 +19,15 @@ import pyarrow as pa
 import pytest
 
 from batch.archiver import archiver_lock, land
-from batch.master import list_files, read_master, webhdfs
-from ingest.dlq import read_dead_letters
+from batch.master import list_files, read_master
 from ingest.generator import GeneratorConfig, generate
-from ingest.producer import EventProducer, kafka_producer
+from ingest.producer import EventProducer
+from lambdalab.deadletters import read_dead_letters
 from lambdalab.errors import BatchError
+from lambdalab.hdfs import webhdfs
+from lambdalab.schema import PAGE_VIEWS
 from lambdalab.settings import Settings
-from lambdalab.topics import dlq_key, ensure_topics
+from lambdalab.topics import dlq_key, ensure_topics, kafka_producer
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -36,7 +38,7 @@ def _master(settings: Settings) -> pa.Table:
 
 def _produce(settings: Settings, n: int, seed: int) -> list[bytes]:
     events = [p.event for p in generate(GeneratorConfig(seed=seed), datetime.now(UTC), n)]
-    producer = EventProducer(settings)
+    producer = EventProducer(settings, PAGE_VIEWS)
     try:
         for i in range(0, n, 1000):
             producer.send_many(events[i : i + 1000])
@@ -50,7 +52,7 @@ def _produce_raw(settings: Settings, values: dict[bytes, int]) -> dict[tuple[int
     producer = kafka_producer(settings)
     try:
         futures = [
-            (producer.send(settings.events_topic, value=v, partition=p), v)
+            (producer.send(settings.topic_for(PAGE_VIEWS.name), value=v, partition=p), v)
             for v, p in values.items()
         ]
         producer.flush()
@@ -89,7 +91,7 @@ def test_sigkill_mid_run_then_rerun_gives_exactly_n(stack: Settings, settings: S
     assert len(coords) == n
     assert sorted(table["value"].to_pylist()) == sorted(sent)
     assert len(list_files(hdfs, settings, "pageviews")) > after_kill
-    assert land(settings)["rows"] == 0
+    assert land(settings, PAGE_VIEWS)["rows"] == 0
 
 
 def test_malformed_records_go_to_dlq_and_nowhere_else(stack: Settings, settings: Settings) -> None:
@@ -106,13 +108,13 @@ def test_malformed_records_go_to_dlq_and_nowhere_else(stack: Settings, settings:
     coords = _produce_raw(settings, bad)
     good += _produce(settings, 40, seed=6)  # valid records after the bad ones
 
-    manifest = land(settings)
+    manifest = land(settings, PAGE_VIEWS)
     assert manifest["dead_letters"] == len(bad)
     table = _master(settings)
     assert sorted(table["value"].to_pylist()) == sorted(good)
     assert not set(bad) & set(table["value"].to_pylist())
     dead = read_dead_letters(settings)
-    topic = settings.events_topic
+    topic = settings.topic_for(PAGE_VIEWS.name)
     assert set(dead) == {dlq_key(topic, p, o) for p, o in coords}
     for (p, o), raw in coords.items():
         letter = dead[dlq_key(topic, p, o)]
@@ -128,20 +130,23 @@ def test_malformed_records_go_to_dlq_and_nowhere_else(stack: Settings, settings:
             sum(mf.partition == p and mf.first_offset <= o <= mf.last_offset for _, mf in files)
             == 1
         )
-    assert land(settings)["dead_letters"] == 0
+    assert land(settings, PAGE_VIEWS)["dead_letters"] == 0
     assert len(read_dead_letters(settings)) == len(bad)
 
 
 def test_second_archiver_is_refused(stack: Settings, settings: Settings) -> None:
     ensure_topics(settings)
-    with archiver_lock(settings), pytest.raises(BatchError, match="another archiver"):
-        land(settings)
-    assert land(settings)["rows"] == 0
+    with (
+        archiver_lock(settings, PAGE_VIEWS.name),
+        pytest.raises(BatchError, match="another archiver"),
+    ):
+        land(settings, PAGE_VIEWS)
+    assert land(settings, PAGE_VIEWS)["rows"] == 0
 
 
 def test_manifest_is_written_with_ranges(stack: Settings, settings: Settings) -> None:
     sent = _produce(settings, 200, seed=8)
-    manifest = land(settings)
+    manifest = land(settings, PAGE_VIEWS)
     hdfs = webhdfs(settings)
     from lambdalab.paths import HdfsPaths
 
@@ -167,14 +172,14 @@ def test_a_batch_landing_waits_for_the_continuous_archivers_turn(
     released = threading.Event()
 
     def hold() -> None:
-        with archiver_lock(settings):
+        with archiver_lock(settings, PAGE_VIEWS.name):
             released.wait(1.5)
 
     holder = threading.Thread(target=hold)
     holder.start()
     time.sleep(0.2)
     try:
-        assert land(settings, lock_wait_s=30)["rows"] == len(sent)
+        assert land(settings, PAGE_VIEWS, lock_wait_s=30)["rows"] == len(sent)
     finally:
         released.set()
         holder.join()

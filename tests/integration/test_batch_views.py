@@ -22,10 +22,11 @@ from typing import Any
 
 import pytest
 
-from batch.master import commit_file, to_table, webhdfs
+from batch.master import commit_file, to_table
 from batch.publish import VersionStore
 from batch.reader import BatchReader
 from batch.tasks import run_cycle
+from lambdalab.hdfs import webhdfs
 from lambdalab.paths import MasterFile
 from lambdalab.schema import PAGE_VIEWS, format_ts
 from lambdalab.settings import Settings
@@ -92,7 +93,7 @@ def _rows(settings: Settings, group: list[Event]) -> list[dict[str, Any]]:
 
     return [
         {
-            "topic": settings.events_topic,
+            "topic": settings.topic_for(PAGE_VIEWS.name),
             "partition": p,
             "offset": o,
             "ingest_ts": datetime.fromtimestamp(i / 1000, tz=UTC),
@@ -478,7 +479,7 @@ def test_batch_run_lands_from_kafka_then_builds_what_it_landed(
     pairs = generate(seed=21, base_ms=now - now % W_MS, windows=range(1), n=300)
     producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers, acks="all")
     for _, event in pairs:
-        producer.send(settings.events_topic, PAGE_VIEWS.encode(event))
+        producer.send(settings.topic_for(PAGE_VIEWS.name), PAGE_VIEWS.encode(event))
     producer.flush()
     producer.close()
     view = get_view("bytes_by_referrer_daily")
@@ -487,7 +488,7 @@ def test_batch_run_lands_from_kafka_then_builds_what_it_landed(
         report = run_cycle(
             settings, cut_ms=cut, land=True, trino=False, views=[view.name], spark=spark
         )
-        assert report["ok"] and report["landed"]["rows"] == len(pairs)
+        assert report["ok"] and report["landed"]["pageviews"]["rows"] == len(pairs)
         sent = [(0, 0, 0, event) for _, event in pairs]  # ingest time < cut for all of them
         assert_matches(view, served(settings, view), oracle(view, sent, cut))
         lineage = BatchReader(settings).current(view.name).lineage  # type: ignore[union-attr]
@@ -502,5 +503,5 @@ def _delete_topics(settings: Settings) -> None:
     from kafka.admin import KafkaAdminClient
 
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
-    admin.delete_topics([settings.events_topic, settings.dlq_topic])
+    admin.delete_topics([settings.topic_for(PAGE_VIEWS.name), settings.dlq_topic])
     admin.close()

@@ -27,6 +27,7 @@ from playwright.sync_api import sync_playwright
 
 from batch.tasks import run_cycle
 from ingest.producer import EventProducer
+from lambdalab.schema import PAGE_VIEWS
 from lambdalab.settings import Settings
 from lambdalab.topics import ensure_topics
 from serving.app import create_app
@@ -97,7 +98,7 @@ def _events(n: int, start: datetime) -> list[dict[str, Any]]:
 
 def _speed_catch_up(settings: Settings, timeout_s: float = 90.0) -> None:
     """Run the real speed consumer until it reaches the end offsets (bounded in time)."""
-    consumer = SpeedConsumer(settings)
+    consumer = SpeedConsumer(settings, PAGE_VIEWS)
     consumer.setup()
     stop = threading.Event()
     worker = threading.Thread(target=lambda: consumer.run(once=True, stop=stop))
@@ -121,7 +122,7 @@ def pipeline(stack: Settings) -> Iterator[tuple[Settings, list[dict[str, Any]]]]
     ensure_topics(settings)
     now = datetime.now(UTC).replace(minute=30, second=0, microsecond=0)
     before, after = _events(120, now), _events(60, now + timedelta(seconds=200))
-    producer = EventProducer(settings)
+    producer = EventProducer(settings, PAGE_VIEWS)
     try:
         producer.send_many(before)
         _speed_catch_up(settings)

@@ -9,12 +9,13 @@ from typing import Any
 
 import pytest
 
-from batch.master import commit_file, to_table, webhdfs
+from batch.master import commit_file, to_table
+from lab import drift
+from lab.handwritten import pageviews_speed
+from lambdalab.hdfs import webhdfs
 from lambdalab.paths import MasterFile
 from lambdalab.schema import PAGE_VIEWS, format_ts
 from lambdalab.settings import Settings
-from views import drift
-from views.handwritten import pageviews_speed
 
 BASE_MS = 1_795_590_000_000
 
@@ -36,7 +37,7 @@ def _land_synthetic(settings: Settings, n: int, seed: int) -> list[dict[str, Any
         events.append(event)
         rows.append(
             {
-                "topic": settings.events_topic,
+                "topic": settings.topic_for(PAGE_VIEWS.name),
                 "partition": 0,
                 "offset": offset,
                 "ingest_ts": ingest,

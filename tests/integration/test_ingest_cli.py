@@ -14,8 +14,9 @@ from pathlib import Path
 import orjson
 import pyarrow.parquet as pq
 
-from batch.master import list_files, webhdfs
+from batch.master import list_files
 from ingest.generator import GeneratorConfig, generate
+from lambdalab.hdfs import webhdfs
 from lambdalab.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -12,15 +12,18 @@ from datetime import UTC, datetime
 import orjson
 import pyarrow as pa
 import pytest
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.testclient import TestClient
 
 from batch.archiver import land
-from batch.master import read_master, webhdfs
+from batch.master import read_master
 from ingest.generator import GeneratorConfig, generate
 from ingest.http import router
 from ingest.producer import EventProducer
+from lambdalab.hdfs import webhdfs
+from lambdalab.schema import PAGE_VIEWS
 from lambdalab.settings import Settings
+from serving.auth import require
 
 WRITE = {"X-API-Key": "dev-write-key"}
 N = 1500
@@ -29,8 +32,8 @@ N = 1500
 def _app(settings: Settings) -> FastAPI:
     app = FastAPI()
     app.state.settings = settings
-    app.state.ingest = EventProducer(settings)
-    app.include_router(router)
+    app.state.ingest = EventProducer(settings, PAGE_VIEWS)
+    app.include_router(router, dependencies=[Depends(require("write"))])  # as serving.app does
     return app
 
 
@@ -64,7 +67,7 @@ def test_n_events_over_http_land_exactly_once(client: TestClient, settings: Sett
         offsets += r.json()["offsets"]
     assert len({(o["partition"], o["offset"]) for o in offsets}) == N
 
-    first = land(settings)
+    first = land(settings, PAGE_VIEWS)
     table = _master(settings)
     assert first["rows"] == N == table.num_rows
     coords = set(zip(table["partition"].to_pylist(), table["offset"].to_pylist(), strict=True))
@@ -73,7 +76,7 @@ def test_n_events_over_http_land_exactly_once(client: TestClient, settings: Sett
     assert sorted(table["value"].to_pylist()) == sorted(orjson.dumps(e) for e in events)
     assert set(table["event_id"].to_pylist()) == {e["event_id"] for e in events}
 
-    second = land(settings)
+    second = land(settings, PAGE_VIEWS)
     assert second["rows"] == 0 and second["files"] == []
     assert _master(settings).num_rows == N
 
@@ -115,8 +118,7 @@ def test_bad_requests_name_the_field(
 def test_invalid_item_rejects_whole_batch_and_sends_nothing(
     client: TestClient, settings: Settings
 ) -> None:
-    from batch.archiver import end_offsets
-    from lambdalab.topics import ensure_topics
+    from lambdalab.topics import end_offsets, ensure_topics
 
     batch = [GOOD, {**GOOD, "event_id": "e-2", "bytes": 1.5}, {**GOOD, "event_id": "e-3"}]
     r = client.post("/events", content=orjson.dumps(batch), headers=WRITE)
@@ -125,7 +127,7 @@ def test_invalid_item_rejects_whole_batch_and_sends_nothing(
         {"index": 1, "reason": "field 'bytes' must be an integer, got float"}
     ]
     ensure_topics(settings)
-    assert sum(end_offsets(settings, settings.events_topic).values()) == 0
+    assert sum(end_offsets(settings, settings.topic_for(PAGE_VIEWS.name)).values()) == 0
 
 
 def test_limits_and_keys(client: TestClient, settings: Settings) -> None:

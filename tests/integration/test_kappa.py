@@ -8,11 +8,11 @@ from datetime import UTC, datetime, timedelta
 
 from batch.tasks import run_cycle
 from ingest.producer import EventProducer
-from lambdalab.schema import format_ts
+from lab import kappa
+from lambdalab.schema import PAGE_VIEWS, format_ts
 from lambdalab.settings import Settings
 from speed.consumer import catch_up
 from speed.reader import SpeedReader
-from views import kappa
 from views.registry import all_views
 
 
@@ -36,22 +36,24 @@ def test_replay_equals_the_merged_answers(stack: Settings, settings: Settings) -
     settings = settings.model_copy(
         update={"batch": settings.batch.model_copy(update={"window_s": 2, "clock_skew_s": 0})}
     )
-    producer = EventProducer(settings)
+    producer = EventProducer(settings, PAGE_VIEWS)
     first, second, third = _events(400, 1), _events(300, 2), _events(200, 3)
     producer.send_many(first)
     time.sleep(2.5)  # the first events' ingest window closes: the cut covers them
     producer.send_many(second)
-    catch_up(settings)
+    catch_up(settings, PAGE_VIEWS)
     report = run_cycle(settings, trino=False)
     producer.send_many(third)  # appended after the cut: only the speed layer has them
     assert report["ok"]
     # the Lambda side really has both parts: a published batch version and realtime windows
     assert {v["status"] for v in report["views"].values()} == {"published"}
-    catch_up(settings)
+    catch_up(settings, PAGE_VIEWS)
     producer.close()
 
-    until = SpeedReader(settings).offsets()
-    assert len(kappa.replay(settings, until)) == len(first) + len(second) + len(third)
+    until = SpeedReader(settings).stream_offsets(PAGE_VIEWS.name)
+    assert len(kappa.replay(settings, until, PAGE_VIEWS.name)) == len(first) + len(second) + len(
+        third
+    )
     from batch.reader import BatchReader
 
     for view in all_views().values():

@@ -17,12 +17,13 @@ from typing import Any
 import pytest
 
 from batch.archiver import land
-from batch.master import read_master, webhdfs
+from batch.master import read_master
 from batch.reader import BatchReader
 from batch.tasks import run_cycle
 from ingest.producer import EventProducer
 from lambdalab import schema
-from lambdalab.schema import Field, Stream, format_ts, parse_ts_ms
+from lambdalab.hdfs import webhdfs
+from lambdalab.schema import PAGE_VIEWS, Field, Stream, format_ts, parse_ts_ms
 from lambdalab.settings import Settings
 from lambdalab.topics import ensure_topics
 from serving.query import merged_query
@@ -107,10 +108,10 @@ def _post_over_http(settings: Settings, events: list[dict[str, Any]]) -> None:
 def test_a_declared_stream_flows_through_every_layer(
     stack: Settings, settings: Settings, clicks_view: ViewDef
 ) -> None:
-    assert settings.topic_for("clicks") == f"{settings.events_topic}.clicks"
+    assert settings.topic_for("clicks") == f"{settings.namespace}.events.clicks"
     ensure_topics(settings)
     clicks = _clicks(500)
-    pageviews = EventProducer(settings)
+    pageviews = EventProducer(settings, PAGE_VIEWS)
     pageviews.send_many(
         [
             {
@@ -130,8 +131,8 @@ def test_a_declared_stream_flows_through_every_layer(
     _post_over_http(settings, clicks[:200])
 
     # the default stream's speed layer first; the new consumer's rebuild must not touch it
-    catch_up(settings)
-    catch_up(settings, stream=CLICKS, views={clicks_view.name: clicks_view})
+    catch_up(settings, PAGE_VIEWS)
+    catch_up(settings, CLICKS, views={clicks_view.name: clicks_view})
     speed = SpeedReader(settings)
     assert sum(speed.offsets("pageviews_by_url_hourly").values()) == 1
     assert speed.partials("pageviews_by_url_hourly", "/x", 0, 0, 2**62)

@@ -14,6 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 from kafka import KafkaProducer
 
+from lambdalab.schema import PAGE_VIEWS
 from lambdalab.settings import Settings
 from lambdalab.topics import dlq_key, ensure_topics
 from serving.app import create_app
@@ -161,7 +162,7 @@ def test_dead_letters_are_counted_once_per_key(stack: Settings, settings: Settin
     for partition, offset, reason in letters:  # the first one reported twice (two layers)
         value = {
             "reason": reason,
-            "topic": settings.events_topic,
+            "topic": settings.topic_for(PAGE_VIEWS.name),
             "partition": partition,
             "offset": offset,
             "ingest_ms": 1,
@@ -169,7 +170,7 @@ def test_dead_letters_are_counted_once_per_key(stack: Settings, settings: Settin
         }
         producer.send(
             settings.dlq_topic,
-            key=dlq_key(settings.events_topic, partition, offset),
+            key=dlq_key(settings.topic_for(PAGE_VIEWS.name), partition, offset),
             value=orjson.dumps(value),
             headers=[("reason", reason.encode())],
         )

@@ -24,8 +24,9 @@ import redis
 from datasketches import hll_sketch
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 
-from batch.master import webhdfs
+from lambdalab.hdfs import webhdfs
 from lambdalab.paths import HdfsPaths
+from lambdalab.schema import PAGE_VIEWS
 from lambdalab.settings import Settings
 from lambdalab.topics import dlq_key, ensure_topics, read_topic
 from speed.consumer import SpeedConsumer, catch_up
@@ -76,14 +77,16 @@ def produce(settings: Settings, rng: random.Random, count: int, bad_rate: float 
     for _ in range(count):
         n = rng.randrange(10**12)
         raw = _malformed(rng, n) if rng.random() < bad_rate else json.dumps(_event(rng, n, now))
-        producer.send(settings.events_topic, raw if isinstance(raw, bytes) else raw.encode())
+        producer.send(
+            settings.topic_for(PAGE_VIEWS.name), raw if isinstance(raw, bytes) else raw.encode()
+        )
     producer.flush()
     producer.close()
 
 
 def read_back(settings: Settings, topic: str | None = None) -> list[Any]:
     """Every record of a topic, read with a plain consumer up to its end offsets."""
-    return read_topic(settings, topic or settings.events_topic)
+    return read_topic(settings, topic or settings.topic_for(PAGE_VIEWS.name))
 
 
 # --- the oracle ----------------------------------------------------------------------------
@@ -170,7 +173,7 @@ def _cleanup(settings: Settings) -> None:
         client.delete(key)
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
     try:
-        admin.delete_topics([settings.events_topic, settings.dlq_topic])
+        admin.delete_topics([settings.topic_for(PAGE_VIEWS.name), settings.dlq_topic])
     finally:
         admin.close()
     webhdfs(settings).delete(settings.hdfs_root, recursive=True)
@@ -186,7 +189,7 @@ def ns(stack: Settings, settings: Settings) -> Iterator[Settings]:
 
 
 def _run_once(settings: Settings) -> SpeedConsumer:
-    return catch_up(settings, max_poll_records=300)
+    return catch_up(settings, PAGE_VIEWS, max_poll_records=300)
 
 
 # --- tests ---------------------------------------------------------------------------------
@@ -206,21 +209,28 @@ def test_realtime_views_equal_the_oracle_and_dead_letters_land(ns: Settings) -> 
     assert_equal(expected, redis_state(ns, client))
     assert len({w for w, _k, _b in expected["pageviews_by_url_hourly"]}) >= 3
 
-    bad = {dlq_key(ns.events_topic, r.partition, r.offset) for r in records if not _valid(r.value)}
+    bad = {
+        dlq_key(ns.topic_for(PAGE_VIEWS.name), r.partition, r.offset)
+        for r in records
+        if not _valid(r.value)
+    }
     assert bad and first.dead + second.dead == len(bad)
     assert first.applied + second.applied == len(records) - len(bad)
     letters = {r.key: json.loads(r.value) for r in read_back(ns, ns.dlq_topic)}
     assert set(letters) == bad
     assert all(
-        letter["reason"] and letter["topic"] == ns.events_topic for letter in letters.values()
+        letter["reason"] and letter["topic"] == ns.topic_for(PAGE_VIEWS.name)
+        for letter in letters.values()
     )
 
     reader = SpeedReader(ns, client)
     ends = KafkaConsumer(bootstrap_servers=ns.kafka.bootstrap_servers)
-    parts = [TopicPartition(ns.events_topic, p) for p in range(ns.kafka.partitions)]
-    assert reader.offsets() == {tp.partition: o for tp, o in ends.end_offsets(parts).items()}
+    parts = [TopicPartition(ns.topic_for(PAGE_VIEWS.name), p) for p in range(ns.kafka.partitions)]
+    assert reader.stream_offsets(PAGE_VIEWS.name) == {
+        tp.partition: o for tp, o in ends.end_offsets(parts).items()
+    }
     ends.close()
-    assert reader.freshness_ms() == max(r.timestamp for r in records)
+    assert reader.status(PAGE_VIEWS.name)["freshness_ms"] == max(r.timestamp for r in records)
     _check_partials(reader, expected["pageviews_by_url_hourly"])
 
 
@@ -239,7 +249,7 @@ def _check_partials(reader: SpeedReader, cells: dict[tuple[int, str, int], Any])
 
 
 def _stored_total(client: redis.Redis, settings: Settings) -> int:
-    raw = client.hgetall(f"{settings.redis_prefix}offsets:{settings.events_topic}")
+    raw = client.hgetall(f"{settings.redis_prefix}offsets:{settings.topic_for('pageviews')}")
     return sum(int(v) for v in raw.values())
 
 
@@ -295,7 +305,10 @@ def test_sigkill_at_random_moments_still_equals_the_oracle(ns: Settings) -> None
 
 def _wait_caught_up(settings: Settings, client: redis.Redis) -> None:
     ends = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap_servers)
-    parts = [TopicPartition(settings.events_topic, p) for p in range(settings.kafka.partitions)]
+    parts = [
+        TopicPartition(settings.topic_for(PAGE_VIEWS.name), p)
+        for p in range(settings.kafka.partitions)
+    ]
     target = sum(ends.end_offsets(parts).values())
     ends.close()
     deadline = time.monotonic() + 120
@@ -333,7 +346,7 @@ def test_expiry_and_rebuild_after_flush_equal_the_oracle(ns: Settings) -> None:
     client.flushdb()  # Redis loses everything: rebuild from the previous version's cut
     _run_once(s)
     assert_equal(expected, redis_state(s, client), min_window=previous_cut)
-    assert SpeedReader(s, client).status()["rebuilt_from_ms"] == previous_cut
+    assert SpeedReader(s, client).status(PAGE_VIEWS.name)["rebuilt_from_ms"] == previous_cut
 
     webhdfs(s).delete(HdfsPaths(s).root + "/views", recursive=True)
     client.flushdb()  # no published version: rebuild from the beginning of the log

@@ -9,8 +9,8 @@ from __future__ import annotations
 import uuid
 
 from infra.health import port_open
+from infra.stack import Stack
 from lambdalab.settings import Settings
-from lambdalab.stack import Stack
 
 
 def test_down_then_up_keeps_the_data(stack: Settings, settings: Settings) -> None:

@@ -7,10 +7,11 @@ from dataclasses import replace
 
 import pytest
 
-from batch.build import Plan, choose_cut
+from batch.build import Plan
 from batch.cli import parse_every
 from batch.compile import output_columns
 from batch.lineage import describe, fingerprint, offsets_of, ranges_of, utc
+from lambdalab.boundary import cut_at
 from lambdalab.errors import ConfigError
 from lambdalab.paths import MasterFile
 from lambdalab.settings import Settings
@@ -35,7 +36,7 @@ def test_cut_is_a_window_boundary_at_or_before_snapshot_minus_skew() -> None:
     rng = random.Random(3)
     for _ in range(1000):
         t = rng.randrange(1_600_000_000_000, 1_900_000_000_000)
-        cut = choose_cut(s, t)
+        cut = cut_at(s, t)
         assert cut % (s.batch.window_s * 1000) == 0
         edge = t - s.batch.clock_skew_s * 1000
         assert edge - s.batch.window_s * 1000 < cut <= edge

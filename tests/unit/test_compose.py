@@ -58,7 +58,7 @@ SHARED_CONF = {
     "trino": [str(p.relative_to(CONF)) for p in sorted((CONF / "trino").rglob("*")) if p.is_file()],
 }
 # Values of server.properties that the local stack overrides per host (infra/services.py).
-# LAMBDALAB_* variables that are no settings field: read by infra.artifacts.find_java17.
+# LAMBDALAB_* variables that are no settings field: read by lambdalab.runtime.find_java17.
 NOT_SETTINGS = {"LAMBDALAB_JAVA17_HOME"}
 KAFKA_HOST_KEYS = {"log.dirs", "listeners", "advertised.listeners", "controller.quorum.voters"}
 
@@ -234,7 +234,7 @@ def _dockerfile_env() -> dict[str, str]:
     text = DOCKERFILE.read_text().replace("\\\n", " ")
     pairs = dict(re.findall(r"\b(LAMBDALAB_[A-Z0-9_]+)=(\S+)", text))
     for name in NOT_SETTINGS:
-        assert name in (ROOT / "infra" / "artifacts.py").read_text(), name
+        assert name in (ROOT / "lambdalab" / "runtime.py").read_text(), name
         pairs.pop(name, None)
     return pairs
 

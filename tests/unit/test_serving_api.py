@@ -77,17 +77,20 @@ class FakeSpeed:
         self.calls.append(("partials", view, key, since, lo, hi))
         return {b: r for b, r in self._rows.items() if lo <= b < hi}
 
-    def freshness_ms(self, view: str | None = None) -> int | None:
+    def freshness_ms(self, view: str) -> int | None:
         self._check()
         return T0 + 3 * HOUR
 
-    def offsets(self, view: str | None = None) -> dict[int, int]:
+    def offsets(self, view: str) -> dict[int, int]:
         self._check()
         return self._offsets.pop(0) if len(self._offsets) > 1 else self._offsets[0]
 
-    def status(self) -> dict[str, Any]:
+    def stream_offsets(self, stream: str) -> dict[int, int]:
+        return self.offsets(stream)
+
+    def status(self, stream: str) -> dict[str, Any]:
         self._check()
-        return {"offsets": self.offsets()}
+        return {"offsets": self.stream_offsets(stream), "freshness_ms": T0 + 3 * HOUR}
 
 
 class FakeProbe:
@@ -272,11 +275,11 @@ def test_metrics_cover_serving_speed_batch_ingest_and_dead_letters() -> None:
     for needle in (
         'lambdalab_query_latency_seconds_count{view="pageviews_by_url_hourly"} 1.0',
         'lambdalab_http_requests_total{method="GET",route="/views/{view}",status="200"} 1.0',
-        'lambdalab_speed_lag_records{partition="0"} 4.0',
+        'lambdalab_speed_lag_records{partition="0",stream="pageviews"} 4.0',
         'lambdalab_batch_version{view="pageviews_by_url_hourly"} 2.0',
         "lambdalab_batch_age_seconds",
         "lambdalab_speed_freshness_age_seconds",
-        'lambdalab_ingest_log_end_offset{partition="0"} 9.0',
+        'lambdalab_ingest_log_end_offset{partition="0",stream="pageviews"} 9.0',
         "lambdalab_dead_letters 2.0",
     ):
         assert needle in text, needle

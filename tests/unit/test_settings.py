@@ -28,7 +28,7 @@ def test_nested_env_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
     assert s.kafka.bootstrap_servers == "kafka:29092"
     assert s.kafka.port == 29092
     assert s.spark.master == "spark://master:7077"
-    assert s.events_topic == "prod.events"
+    assert s.topic_for("pageviews") == "prod.events.pageviews"
     assert s.redis_prefix == "ll:prod:"
 
 

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import base64
-from types import SimpleNamespace
 from typing import Any
 
 from datasketches import hll_sketch
 from prometheus_client import CollectorRegistry
 
+from lambdalab.boundary import horizon
 from lambdalab.paths import RedisKeys
 from lambdalab.settings import load_settings
-from speed.consumer import dead_letter
-from speed.expiry import horizon
 from speed.metrics import SpeedMetrics
 from speed.reader import SpeedReader
 from speed.rebuild import needs_rebuild, rebuild_cut
@@ -106,16 +103,7 @@ def test_metrics_rate_and_lag() -> None:
     m.batch(100, 2, now=0.0)
     assert m.batch(98, 0, now=2.0) == 100.0
     assert m.positions({0: 10, 1: 7}, {0: 15, 1: 7}) == 5
-    assert m.registry.get_sample_value("lambdalab_speed_dead_letters_total") == 2
     assert m.registry.get_sample_value("lambdalab_speed_consumer_lag", {"partition": "0"}) == 5
-
-
-def test_dead_letter_payload() -> None:
-    rec = SimpleNamespace(value=b"{oops", partition=3, offset=42, timestamp=1234)
-    letter = dead_letter("ns.events", rec, "not valid JSON")
-    assert letter["reason"] == "not valid JSON"
-    assert (letter["partition"], letter["offset"], letter["ingest_ms"]) == (3, 42, 1234)
-    assert base64.b64decode(letter["value_b64"]) == b"{oops"
 
 
 class _FakeRedis:

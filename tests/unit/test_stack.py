@@ -12,9 +12,9 @@ import pytest
 
 from infra import artifacts
 from infra.artifacts import Dist, fetch
+from infra.stack import Stack
 from lambdalab.errors import StackError
 from lambdalab.settings import Settings, load_settings
-from lambdalab.stack import Stack
 
 
 @pytest.fixture
@@ -29,7 +29,16 @@ def test_supervisord_config_has_one_log_per_service(tmp_settings: Settings) -> N
     services = stack.services(with_platform=True)
     stack.supervisor.render(services)
     conf = stack.supervisor.conf_path.read_text()
-    for name in ("kafka", "namenode", "datanode", "redis", "trino", "speed", "api", "archiver"):
+    for name in (
+        "kafka",
+        "namenode",
+        "datanode",
+        "redis",
+        "trino",
+        "speed-pageviews",
+        "api",
+        "archiver",
+    ):
         assert f"[program:{name}]" in conf
         assert f"stdout_logfile={tmp_settings.paths.state_dir}/logs/{name}.log" in conf
     assert "[program:spark]" not in conf  # in-process, nothing to supervise

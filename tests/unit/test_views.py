@@ -7,8 +7,9 @@ from itertools import pairwise
 
 import pytest
 
-from lambdalab.errors import ViewError
-from views.compute import aggregate, combine, window_of
+from lambdalab.boundary import window_of
+from lambdalab.errors import DefinitionError, NotFound
+from views.compute import aggregate, combine
 from views.definition import Measure, ViewDef, hll_estimate, hll_of, hll_rse, hll_union, merge
 from views.registry import all_views, get_view
 
@@ -52,7 +53,7 @@ def test_registry_has_the_default_views() -> None:
         "visitors_by_url_hourly",
         "bytes_by_referrer_daily",
     }
-    with pytest.raises(ViewError, match="unknown view 'nope'"):
+    with pytest.raises(NotFound, match="unknown view 'nope'"):
         get_view("nope")
 
 
@@ -74,7 +75,7 @@ def test_bad_definitions_are_refused(kwargs: dict[str, object], reason: str) -> 
         "bucket_s": 60,
         "measures": (Measure("c", "count"),),
     }
-    with pytest.raises(ViewError, match=reason):
+    with pytest.raises(DefinitionError, match=reason):
         ViewDef(**{**base, **kwargs})  # type: ignore[arg-type]
 
 

@@ -95,7 +95,7 @@ class Stack:
             if not info or info["statename"] != "RUNNING":
                 return ServiceStatus(svc.name, svc.ports, process, False, "not running")
         try:
-            detail = health.CHECKS[svc.name](self.settings)
+            detail = health.check_for(svc.name)(self.settings)
             return ServiceStatus(svc.name, svc.ports, process, True, detail)
         except Exception as exc:  # a health check may fail in any client library
             return ServiceStatus(svc.name, svc.ports, process, False, _short(exc))
@@ -127,7 +127,7 @@ class Stack:
                     )
                     raise StackError(msg)
             try:
-                health.CHECKS[svc.name](self.settings)
+                health.check_for(svc.name)(self.settings)
                 return
             except Exception as exc:  # keep polling until the deadline
                 last = _short(exc)

@@ -1,6 +1,6 @@
 """Page views per URL per hour -- the SPEED-layer copy, written by hand.
 
-WRITTEN TWICE ON PURPOSE: the batch copy is views/handwritten/pageviews_batch.py. Any change
+WRITTEN TWICE ON PURPOSE: the batch copy is lab/handwritten/pageviews_batch.py. Any change
 here must be made there too; ``lambdalab lab drift`` shows what happens when it is not.
 """
 

@@ -3,6 +3,6 @@
 ``pageviews_speed.py`` (plain Python, how a speed layer would apply it) and
 ``pageviews_batch.py`` (Spark, how a batch job would compute it) implement
 ``pageviews_by_url_hourly`` independently of the one definition in ``views/defs``. They read
-in parallel on purpose; ``views.drift`` compares what they compute over the same ingest
+in parallel on purpose; ``lab.drift`` compares what they compute over the same ingest
 range. See docs/lab/01-two-codebases.md.
 """

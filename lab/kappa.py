@@ -2,7 +2,8 @@
 
 Kappa drops the batch layer: the log is kept forever and a recomputation is a replay.
 Here the replay feeds every record from offset 0 up to the speed layer's committed offsets
-through the speed layer's own aggregation (``views.compute``), and compares the result,
+through the speed layer's own aggregation (``views.compute``), with bad records split off
+and reported like every layer does (:mod:`lambdalab.deadletters`), and compares the result,
 cell by cell, with the Lambda answer the serving layer gives (batch @ cut ⊕ realtime).
 Both must be equal; the report also says what each way cost.
 """
@@ -14,10 +15,14 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+from batch.reader import BatchReader
+from lambdalab.deadletters import DeadLetters, split
 from lambdalab.errors import LambdaLabError
 from lambdalab.schema import get_stream
-from lambdalab.settings import DEFAULT_STREAM, Settings
+from lambdalab.settings import Settings
 from lambdalab.topics import read_topic
+from serving.query import merged_query
+from speed.reader import SpeedReader
 from views.compute import aggregate, combine
 from views.definition import ViewDef, hll_estimate, hll_rse
 
@@ -35,21 +40,25 @@ class KappaReport:
 
 
 def replay(
-    settings: Settings, until: dict[int, int], stream: str = DEFAULT_STREAM
+    settings: Settings, until: dict[int, int], stream: str
 ) -> list[tuple[int, dict[str, Any]]]:
-    """Every valid (ingest_ms, event) of ``stream``'s log below the ``until`` offsets."""
-    decode = get_stream(stream).decode
+    """Every valid (ingest_ms, event) of ``stream``'s log below the ``until`` offsets.
+
+    Records that do not decode are reported to the dead-letter topic (layer ``kappa``).
+    """
     records = read_topic(settings, settings.topic_for(stream), until)
-    decoded = ((r.timestamp, decode(r.value)[0]) for r in records)
-    return [(ingest_ms, event) for ingest_ms, event in decoded if event is not None]
+    good, dead = split(get_stream(stream), records)
+    if dead:
+        letters = DeadLetters(settings, layer="kappa")
+        try:
+            letters.report(dead)
+        finally:
+            letters.close()
+    return [(d.ingest_ms, d.event) for d in good]
 
 
 def compare(settings: Settings, view: ViewDef) -> KappaReport:
     """Replay the log for ``view`` and compare with the serving layer's merged answers."""
-    from batch.reader import BatchReader
-    from serving.query import merged_query
-    from speed.reader import SpeedReader
-
     speed = SpeedReader(settings)
     until = speed.offsets(view.name)
     if not until:

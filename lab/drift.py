@@ -10,10 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from batch.master import list_files, read_master, webhdfs
+from batch.master import list_files, read_master
+from lab.handwritten import pageviews_batch, pageviews_speed
+from lambdalab.hdfs import webhdfs
 from lambdalab.paths import HdfsPaths
 from lambdalab.settings import Settings
-from views.handwritten import pageviews_batch, pageviews_speed
 
 
 @dataclass

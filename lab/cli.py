@@ -37,7 +37,7 @@ def drift_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
 ) -> None:
     """Compare the hand-written batch and speed copies over the whole master dataset."""
-    from views.drift import check
+    from lab.drift import check
 
     with console.status("running both hand-written copies over the master dataset…"):
         report = check(get_settings())
@@ -61,7 +61,7 @@ def kappa_cmd(
     view: Annotated[str, typer.Option(help="the view to replay")] = "pageviews_by_url_hourly",
 ) -> None:
     """Replay the log through the streaming code and compare with the Lambda answers."""
-    from views.kappa import compare
+    from lab.kappa import compare
     from views.registry import get_view
 
     with console.status("replaying the log from offset 0…"):

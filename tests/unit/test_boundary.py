@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from lambdalab.boundary import seconds_until_cut_covers
 from lambdalab.settings import load_settings
-from serving.cli import seconds_until_cut_covers
 
 
 def test_wait_until_a_window_boundary_after_the_first_event_passes_the_skew() -> None:

@@ -1,6 +1,6 @@
 """Page views per URL per hour -- the BATCH-layer copy, written by hand in Spark.
 
-WRITTEN TWICE ON PURPOSE: the speed copy is views/handwritten/pageviews_speed.py. Any change
+WRITTEN TWICE ON PURPOSE: the speed copy is lab/handwritten/pageviews_speed.py. Any change
 here must be made there too; ``lambdalab lab drift`` shows what happens when it is not.
 """
 
