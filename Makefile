@@ -5,14 +5,14 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 LL := $(BIN)/lambdalab
-APT_PACKAGES := redis-server maven openjdk-17-jdk-headless chromium docker-compose
+APT_PACKAGES := redis-server maven openjdk-17-jdk-headless chromium docker-compose kcat
 export PIP_CACHE_DIR ?= $(HOME)/.cache/pip
 
 .PHONY: deps apt venv fetch up down status test test-unit lint demo bench clean
 
 deps: apt venv fetch  ## install everything: Debian packages, Python packages, JVM artifacts
 
-apt:  ## Debian packages (redis-server, Maven, JDK 17, chromium for the dashboard test)
+apt:  ## Debian packages (redis-server, Maven, JDK 17, chromium for the dashboard test, kcat: a non-Python Kafka client for the tests)
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" != 0 ]; then echo "missing Debian packages:$$missing (run: sudo apt-get install$$missing)"; exit 1; fi; \

@@ -88,11 +88,17 @@ class DeadLetter:
 
 
 def split(stream: Stream, records: Iterable[Any]) -> tuple[list[Decoded], list[DeadLetter]]:
-    """Decode raw Kafka records of ``stream``: (valid events, dead letters), in input order."""
+    """Decode raw Kafka records of ``stream``: (valid events, dead letters), in input order.
+
+    Never raises on a record: whatever fails to decode or validate is a dead letter.
+    """
     good: list[Decoded] = []
     dead: list[DeadLetter] = []
     for record in records:
-        event, reason = stream.decode(record.value)
+        try:
+            event, reason = stream.decode(record.value)
+        except Exception as exc:  # a poison record never stops a layer: it is a dead letter
+            event, reason = None, f"undecodable record ({type(exc).__name__}: {exc})"[:500]
         if event is None:
             dead.append(DeadLetter.of(record, reason or "invalid"))
         else:

@@ -18,6 +18,11 @@ from lambdalab.errors import DefinitionError, NotFound
 
 FieldType = Literal["string", "int", "timestamp"]
 RESERVED_STREAM_NAMES = ("dlq",)
+# Event times every layer represents identically: after the Gregorian switch (Spark and
+# Parquet rebase older dates) and far enough before year 10000 that a bucket or a query
+# range ending after the event still fits in a datetime.
+TS_MIN = datetime(1900, 1, 1, tzinfo=UTC)
+TS_MAX = datetime(9000, 1, 1, tzinfo=UTC)
 MAX_STRING = 2048
 
 
@@ -130,13 +135,28 @@ def _check_timestamp(f: Field, value: Any) -> tuple[Any, str | None]:
         return None, f"field '{f.name}' is not an ISO-8601 timestamp: {value[:40]!r}"
     if parsed.tzinfo is None:
         return None, f"field '{f.name}' must carry a timezone (UTC), got {value[:40]!r}"
-    return format_ts(parsed), None
+    try:
+        utc = parsed.astimezone(UTC)
+    except OverflowError:
+        utc = None
+    if utc is None or not TS_MIN <= utc < TS_MAX:
+        return None, (
+            f"field '{f.name}' is outside the accepted range {format_ts(TS_MIN)} to "
+            f"{format_ts(TS_MAX)} (exclusive): {value[:40]!r}"
+        )
+    return format_ts(utc), None
 
 
 def format_ts(moment: datetime) -> str:
-    """ISO-8601 UTC with milliseconds and a ``Z``: the one textual form of a timestamp."""
+    """ISO-8601 UTC with milliseconds and a ``Z``: the one textual form of a timestamp.
+
+    The year always has four digits (``strftime("%Y")`` does not pad years before 1000).
+    """
     utc = moment.astimezone(UTC)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+    return (
+        f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d}T{utc.hour:02d}:{utc.minute:02d}:"
+        f"{utc.second:02d}.{utc.microsecond // 1000:03d}Z"
+    )
 
 
 def parse_ts_ms(text: str) -> int:

@@ -104,12 +104,18 @@ def kafka_producer(settings: Settings, **overrides: Any) -> KafkaProducer:
 
 
 def kafka_consumer(settings: Settings, **overrides: Any) -> KafkaConsumer:
-    """A kafka-python consumer with no group and no auto-commit: positions are the caller's."""
+    """A kafka-python consumer with no group and no auto-commit: positions are the caller's.
+
+    It reads committed data only (``read_committed``): records of aborted transactions are
+    never seen, and end offsets are the last stable offset, so no layer counts a record
+    that its producer's transaction later aborts.
+    """
     config: dict[str, Any] = {
         "bootstrap_servers": settings.kafka.bootstrap_servers,
         "enable_auto_commit": False,
         "group_id": None,
         "auto_offset_reset": "earliest",
+        "isolation_level": "read_committed",
     }
     config.update(overrides)
     try:

@@ -18,6 +18,7 @@ from kafka.errors import KafkaError
 
 from lambdalab.errors import ServiceUnavailable
 from lambdalab.settings import Settings
+from lambdalab.topics import end_offsets_of, kafka_consumer
 
 
 class KafkaProbe:
@@ -36,11 +37,7 @@ class KafkaProbe:
     def _client(self) -> KafkaConsumer:
         if self._consumer is None:
             try:
-                self._consumer = KafkaConsumer(
-                    bootstrap_servers=self.settings.kafka.bootstrap_servers,
-                    enable_auto_commit=False,
-                    request_timeout_ms=5_000,
-                )
+                self._consumer = kafka_consumer(self.settings, request_timeout_ms=5_000)
             except KafkaError as exc:
                 msg = f"Kafka at {self.settings.kafka.bootstrap_servers} did not answer: {exc}"
                 raise ServiceUnavailable(msg) from exc
@@ -55,12 +52,10 @@ class KafkaProbe:
         consumer = self._client()
         try:
             parts = consumer.partitions_for_topic(topic) or set()
-            tps = [TopicPartition(topic, p) for p in sorted(parts)]
-            ends = consumer.end_offsets(tps) if tps else {}
         except KafkaError as exc:
-            msg = f"Kafka did not answer for the end offsets of {topic}: {exc}"
+            msg = f"Kafka did not answer for the partitions of {topic}: {exc}"
             raise ServiceUnavailable(msg) from exc
-        return {tp.partition: int(off) for tp, off in ends.items()}
+        return end_offsets_of(consumer, [TopicPartition(topic, p) for p in sorted(parts)])
 
     def dead_letters(self) -> dict[str, Any]:
         """Dead letters so far: ``{"total": n, "by_reason": {reason: n}}`` (deduped by key)."""

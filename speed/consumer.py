@@ -128,21 +128,25 @@ class SpeedConsumer:
     # --- one poll batch -----------------------------------------------------------------
 
     def step(self, timeout_ms: int = 500) -> int:
-        """Poll once and apply the batch; return how many records it held."""
+        """Poll once and apply the batch; return how many records it held.
+
+        The next offsets are the consumer's positions, not the last record + 1: reading
+        committed data only, a position also moves past transaction markers and aborted
+        records, which carry offsets but no record. A poll that only moved positions
+        still commits them (with no increments).
+        """
         polled = self.consumer.poll(timeout_ms=timeout_ms)
         records = [r for recs in polled.values() for r in recs]
-        if not records:
+        nxt = {tp.partition: self.consumer.position(tp) for tp in self.parts}
+        if not records and nxt == self.position:
             return 0
         good, dead = split(self.stream, records)
         if dead:
             self.dead_letters.report(dead)
             self.dead_letters.flush()
-        nxt = dict(self.position)
-        for tp, recs in polled.items():
-            if recs:
-                nxt[tp.partition] = recs[-1].offset + 1
-        newest = max(r.timestamp for r in records)
-        self.freshness_ms = max(self.freshness_ms or newest, newest)
+        if records:
+            newest = max(r.timestamp for r in records)
+            self.freshness_ms = max(self.freshness_ms or newest, newest)
         batch = {view: self._cells(view, good) for view in self.views.values()}
         meta = {"freshness_ms": self.freshness_ms, "updated_ms": _now_ms()}
         self.store.apply(batch, self.position, nxt, meta)

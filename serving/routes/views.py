@@ -34,7 +34,11 @@ def _ms(name: str, moment: datetime) -> int:
     if moment.tzinfo is None:
         msg = f"'{name}' must carry a timezone, e.g. 2026-01-01T00:00:00Z (got {moment})"
         raise HTTPException(UNPROCESSABLE, detail=msg)
-    return int(moment.astimezone(UTC).timestamp() * 1000)
+    try:
+        return int(moment.astimezone(UTC).timestamp() * 1000)
+    except (OverflowError, ValueError, OSError) as exc:
+        msg = f"'{name}' is out of range ({moment.isoformat()}): {exc}"
+        raise HTTPException(UNPROCESSABLE, detail=msg) from exc
 
 
 def bucket_span(view: ViewDef, start: datetime | None, end: datetime | None) -> tuple[int, int]:
