@@ -79,12 +79,23 @@ class VersionStore:
     def publish(self, view: str, staged: str, lineage: dict[str, Any]) -> int:
         """Publish the staged version by one rename; return its number.
 
+        Cuts never go back: a version whose cut is below the newest published one is
+        refused (expiry has already dropped the realtime windows such a version would need).
+
         Raises:
-            BatchError: the rename failed ``MAX_ATTEMPTS`` times (concurrent publishers).
+            BatchError: the cut is below the newest version's, or the rename failed
+                ``MAX_ATTEMPTS`` times (concurrent publishers).
         """
         self.client.makedirs(self.paths.versions(view))
         for _ in range(MAX_ATTEMPTS):
-            n = (self.published(view) or [0])[0] + 1
+            newest = self.published(view)
+            if newest and int(lineage["cut_ms"]) < (held := self._cut(view, newest[0])):
+                msg = (
+                    f"view {view}: refusing to publish cut {lineage['cut_ms']} below the cut "
+                    f"{held} of the current version v{newest[0]:06d}: cuts never go back"
+                )
+                raise BatchError(msg)
+            n = (newest or [0])[0] + 1
             lineage = {**lineage, "version": n}
             data = json.dumps(lineage, indent=2, sort_keys=True).encode()
             self.client.write(f"{staged}/{LINEAGE}", data=data, overwrite=True)
@@ -94,6 +105,9 @@ class VersionStore:
                 return n
         msg = f"view {view}: could not publish {staged} after {MAX_ATTEMPTS} attempts"
         raise BatchError(msg)
+
+    def _cut(self, view: str, n: int) -> int:
+        return int(self.lineage(view, n)["cut_ms"])
 
     def prune(self, view: str, keep: int) -> list[int]:
         """Delete all but the newest ``keep`` versions of ``view``; return those deleted."""

@@ -25,6 +25,7 @@ from batch.build import Plan, build, new_run_id
 from batch.notify import notify_failure
 from batch.publish import VersionStore
 from lambdalab.boundary import cut_at
+from lambdalab.errors import BatchError
 from lambdalab.hdfs import LINEAGE
 from lambdalab.settings import Settings
 from views.definition import ViewDef
@@ -245,15 +246,33 @@ def run_cycle(
         notify_failure(settings, "landing failed", f"{type(exc).__name__}: {exc}")
         raise
     cut = cut_ms if cut_ms is not None else cut_at(settings, snapshot_ms)
+    if cut % (settings.batch.window_s * 1000):
+        msg = (
+            f"cut {cut} is not an ingest-window boundary (batch.window_s={settings.batch.window_s})"
+        )
+        raise BatchError(msg)
     store = VersionStore(settings)
     defs = [get_view(v) if isinstance(v, str) else v for v in views or all_views().values()]
     plans = {v.name: plan(settings, v, cut, store) for v in defs}
     plans = {name: p for name, p in plans.items() if p.inputs}
     before = {name: store.published(name) for name in plans}
+    _refuse_older_cut(store, cut, before)
     ctx = BatchContext(settings, store, plans, trino=trino, spark_session=spark)
     result = run_tasks(ctx) if plans else {"ok": True, "summary": "no input"}
     report = {name: _outcome(store, name, p, before[name]) for name, p in plans.items()}
     return {"cut_ms": cut, "landed": landed, "views": report, **result}
+
+
+def _refuse_older_cut(store: VersionStore, cut: int, published: dict[str, list[int]]) -> None:
+    """Refuse a cycle whose cut is below a view's current cut (cuts never go back)."""
+    for view, numbers in published.items():
+        held = int(store.lineage(view, numbers[0])["cut_ms"]) if numbers else None
+        if held is not None and cut < held:
+            msg = (
+                f"view {view}: cut {cut} is below the current version v{numbers[0]:06d}'s cut "
+                f"{held}; cuts never go back (choose a cut at or after it)"
+            )
+            raise BatchError(msg)
 
 
 def _outcome(store: VersionStore, view: str, p: Plan, before: list[int]) -> dict[str, Any]:
