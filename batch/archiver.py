@@ -15,16 +15,19 @@ Exactly once across crashes, by construction rather than by a checkpoint to trus
   dead letters of a range are produced and flushed BEFORE its file is committed (a crash
   in between reports them again; the compacted DLQ keeps each once).
 
-Concurrency guard: an exclusive ``fcntl`` lock on ``{state_dir}/archiver-{namespace}.lock``.
-The kernel releases it when the process dies, even on SIGKILL, so there is no stale lock
-to detect; the limit is that it guards one host (on a cluster, run the archiver from one
-place, or replace it by an HDFS lease). Two archivers would otherwise be harmless for
-correctness only if their ranges coincided; the lock makes that a non-question.
+Concurrency: correctness does not depend on a lock. Every commit claims its first offset
+in HDFS itself (:func:`batch.master.commit_file`: a create with ``overwrite=false`` that
+the NameNode grants once), so any number of landers on any number of hosts land every
+offset once; a lander that loses a claim stops its run and the next run resumes from the
+committed files. An exclusive ``fcntl`` lock on ``{state_dir}/archiver-{ns}-{stream}.lock``
+still orders the landers of one host (a batch cycle waits for the continuous archiver's
+turn instead of racing it); the kernel releases it even on SIGKILL.
 """
 
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import signal
 import time
@@ -48,6 +51,7 @@ from lambdalab.schema import STREAMS, Stream
 from lambdalab.settings import Settings
 from lambdalab.topics import end_offsets, ensure_topics, kafka_consumer
 
+log = logging.getLogger(__name__)
 MAX_ROWS_PER_FILE = 50_000
 FOLLOW_SLEEP_S = 1.0
 FOLLOW_LOCK_WAIT_S = 600.0  # a batch cycle may hold the lock while it lands
@@ -153,8 +157,14 @@ def land_forever(settings: Settings, max_rows: int = MAX_ROWS_PER_FILE) -> dict[
     try:
         while not stop["now"]:
             for stream in STREAMS.values():
-                with archiver_lock(settings, stream.name, FOLLOW_LOCK_WAIT_S):
-                    manifest = _land_once(settings, stream, None, max_rows, always_manifest=False)
+                try:
+                    with archiver_lock(settings, stream.name, FOLLOW_LOCK_WAIT_S):
+                        manifest = _land_once(
+                            settings, stream, None, max_rows, always_manifest=False
+                        )
+                except BatchError as exc:  # another lander won a claim: resume next run
+                    log.warning("landing %s: %s", stream.name, exc)
+                    continue
                 last = manifest if manifest["files"] else last
             deadline = time.monotonic() + FOLLOW_SLEEP_S
             while not stop["now"] and time.monotonic() < deadline:
@@ -265,7 +275,7 @@ class _Lander:
         self.dead.flush()
         mf = MasterFile(group.window_ms, group.partition, group.first, group.last)
         table = to_table(self.stream, group.rows)
-        path = commit_file(self.client, self.settings, self.stream, mf, table)
+        path = commit_file(self.client, self.settings, self.stream, mf, table, self.run.run_id)
         if path is None:
             msg = f"master file {mf.name} already exists: another archiver ran on {self.topic}"
             raise BatchError(msg)

@@ -11,16 +11,22 @@ the producer sent), and the parsed fields of the stream.
 from __future__ import annotations
 
 import io
+import time
+import uuid
 from typing import Any
 
+import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 from hdfs import InsecureClient
 from hdfs.util import HdfsError
 
+from lambdalab.errors import BatchError
 from lambdalab.paths import HdfsPaths, MasterFile
 from lambdalab.schema import Stream, parse_ts_ms
 from lambdalab.settings import Settings
+
+CLAIM_READ_WAIT_S = 30.0
 
 COORDINATES = [
     pa.field("topic", pa.string(), nullable=False),
@@ -54,12 +60,31 @@ def to_table(stream: Stream, rows: list[dict[str, Any]]) -> pa.Table:
 
 
 def commit_file(
-    client: InsecureClient, settings: Settings, stream: Stream, mf: MasterFile, table: pa.Table
+    client: InsecureClient,
+    settings: Settings,
+    stream: Stream,
+    mf: MasterFile,
+    table: pa.Table,
+    run_id: str | None = None,
 ) -> str | None:
     """Write one master file atomically; return its path, or None if it existed already.
 
-    The file appears under its final name only through one HDFS rename, and an existing
-    final name is never overwritten: committing the same range twice is a no-op.
+    Fenced in HDFS itself, so that any number of landers on any number of hosts commit
+    every offset once:
+
+    1. the data is written under a temporary name of this run (``_tmp.{run}.{name}``);
+    2. the file's first offset is **claimed** by creating
+       ``_claims/p{partition}-o{first}`` with ``overwrite=false``, which the NameNode grants
+       to exactly one writer; the claim records the temporary and the final name;
+    3. the temporary file is renamed to its final name (the commit).
+
+    A lander that loses the claim first completes the winner's commit if the winner died
+    between 2 and 3 (the same rename, which only one caller can make), then raises
+    :class:`BatchError`: its view of the committed offsets is stale, and the next run
+    resumes from the files that exist. Committing the same range twice is a no-op (None).
+
+    Raises:
+        BatchError: another lander claimed this first offset for another range.
     """
     folder = f"{HdfsPaths(settings).master(stream.name)}/{mf.date_dir}"
     final = f"{folder}/{mf.name}"
@@ -67,16 +92,57 @@ def commit_file(
         return None
     buf = io.BytesIO()
     pq.write_table(table, buf, compression="zstd")
-    tmp = f"{folder}/_tmp.{mf.name}"
+    tmp = f"{folder}/_tmp.{run_id or uuid.uuid4().hex[:12]}.{mf.name}"
     client.write(tmp, data=buf.getvalue(), overwrite=True)
-    try:
-        client.rename(tmp, final)
-    except HdfsError:
+    claim = f"{HdfsPaths(settings).claims(stream.name)}/p{mf.partition:03d}-o{mf.first_offset:012d}"
+    mine = {"final": final, "tmp": tmp}
+    held = _claim(client, claim, mine)
+    if held != mine:
+        _complete(client, held)
         client.delete(tmp)
-        if client.status(final, strict=False) is not None:
+        if held["final"] == final:
             return None
+        msg = (
+            f"another archiver committed {held['final'].rsplit('/', 1)[-1]} from offset "
+            f"{mf.first_offset} of partition {mf.partition}; this run stops (its view of the "
+            "master dataset is stale) and the next one resumes from the committed files"
+        )
+        raise BatchError(msg)
+    return final if _complete(client, mine) else None
+
+
+def _claim(client: InsecureClient, path: str, mine: dict[str, str]) -> dict[str, str]:
+    """Create the claim ``path`` holding ``mine``; return whichever claim holds it now."""
+    try:
+        client.write(path, data=orjson.dumps(mine), overwrite=False)
+        return mine
+    except HdfsError as exc:
+        text = str(exc).lower()
+        # exists: claimed before; lease owned: another lander is creating it right now
+        if "exists" not in text and "lease" not in text:
+            raise
+    deadline = time.monotonic() + CLAIM_READ_WAIT_S
+    while True:  # the other lander's create may still be open: its claim is not readable yet
+        try:
+            with client.read(path) as reader:
+                return dict(orjson.loads(reader.read()))
+        except (HdfsError, orjson.JSONDecodeError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def _complete(client: InsecureClient, claim: dict[str, str]) -> bool:
+    """Rename a claim's temporary file to its final name; True if this call committed it."""
+    if client.status(claim["final"], strict=False) is not None:
+        return False
+    try:
+        client.rename(claim["tmp"], claim["final"])
+    except HdfsError:
+        if client.status(claim["final"], strict=False) is not None:
+            return False
         raise
-    return final
+    return True
 
 
 def list_files(

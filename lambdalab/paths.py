@@ -73,6 +73,10 @@ class HdfsPaths:
     def manifests(self, stream: str) -> str:
         return f"{self.master(stream)}/_manifests"
 
+    def claims(self, stream: str) -> str:
+        """Where landers claim a master file's first offset (one claim per start, ever)."""
+        return f"{self.master(stream)}/_claims"
+
     def view_root(self, view: str) -> str:
         return f"{self.root}/views/{view}"
 
