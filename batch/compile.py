@@ -13,13 +13,17 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from lambdalab.schema import get_stream
-from views.definition import HLL_LG_K, KEY_SEP, NULL_KEY, ViewDef
+from views.definition import ESCAPE, HLL_LG_K, KEY_SEP, NULL_KEY, ViewDef
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
 
 # Bumped whenever the compiled form changes meaning: part of every version's fingerprint.
-CODE_VERSION = "batch-compile-2"
+CODE_VERSION = "batch-compile-3"
+# Timestamps as text exactly as the edge normalises them (lambdalab.schema.format_ts);
+# the session time zone is UTC (batch.spark).
+TS_TEXT = "yyyy-MM-dd'T'HH:mm:ss.SSS'Z'"
+SUM_TYPE = "decimal(38,0)"  # sums are exact beyond int64, like Python ints in the speed layer
 
 
 def read_master(spark: SparkSession, uris: list[str], cut_ms: int) -> DataFrame:
@@ -43,17 +47,19 @@ def measure_columns(view: ViewDef) -> list[Column]:
     """One Spark aggregate per measure, plus ``<name>_estimate`` after each HLL."""
     from pyspark.sql import functions as F
 
+    types = _field_types(view)
     cols: list[Column] = []
     for m in view.measures:
         if m.kind == "count":
             cols.append(F.count(F.lit(1)).cast("long").alias(m.name))
         elif m.kind == "sum":
-            cols.append(F.coalesce(F.sum(str(m.field)), F.lit(0)).cast("long").alias(m.name))
+            total = F.sum(F.col(str(m.field)).cast(SUM_TYPE))
+            cols.append(F.coalesce(total, F.lit(0)).cast(SUM_TYPE).alias(m.name))
         elif m.kind in ("min", "max"):
             agg = F.min if m.kind == "min" else F.max
             cols.append(agg(str(m.field)).cast("long").alias(m.name))
         else:
-            value = F.col(str(m.field)).cast("string")
+            value = _text(str(m.field), types[str(m.field)])
             cols.append(F.hll_sketch_agg(value, HLL_LG_K).alias(m.name))
     return cols
 
@@ -61,29 +67,56 @@ def measure_columns(view: ViewDef) -> list[Column]:
 def compile_view(view: ViewDef, records: DataFrame) -> DataFrame:
     """The batch view of ``records``: one row per (key, bucket) with the contract's columns.
 
-    Columns: one string column per key field (NULL for a missing value), ``key``,
-    ``bucket_ms`` (int64), one column per measure (int64, or binary HLL sketch) and
-    ``<name>_estimate`` (double) for each HLL. Rows are grouped by the key parts as
-    ``ViewDef.key_of`` renders them, so batch and speed agree on every key.
+    Columns: one string column per key field (its value as text, NULL when missing),
+    ``key``, ``bucket_ms`` (int64), one column per measure (int64; decimal(38,0) for sums;
+    binary HLL sketch) and ``<name>_estimate`` (double) for each HLL. Rows are grouped by
+    the key parts as ``views.definition.key_part`` renders them, so batch and speed agree
+    on every key.
     """
     from pyspark.sql import functions as F
 
-    groups = [_key_part(k).alias(f"__k{i}") for i, k in enumerate(view.keys)]
+    types = _field_types(view)
+    groups = [_key_part(k, types[k]).alias(f"__k{i}") for i, k in enumerate(view.keys)]
+    values = [
+        F.first(_text(k, types[k]), ignorenulls=True).alias(f"__v{i}")
+        for i, k in enumerate(view.keys)
+    ]
     time_field = get_stream(view.stream).time_field
     grouped = records.groupBy(*groups, bucket_column(view, time_field).alias("__bucket"))
     parts = [F.col(f"__k{i}") for i in range(len(view.keys))]
-    return grouped.agg(*measure_columns(view)).select(
-        *[F.nullif(p, F.lit(NULL_KEY)).alias(k) for p, k in zip(parts, view.keys, strict=True)],
+    return grouped.agg(*measure_columns(view), *values).select(
+        *[F.col(f"__v{i}").alias(k) for i, k in enumerate(view.keys)],
         F.concat_ws(KEY_SEP, *parts).alias("key"),
         F.col("__bucket").cast("long").alias("bucket_ms"),
         *_measure_outputs(view),
     )
 
 
-def _key_part(field: str) -> Column:
+def _field_types(view: ViewDef) -> dict[str, str]:
+    return {f.name: f.type for f in get_stream(view.stream).fields}
+
+
+def _text(field: str, field_type: str) -> Column:
+    """A field's value as the speed layer sees it in an event: ``str(value)``."""
     from pyspark.sql import functions as F
 
-    return F.coalesce(F.col(field).cast("string"), F.lit(NULL_KEY))
+    column = F.col(field)
+    return F.date_format(column, TS_TEXT) if field_type == "timestamp" else column.cast("string")
+
+
+def _key_part(field: str, field_type: str) -> Column:
+    """``views.definition.key_part`` in Spark: escape, then NULL_KEY for a missing value."""
+    from pyspark.sql import functions as F
+
+    text = _text(field, field_type)
+    escaped = F.replace(
+        F.replace(text, F.lit(ESCAPE), F.lit(ESCAPE * 2)), F.lit(KEY_SEP), F.lit(ESCAPE + "u001f")
+    )
+    return (
+        F.when(text.isNull(), F.lit(NULL_KEY))
+        .when(escaped == F.lit(NULL_KEY), F.concat(F.lit(ESCAPE), escaped))
+        .otherwise(escaped)
+    )
 
 
 def _measure_outputs(view: ViewDef) -> list[Column]:
@@ -105,5 +138,5 @@ def output_columns(view: ViewDef) -> list[tuple[str, str]]:
         if m.kind == "hll":
             cols += [(m.name, "varbinary"), (f"{m.name}_estimate", "double")]
         else:
-            cols.append((m.name, "bigint"))
+            cols.append((m.name, SUM_TYPE if m.kind == "sum" else "bigint"))
     return cols

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from hdfs import InsecureClient
@@ -105,4 +106,6 @@ def _index(
     skip = set(_NOT_MEASURES) | set(keys)
     for row in rows:
         key, bucket = row["key"], int(row["bucket_ms"])
-        out.setdefault(key, {})[bucket] = {k: v for k, v in row.items() if k not in skip}
+        out.setdefault(key, {})[bucket] = {
+            k: int(v) if isinstance(v, Decimal) else v for k, v in row.items() if k not in skip
+        }

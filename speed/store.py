@@ -10,7 +10,7 @@ Fencing: the offsets hash is WATCHed and compared with the positions this consum
 believes it holds. If another (zombie) consumer moved them, :class:`FencedOut` is raised
 and nothing is written.
 
-count/sum use HINCRBY; min/max/hll are read (after WATCH) in one pipeline, merged in
+count uses HINCRBY; sum/min/max/hll are read (after WATCH) in one pipeline, merged in
 Python with the measure algebra of :mod:`views.definition`, and written with HSET.
 """
 
@@ -28,7 +28,10 @@ from lambdalab.settings import Settings
 from views.compute import Cell
 from views.definition import ViewDef, merge
 
-INCR_KINDS = ("count", "sum")
+# Counts are HINCRBY'd (they cannot reach 2**63). Sums are read, merged as Python ints and
+# written back under the same WATCH, so they stay exact beyond int64 (HINCRBY would fail
+# inside the EXEC while the rest of the transaction applied).
+INCR_KINDS = ("count",)
 
 
 @dataclass

@@ -23,6 +23,7 @@ KINDS: tuple[str, ...] = ("count", "sum", "min", "max", "hll")
 HLL_LG_K = 12
 NULL_KEY = "(none)"
 KEY_SEP = "\x1f"
+ESCAPE = "\\"
 
 
 @dataclass(frozen=True)
@@ -71,14 +72,28 @@ class ViewDef:
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
     def key_of(self, event: dict[str, Any]) -> str:
-        """The view key of an event: its key fields joined by KEY_SEP, nulls as NULL_KEY."""
-        parts = (NULL_KEY if event.get(k) is None else str(event[k]) for k in self.keys)
-        return KEY_SEP.join(parts)
+        """The view key of an event: its key fields rendered (:func:`key_part`), joined by
+        KEY_SEP. The batch layer renders the same text in Spark (``batch.compile``)."""
+        return KEY_SEP.join(key_part(event.get(k)) for k in self.keys)
 
     def bucket_of(self, event_ms: int) -> int:
         """Start (ms since epoch) of the event-time bucket holding ``event_ms``."""
         width = self.bucket_s * 1000
         return event_ms - event_ms % width
+
+
+def key_part(value: Any) -> str:
+    """One key field as text, so that distinct values never share a key.
+
+    A missing value is ``NULL_KEY``; ints are decimal, timestamps their normalised ISO
+    text. In a value, ``\\`` is doubled and KEY_SEP becomes ``\\u001f`` (so a multi-field
+    key splits unambiguously), and a literal ``NULL_KEY`` gets a leading ``\\`` (so it never
+    merges with a missing value).
+    """
+    if value is None:
+        return NULL_KEY
+    text = str(value).replace(ESCAPE, ESCAPE * 2).replace(KEY_SEP, ESCAPE + "u001f")
+    return ESCAPE + text if text == NULL_KEY else text
 
 
 def _check_measure(view: str, m: Measure, fields: dict[str, str]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from decimal import Decimal
 from typing import Any
 
 import trino
@@ -38,6 +39,13 @@ def _connect(settings: Settings) -> Any:
     )
 
 
+def _exact(value: Any) -> Any:
+    """A whole decimal (an exact sum, decimal(38,0)) as a JSON integer, not a float."""
+    if isinstance(value, Decimal) and value == value.to_integral_value():
+        return int(value)
+    return value
+
+
 def run_sql(settings: Settings, sql: str) -> dict[str, Any]:
     """Run one read-only statement; at most ``api.sql_row_limit`` rows, flagged truncated."""
     limit = settings.api.sql_row_limit
@@ -54,7 +62,7 @@ def run_sql(settings: Settings, sql: str) -> dict[str, Any]:
         conn.close()
     return {
         "columns": columns,
-        "rows": [list(r) for r in rows[:limit]],
+        "rows": [[_exact(v) for v in r] for r in rows[:limit]],
         "row_count": min(len(rows), limit),
         "truncated": len(rows) > limit,
         "catalog": settings.trino.catalog,
