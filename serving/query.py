@@ -18,8 +18,6 @@ from serving.deps import BatchSource, SpeedSource
 from serving.merge import Provenance, Rows, answer
 from views.definition import ViewDef
 
-SNAPSHOT_TRIES = 5
-
 
 def _unavailable(settings: Settings, part: str, exc: ServiceUnavailable) -> None:
     if settings.api.availability == "consistent":
@@ -55,20 +53,12 @@ def read_realtime(
 ) -> tuple[Rows, int | None, dict[int, int] | None, bool]:
     """(partials since ``since_ms``, freshness, offsets, whether the realtime part is missing).
 
-    The partials are accepted only when the committed offsets read before and after them
-    agree, i.e. no speed-layer transaction committed in between.
+    One atomic snapshot of the speed layer (:meth:`speed.reader.SpeedReader.snapshot`): the
+    offsets in the provenance are exactly those the partials reflect.
     """
     try:
-        rows: Rows = {}
-        offsets = speed.offsets(view.name)
-        for _ in range(SNAPSHOT_TRIES):
-            fresh = speed.freshness_ms(view.name)
-            rows = speed.partials(view.name, key, since_ms, *span)
-            after = speed.offsets(view.name)
-            if after == offsets:
-                break
-            offsets = after
-        return rows, fresh, offsets, False
+        snap = speed.snapshot(view.name, key, since_ms, *span)
+        return snap.rows, snap.freshness_ms, snap.offsets, False
     except ServiceUnavailable as exc:
         _unavailable(settings, "realtime", exc)
         return {}, None, None, True

@@ -8,6 +8,7 @@ atomic, so a read never sees half of a poll batch.
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -16,6 +17,7 @@ from lambdalab.paths import RedisKeys
 from lambdalab.settings import Settings
 from speed.store import connect, decode_value, redis_call
 from views.compute import combine
+from views.definition import ViewDef
 from views.registry import get_view, views_of
 
 
@@ -39,16 +41,38 @@ class SpeedReader:
             ServiceUnavailable: Redis did not answer.
         """
         vdef = get_view(view)
-        kinds = {m.name: m.kind for m in vdef.measures}
         raw = self._call(self.client.hgetall, self.keys.rt(view, key))
-        parts: dict[int, dict[int, dict[str, Any]]] = defaultdict(dict)
-        for fld, value in raw.items():
-            window, bucket, measure = RedisKeys.parse_field(fld.decode())
-            if window < since_window_ms or not bucket_from_ms <= bucket < bucket_to_ms:
-                continue
-            if measure in kinds:
-                parts[bucket].setdefault(window, {})[measure] = decode_value(kinds[measure], value)
-        return {b: combine(vdef, per_window.values()) for b, per_window in sorted(parts.items())}
+        return _merge_windows(vdef, raw, since_window_ms, bucket_from_ms, bucket_to_ms)
+
+    def snapshot(
+        self, view: str, key: str, since_window_ms: int, bucket_from_ms: int, bucket_to_ms: int
+    ) -> Snapshot:
+        """The partials of one view key with the offsets and freshness they reflect.
+
+        One MULTI/EXEC reads the offsets hash, the view's freshness and the key's hash, so
+        the three come from the same instant: no speed-layer transaction lands between them
+        (the consumer writes increments and offsets in one MULTI/EXEC too).
+
+        Raises:
+            NotFound: unknown view.
+            ServiceUnavailable: Redis did not answer.
+        """
+        vdef = get_view(view)
+        offsets_key = self.keys.offsets(self.settings.topic_for(vdef.stream))
+
+        def read() -> list[Any]:
+            with self.client.pipeline(transaction=True) as pipe:
+                pipe.hgetall(offsets_key)
+                pipe.hget(self.keys.meta(view), "freshness_ms")
+                pipe.hgetall(self.keys.rt(view, key))
+                return list(pipe.execute())
+
+        offsets, fresh, raw = self._call(read)
+        return Snapshot(
+            rows=_merge_windows(vdef, raw, since_window_ms, bucket_from_ms, bucket_to_ms),
+            freshness_ms=None if fresh is None else int(fresh),
+            offsets={int(p): int(o) for p, o in offsets.items()},
+        )
 
     def offsets(self, view: str) -> dict[int, int]:
         """Partition -> next offset committed together with the increments of ``view``.
@@ -91,6 +115,30 @@ class SpeedReader:
 
     def _call(self, func: Any, *args: Any) -> Any:
         return redis_call(self.settings, func, *args)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The realtime part of one answer and the speed-layer state it reflects."""
+
+    rows: dict[int, dict[str, Any]]
+    freshness_ms: int | None
+    offsets: dict[int, int]
+
+
+def _merge_windows(
+    vdef: ViewDef, raw: dict[bytes, bytes], since_window_ms: int, lo: int, hi: int
+) -> dict[int, dict[str, Any]]:
+    """bucket -> measures merged over the ingest windows ≥ ``since_window_ms``."""
+    kinds = {m.name: m.kind for m in vdef.measures}
+    parts: dict[int, dict[int, dict[str, Any]]] = defaultdict(dict)
+    for fld, value in raw.items():
+        window, bucket, measure = RedisKeys.parse_field(fld.decode())
+        if window < since_window_ms or not lo <= bucket < hi:
+            continue
+        if measure in kinds:
+            parts[bucket].setdefault(window, {})[measure] = decode_value(kinds[measure], value)
+    return {b: combine(vdef, per_window.values()) for b, per_window in sorted(parts.items())}
 
 
 def _int(value: str | None) -> int | None:

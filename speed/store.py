@@ -32,6 +32,7 @@ from views.definition import ViewDef, merge
 # written back under the same WATCH, so they stay exact beyond int64 (HINCRBY would fail
 # inside the EXEC while the rest of the transaction applied).
 INCR_KINDS = ("count",)
+RESET_ATTEMPTS = 20
 
 
 @dataclass
@@ -198,14 +199,36 @@ class RealtimeStore:
 
         Used by the rebuild: a crash before EXEC changes nothing, after it the consumer
         simply resumes from ``start`` like after any restart.
+
+        Fencing: the offsets hash is WATCHed from before the SCAN to the EXEC. A live
+        consumer that commits meanwhile (creating keys the SCAN may not have seen) aborts
+        the EXEC, and the reset starts over; once it went through, that consumer's next
+        write finds offsets it did not expect and is fenced out (:class:`FencedOut`).
+
+        Raises:
+            FencedOut: the offsets kept moving for ``RESET_ATTEMPTS`` attempts.
         """
+        for _ in range(RESET_ATTEMPTS):
+            try:
+                self._reset_once(views, start, meta)
+                return
+            except redis.WatchError:
+                continue
+        msg = f"offsets {self.offsets_key} kept moving during {RESET_ATTEMPTS} rebuild attempts"
+        raise FencedOut(msg)
+
+    def _reset_once(
+        self, views: Mapping[str, ViewDef], start: Mapping[int, int], meta: Mapping[str, Any]
+    ) -> None:
         patterns = [
             pattern
             for name in views
             for pattern in (f"rt:{name}:*", f"rtw:{name}", f"rtk:{name}:*")
         ]
-        doomed = [k for pattern in patterns for k in self._scan(self.keys.p + pattern)]
         with self.client.pipeline(transaction=True) as pipe:
+            pipe.watch(self.offsets_key)
+            doomed = [k for pattern in patterns for k in self._scan(self.keys.p + pattern)]
+            pipe.multi()
             for chunk in range(0, len(doomed), 1000):
                 pipe.delete(*doomed[chunk : chunk + 1000])
             pipe.delete(self.offsets_key)
