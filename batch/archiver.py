@@ -35,6 +35,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -44,12 +45,13 @@ from kafka import TopicPartition
 from batch.master import commit_file, list_files, next_offsets, to_table
 from lambdalab.boundary import window_of
 from lambdalab.deadletters import DeadLetter, DeadLetters, split
-from lambdalab.errors import BatchError, ServiceUnavailable
+from lambdalab.errors import BatchError, ServiceUnavailable, WaitTimeout
 from lambdalab.hdfs import webhdfs
 from lambdalab.paths import HdfsPaths, MasterFile
 from lambdalab.schema import STREAMS, Stream
 from lambdalab.settings import Settings
 from lambdalab.topics import end_offsets, ensure_topics, kafka_consumer
+from lambdalab.wait import wait_until
 
 log = logging.getLogger(__name__)
 MAX_ROWS_PER_FILE = 50_000
@@ -103,22 +105,34 @@ def archiver_lock(settings: Settings, stream: str, wait_s: float = 0.0) -> Itera
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"archiver-{settings.namespace}-{stream}.lock"
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    deadline = time.monotonic() + wait_s
     try:
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    msg = f"another archiver holds {path} for namespace {settings.namespace!r}"
-                    raise BatchError(msg) from None
-                time.sleep(0.2)
+        _take_lock(fd, path, settings.namespace, wait_s)
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
         yield
     finally:
         os.close(fd)
+
+
+def _take_lock(fd: int, path: Path, namespace: str, wait_s: float) -> None:
+    """Take the exclusive ``flock`` on ``fd`` (the lock file ``path``), waiting up to ``wait_s``.
+
+    Raises:
+        BatchError: another process still holds it after ``wait_s``.
+    """
+
+    def free() -> bool:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+    try:
+        wait_until(free, timeout_s=wait_s, interval_s=0.2, what=f"archiver lock {path}")
+    except WaitTimeout:
+        msg = f"another archiver holds {path} for namespace {namespace!r}"
+        raise BatchError(msg) from None
 
 
 def land(

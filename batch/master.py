@@ -11,7 +11,6 @@ the producer sent), and the parsed fields of the stream.
 from __future__ import annotations
 
 import io
-import time
 import uuid
 from typing import Any
 
@@ -25,6 +24,7 @@ from lambdalab.errors import BatchError
 from lambdalab.paths import HdfsPaths, MasterFile
 from lambdalab.schema import Stream, parse_ts_ms
 from lambdalab.settings import Settings
+from lambdalab.wait import wait_until
 
 CLAIM_READ_WAIT_S = 30.0
 
@@ -121,15 +121,20 @@ def _claim(client: InsecureClient, path: str, mine: dict[str, str]) -> dict[str,
         # exists: claimed before; lease owned: another lander is creating it right now
         if "exists" not in text and "lease" not in text:
             raise
-    deadline = time.monotonic() + CLAIM_READ_WAIT_S
-    while True:  # the other lander's create may still be open: its claim is not readable yet
-        try:
-            with client.read(path) as reader:
-                return dict(orjson.loads(reader.read()))
-        except (HdfsError, orjson.JSONDecodeError):
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
+
+    def held() -> dict[str, str]:
+        with client.read(path) as reader:
+            return dict(orjson.loads(reader.read()))
+
+    # the other lander's create may still be open: its claim is not readable yet
+    return wait_until(
+        held,
+        timeout_s=CLAIM_READ_WAIT_S,
+        interval_s=0.2,
+        what=f"claim {path} readable",
+        retry_on=(HdfsError, orjson.JSONDecodeError),
+        reraise=True,
+    )
 
 
 def _complete(client: InsecureClient, claim: dict[str, str]) -> bool:

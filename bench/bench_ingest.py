@@ -27,6 +27,7 @@ from ingest.producer import EventProducer
 from lambdalab.schema import PAGE_VIEWS
 from lambdalab.settings import Settings, load_settings
 from lambdalab.topics import ensure_topics
+from lambdalab.wait import wait_until
 
 EVENTS = 20_000
 HTTP_BATCH = 500
@@ -73,8 +74,7 @@ def http_rate(settings: Settings, events: list[dict[str, Any]]) -> float:
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    while not server.started:
-        time.sleep(0.05)
+    wait_until(lambda: server.started, timeout_s=30, interval_s=0.05, what="uvicorn started")
     headers = {"X-API-Key": settings.api.write_keys[0], "Content-Type": "application/json"}
     bodies = [orjson.dumps(events[i : i + HTTP_BATCH]) for i in range(0, len(events), HTTP_BATCH)]
     try:

@@ -28,6 +28,7 @@ import redis
 
 from lambdalab.schema import PAGE_VIEWS
 from lambdalab.settings import Settings
+from lambdalab.wait import wait_until
 
 VIEW = "pageviews_by_url_hourly"
 KEY = "/bench"
@@ -87,15 +88,18 @@ def _spawn(args: list[str], settings: Settings) -> subprocess.Popen[bytes]:
 
 
 def _wait(url: str, headers: dict[str, str]) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, headers=headers, timeout=5).status_code == 200:
-                return
-        except httpx.HTTPError:
-            time.sleep(0.3)
-    msg = f"{url} did not answer within 60 s"
-    raise RuntimeError(msg)
+    """Wait up to 60 s for ``url`` to answer 200 (the API just spawned).
+
+    Raises:
+        WaitTimeout: it did not.
+    """
+    wait_until(
+        lambda: httpx.get(url, headers=headers, timeout=5).status_code == 200,
+        timeout_s=60,
+        interval_s=0.3,
+        what=f"GET {url} answering 200",
+        retry_on=(httpx.HTTPError,),
+    )
 
 
 def measure(call: Callable[[], None]) -> dict[str, float]:

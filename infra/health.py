@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import time
 import uuid
 from collections.abc import Callable
 
+from lambdalab.errors import WaitTimeout
 from lambdalab.settings import Settings
+from lambdalab.wait import wait_until
 
 
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
@@ -48,15 +49,18 @@ def check_kafka(settings: Settings) -> str:
         tp = TopicPartition(topic, meta.partition)
         consumer.assign([tp])
         consumer.seek(tp, meta.offset)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            for records in consumer.poll(timeout_ms=500).values():
-                if any(r.value == token for r in records):
-                    return f"produce+consume ok (offset {meta.offset})"
+
+        def consumed_back() -> bool:
+            polled = consumer.poll(timeout_ms=500).values()
+            return any(r.value == token for records in polled for r in records)
+
+        wait_until(consumed_back, timeout_s=10, interval_s=0, what="health record consumed back")
+    except WaitTimeout:
+        msg = "record produced but not consumed back within 10 s"
+        raise RuntimeError(msg) from None
     finally:
         consumer.close()
-    msg = "record produced but not consumed back within 10 s"
-    raise RuntimeError(msg)
+    return f"produce+consume ok (offset {meta.offset})"
 
 
 def check_namenode(settings: Settings) -> str:

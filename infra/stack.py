@@ -7,7 +7,6 @@ checks, and every failure names the service, its log and what to do.
 
 from __future__ import annotations
 
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -15,8 +14,9 @@ from infra import health
 from infra.artifacts import Dist, fetch
 from infra.services import Layout, Service, all_services
 from infra.supervise import Supervisor
-from lambdalab.errors import StackError
+from lambdalab.errors import StackError, WaitTimeout
 from lambdalab.settings import Settings
+from lambdalab.wait import wait_until
 
 WAIT_S = {
     "kafka": 90,
@@ -115,28 +115,45 @@ class Stack:
                     raise StackError(msg)
 
     def _wait_healthy(self, svc: Service) -> None:
-        deadline = time.monotonic() + WAIT_S.get(svc.name, 60)
-        last = "no check yet"
-        while time.monotonic() < deadline:
-            if svc.supervised:
-                info = self.supervisor.info(svc.name)
-                if info and info["statename"] in ("FATAL", "EXITED", "BACKOFF"):
-                    msg = (
-                        f"{svc.name} exited ({info['statename']}): see "
-                        f"{self.supervisor.log_path(svc.name)}\n{self.tail(svc.name, 15)}"
-                    )
-                    raise StackError(msg)
-            try:
-                health.check_for(svc.name)(self.settings)
-                return
-            except Exception as exc:  # keep polling until the deadline
-                last = _short(exc)
-            time.sleep(1.0)
-        msg = (
-            f"{svc.name} not healthy after {WAIT_S.get(svc.name, 60)} s ({last}); "
-            f"see {self.supervisor.log_path(svc.name)}"
-        )
-        raise StackError(msg)
+        """Poll ``svc``'s health check every second for up to ``WAIT_S`` (default 60 s).
+
+        Raises:
+            StackError: the process exited (with its log's tail), or the check still
+                failed at the deadline (with the last failure).
+        """
+        timeout_s = WAIT_S.get(svc.name, 60)
+
+        def healthy() -> str:
+            self._raise_if_exited(svc)
+            return health.check_for(svc.name)(self.settings)
+
+        try:
+            wait_until(
+                healthy,
+                timeout_s=timeout_s,
+                interval_s=1.0,
+                what=f"{svc.name} healthy",
+                retry_on=(Exception,),  # a health check may fail in any client library
+                abort_on=(StackError,),
+            )
+        except WaitTimeout as exc:
+            msg = (
+                f"{svc.name} not healthy after {timeout_s} s ({exc.last_check}); "
+                f"see {self.supervisor.log_path(svc.name)}"
+            )
+            raise StackError(msg) from exc.last
+
+    def _raise_if_exited(self, svc: Service) -> None:
+        """Raise StackError, with the log's tail, if supervisord gave up on ``svc``."""
+        if not svc.supervised:
+            return
+        info = self.supervisor.info(svc.name)
+        if info and info["statename"] in ("FATAL", "EXITED", "BACKOFF"):
+            msg = (
+                f"{svc.name} exited ({info['statename']}): see "
+                f"{self.supervisor.log_path(svc.name)}\n{self.tail(svc.name, 15)}"
+            )
+            raise StackError(msg)
 
     def tail(self, name: str, lines: int = 50) -> str:
         path = self.supervisor.log_path(name)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import shlex
 import subprocess
 import sys
-import time
 import xmlrpc.client
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,8 @@ from typing import Any
 from supervisor.xmlrpc import SupervisorTransport
 
 from infra.services import Layout, Service
-from lambdalab.errors import StackError
+from lambdalab.errors import StackError, WaitTimeout
+from lambdalab.wait import wait_until
 
 
 class Supervisor:
@@ -102,12 +102,14 @@ class Supervisor:
         if done.returncode != 0:
             msg = f"supervisord did not start: {done.stderr.strip() or done.stdout.strip()}"
             raise StackError(msg)
-        for _ in range(100):
-            if self.running():
-                return
-            time.sleep(0.1)
-        msg = f"supervisord did not answer on {self.socket}; see {self.layout.logs}/supervisord.log"
-        raise StackError(msg)
+        try:
+            wait_until(self.running, timeout_s=10, interval_s=0.1, what="supervisord answering")
+        except WaitTimeout:
+            msg = (
+                f"supervisord did not answer on {self.socket}; "
+                f"see {self.layout.logs}/supervisord.log"
+            )
+            raise StackError(msg) from None
 
     def _restart_group(self, name: str) -> None:
         rpc = self.proxy().supervisor
@@ -150,12 +152,17 @@ class Supervisor:
         pid_file = self.layout.state / "supervisord.pid"
         pid = int(pid_file.read_text()) if pid_file.exists() else None
         self.proxy().supervisor.shutdown()
-        for _ in range(600):
-            if pid is None or not Path(f"/proc/{pid}").exists():
-                return True
-            time.sleep(0.1)
-        msg = f"supervisord (pid {pid}) did not exit within 60 s"
-        raise StackError(msg)
+        try:
+            wait_until(
+                lambda: pid is None or not Path(f"/proc/{pid}").exists(),
+                timeout_s=60,
+                interval_s=0.1,
+                what=f"supervisord (pid {pid}) exited",
+            )
+        except WaitTimeout:
+            msg = f"supervisord (pid {pid}) did not exit within 60 s"
+            raise StackError(msg) from None
+        return True
 
     def log_path(self, name: str) -> Path:
         return self.layout.logs / f"{name}.log"

@@ -19,26 +19,32 @@ from ingest.generator import GeneratorConfig, generate, http_sink, utc_now
 from ingest.generator import run as run_generator
 from lambdalab.boundary import seconds_until_cut_covers
 from lambdalab.cliutil import console
-from lambdalab.errors import ServiceUnavailable
+from lambdalab.errors import ServiceUnavailable, WaitTimeout
 from lambdalab.settings import Settings
 from lambdalab.topics import ensure_topics
+from lambdalab.wait import wait_until
 
 SAMPLE_VIEW = "pageviews_by_url_hourly"
 SAMPLE_KEY = "https://shop.example/p/0"  # the generator's most frequent URL (Zipf rank 1)
 
 
 def wait_http(url: str, timeout_s: float = 60.0) -> None:
-    """Wait until ``url`` answers 200."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    msg = f"{url} did not answer within {timeout_s:.0f}s (see the demo logs)"
-    raise ServiceUnavailable(msg)
+    """Wait until ``url`` answers 200 (the demo's API, started just before).
+
+    Raises:
+        ServiceUnavailable: no 200 within ``timeout_s``.
+    """
+    try:
+        wait_until(
+            lambda: httpx.get(url, timeout=2).status_code == 200,
+            timeout_s=timeout_s,
+            interval_s=0.5,
+            what=f"GET {url} answering 200",
+            retry_on=(httpx.HTTPError,),
+        )
+    except WaitTimeout:
+        msg = f"{url} did not answer within {timeout_s:.0f}s (see the demo logs)"
+        raise ServiceUnavailable(msg) from None
 
 
 def _generate(base: str, settings: Settings, seconds: float, rate: float) -> int:

@@ -1,4 +1,7 @@
-"""The kernel: settings, stream schemas, errors, paths, topics, the time boundary, dead letters."""
+"""The kernel: settings, stream schemas, errors, paths, topics, the time boundary, dead letters.
+
+Also the one way to wait on a service or a condition (:func:`lambdalab.wait.wait_until`).
+"""
 
 from lambdalab.exports import lazy
 

@@ -26,6 +26,34 @@ class ServiceUnavailable(LambdaLabError):
     """A backend (Kafka, HDFS, Redis, Trino) did not answer; says which and what to start."""
 
 
+class WaitTimeout(LambdaLabError):
+    """A condition awaited with :func:`lambdalab.wait.wait_until` did not hold in time.
+
+    Callers usually translate it into the error of their own layer (a service not healthy
+    is a :class:`StackError`, a lock held elsewhere a :class:`BatchError`).
+
+    Attributes:
+        what: the condition that was awaited, as the message names it.
+        timeout_s: how long it was awaited.
+        last: the exception of the last check, or None when the last check ran and
+            answered "not yet".
+    """
+
+    def __init__(self, what: str, timeout_s: float, last: BaseException | None) -> None:
+        self.what = what
+        self.timeout_s = timeout_s
+        self.last = last
+        super().__init__(f"{what}: not reached within {timeout_s:g} s ({self.last_check})")
+
+    @property
+    def last_check(self) -> str:
+        """The last check's outcome on one line: ``not yet`` or ``Type: first line``."""
+        if self.last is None:
+            return "not yet"
+        text = f"{type(self.last).__name__}: {self.last}".strip()
+        return text.splitlines()[0][:200]
+
+
 class PartUnavailable(ServiceUnavailable):
     """A part of a merged answer could not be read and the API is in consistent mode."""
 

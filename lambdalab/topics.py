@@ -18,8 +18,9 @@ from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-from lambdalab.errors import ServiceUnavailable
+from lambdalab.errors import ServiceUnavailable, WaitTimeout
 from lambdalab.settings import Settings
+from lambdalab.wait import wait_until
 
 ACK_TIMEOUT_S = 30.0
 METADATA_WAIT_S = 10.0  # metadata of a topic just created may lag
@@ -133,14 +134,16 @@ def partitions(
     Raises:
         ServiceUnavailable: the topic has no partitions (or Kafka did not answer).
     """
-    deadline = time.monotonic() + wait_s
-    found = consumer.partitions_for_topic(topic)
-    while not found and time.monotonic() < deadline:
-        time.sleep(0.2)
-        found = consumer.partitions_for_topic(topic)
-    if not found:
+    try:
+        found = wait_until(
+            lambda: consumer.partitions_for_topic(topic),
+            timeout_s=wait_s,
+            interval_s=0.2,
+            what=f"partitions of topic {topic}",
+        )
+    except WaitTimeout:
         msg = f"topic {topic} has no partitions (is Kafka up? see `lambdalab stack up`)"
-        raise ServiceUnavailable(msg)
+        raise ServiceUnavailable(msg) from None
     return [TopicPartition(topic, p) for p in sorted(found)]
 
 
