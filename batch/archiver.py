@@ -83,6 +83,7 @@ class Run:
     dead_letters: int = 0
 
     def manifest(self) -> dict[str, Any]:
+        """The run as its JSON manifest; ``finished_ms`` is the time of this call."""
         return {
             "run_id": self.run_id,
             "started_ms": self.started_ms,

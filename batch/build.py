@@ -37,6 +37,10 @@ class Plan:
 
     @property
     def fingerprint(self) -> str:
+        """Identity of the version: view definition, compiled code version and input files.
+
+        Equal fingerprints mean equal output, so a cycle with nothing new publishes nothing.
+        """
         paths = [path for path, _ in self.inputs]
         return lin.fingerprint(self.view.fingerprint, CODE_VERSION, paths)
 

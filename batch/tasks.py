@@ -75,6 +75,7 @@ class HdfsTarget(luigi.Target):
         self.path = path
 
     def exists(self) -> bool:
+        """Whether the file exists: Luigi's test of whether the task is done."""
         return self.store.exists(self.path)
 
 
@@ -86,6 +87,11 @@ class PublishedTarget(HdfsTarget):
         self.view, self.fingerprint = view, fingerprint
 
     def exists(self) -> bool:
+        """The marker exists, or the newest version has this fingerprint.
+
+        The second case is a publisher killed after the swap and before the marker: the
+        marker is written now (repair), so the version is not built and published twice.
+        """
         if super().exists():
             return True
         numbers = self.store.published(self.view)
@@ -121,9 +127,11 @@ class _ViewTask(luigi.Task):
 
     @property
     def plan(self) -> Plan:
+        """What this view's version is computed from (planned once per cycle)."""
         return self.ctx.plans[self.view]
 
     def on_failure(self, exception: BaseException) -> str:
+        """Luigi's failure hook: mail the failure and its traceback (nothing served changed)."""
         trace = "".join(traceback.format_exception(exception))
         body = f"run {self.ctx.run_id}: {exception}\n\nnothing served has changed\n\n{trace}"
         notify_failure(self.ctx.settings, f"{self.task_family} {self.view} failed", body)
@@ -134,10 +142,12 @@ class BuildVersion(_ViewTask):
     """Compute the version into a staging dir (data + unpublished lineage)."""
 
     def output(self) -> HdfsTarget:
+        """The staged lineage file: written last, so it exists only for a complete build."""
         staged = self.ctx.store.staging_dir(self.view, self.fingerprint, self.ctx.run_id)
         return HdfsTarget(self.ctx.store, f"{staged}/{LINEAGE}")
 
     def run(self) -> None:
+        """Compute the version with Spark into this run's staging folder."""
         import json
 
         staged, lineage = build(
@@ -150,12 +160,15 @@ class PublishVersion(_ViewTask):
     """Publish the staged version by one rename, mark its fingerprint, prune old versions."""
 
     def requires(self) -> BuildVersion:
+        """The build of the same view and fingerprint."""
         return self._sibling(BuildVersion)
 
     def output(self) -> PublishedTarget:
+        """A version with this fingerprint is published (marker, or repaired after a kill)."""
         return PublishedTarget(self.ctx.store, self.view, self.fingerprint)
 
     def run(self) -> None:
+        """Publish the staged version, mark its fingerprint, keep ``batch.keep_versions``."""
         import json
 
         store = self.ctx.store
@@ -171,13 +184,16 @@ class ExposeInTrino(_ViewTask):
     """Register the master table and the version's table; point ``{view}`` at the newest."""
 
     def requires(self) -> PublishVersion:
+        """The publication of the same view and fingerprint."""
         return self._sibling(PublishVersion)
 
     def output(self) -> HdfsTarget:
+        """A ``.trino`` marker beside the publication marker, written after registering."""
         marker = self.ctx.store.marker(self.view, self.fingerprint)
         return HdfsTarget(self.ctx.store, f"{marker}.trino")
 
     def run(self) -> None:
+        """Register the tables, point the view's stable name, drop pruned versions' tables."""
         from batch.trino_tables import TrinoTables
         from lambdalab.schema import get_stream
 
@@ -226,6 +242,7 @@ def run_cycle(
     """One batch cycle: snapshot time T, land up to the end offsets, cut, build, publish.
 
     Args:
+        settings: the namespace and batch settings of the cycle.
         cut_ms: override the cut (tests); by default floor((T - skew) / W) * W.
         land: run the archiver up to the end offsets snapshotted after T.
         views: the views to build, by name or definition (default: every registered view).
@@ -283,8 +300,10 @@ def _outcome(store: VersionStore, view: str, p: Plan, before: list[int]) -> dict
 
 
 def _land(settings: Settings) -> dict[str, Any]:
-    """Land every declared stream up to the end offsets seen now (waiting for a continuous
-    archiver's turn); returns each stream's landing manifest by stream name."""
+    """Land every declared stream up to the end offsets seen now; manifests by stream name.
+
+    Waits for a continuous archiver's turn (``FOLLOW_LOCK_WAIT_S``) rather than racing it.
+    """
     from batch import archiver
     from lambdalab.schema import STREAMS
     from lambdalab.topics import end_offsets

@@ -24,6 +24,10 @@ BENCHES = ("ingest", "batch", "speed", "serving")
 
 
 def main(names: list[str]) -> int:
+    """Run the named benchmarks (all when none), write the results; 1 if any failed.
+
+    A failed benchmark is recorded with its error and does not stop the others.
+    """
     base = load_settings()
     results: dict[str, Any] = {"started": datetime.now(UTC).isoformat(), "machine": _machine()}
     failed = []

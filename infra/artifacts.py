@@ -15,7 +15,6 @@ from pathlib import Path
 
 from lambdalab.errors import ConfigError, StackError
 from lambdalab.runtime import (
-    SPARK_KAFKA_VERSION,
     find_java17,
     find_java_for_trino,
     java_major,
@@ -39,25 +38,26 @@ class Dist:
 
     @property
     def root(self) -> Path:
+        """Where the fetched distributions are unpacked."""
         return self.cache_dir / "dist"
 
     @property
     def kafka_libs(self) -> Path:
+        """The Kafka broker's jars (the broker runs from this classpath, KRaft mode)."""
         return self.root / f"kafka-{KAFKA_VERSION}" / "libs"
 
     @property
     def hadoop_libs(self) -> Path:
+        """The HDFS NameNode's and DataNode's jars."""
         return self.root / f"hadoop-{HADOOP_VERSION}" / "libs"
 
     @property
-    def spark_kafka_jars(self) -> Path:
-        return self.root / f"spark-kafka-{SPARK_KAFKA_VERSION}" / "jars"
-
-    @property
     def trino_home(self) -> Path:
+        """The unpacked Trino server."""
         return self.root / f"trino-server-{TRINO_VERSION}"
 
     def stamp(self, profile: str) -> Path:
+        """The file saying ``profile`` was fetched with the current pom (else fetch again)."""
         return self.root / f".fetched-{profile}-{_pom_version()}"
 
     def spark_jars(self) -> list[str]:

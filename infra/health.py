@@ -27,6 +27,7 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
 
 
 def check_kafka(settings: Settings) -> str:
+    """Produce a record to ``_lambdalab_health`` and consume it back within 10 s."""
     from kafka import KafkaConsumer, KafkaProducer, TopicPartition
     from kafka.admin import KafkaAdminClient, NewTopic
     from kafka.errors import TopicAlreadyExistsError
@@ -64,6 +65,7 @@ def check_kafka(settings: Settings) -> str:
 
 
 def check_namenode(settings: Settings) -> str:
+    """The NameNode answers WebHDFS (metadata only: no DataNode needed)."""
     from hdfs import InsecureClient
 
     client = InsecureClient(settings.hdfs.webhdfs_url, user=settings.hdfs.user, timeout=10)
@@ -72,6 +74,7 @@ def check_namenode(settings: Settings) -> str:
 
 
 def check_hdfs(settings: Settings) -> str:
+    """Write a file over WebHDFS and read it back (through the DataNode), then delete it."""
     from hdfs import InsecureClient
 
     client = InsecureClient(settings.hdfs.webhdfs_url, user=settings.hdfs.user, timeout=10)
@@ -88,6 +91,7 @@ def check_hdfs(settings: Settings) -> str:
 
 
 def check_redis(settings: Settings) -> str:
+    """PING Redis; the detail shows whether the append-only file is on."""
     import redis
 
     client = redis.Redis.from_url(settings.redis.url, socket_timeout=2)
@@ -99,6 +103,7 @@ def check_redis(settings: Settings) -> str:
 
 
 def check_trino(settings: Settings) -> str:
+    """``SELECT 1`` on Trino, and the configured catalog exists."""
     import trino
 
     conn = trino.dbapi.connect(
@@ -122,6 +127,7 @@ def check_trino(settings: Settings) -> str:
 
 
 def check_spark(settings: Settings) -> str:
+    """Start the batch layer's Spark session and run a small local job."""
     from batch.spark import spark_session
 
     spark = spark_session(settings, app_name="lambdalab-health")
@@ -135,6 +141,7 @@ def check_spark(settings: Settings) -> str:
 
 
 def check_api(settings: Settings) -> str:
+    """``GET /health`` of lambda-lab's API answers 2xx."""
     import httpx
 
     url = f"http://{settings.api.host}:{settings.api.port}/health"

@@ -54,6 +54,7 @@ class Service:
 
     @property
     def supervised(self) -> bool:
+        """Whether supervisord runs it (Spark has no command: it runs in-process)."""
         return bool(self.command)
 
 
@@ -65,18 +66,21 @@ class Layout:
         self.dist = Dist(settings.paths.cache_dir)
 
     def data(self, name: str) -> Path:
+        """The data folder of one service (created); ``stack down`` keeps it."""
         path = self.state / "data" / name
         path.mkdir(parents=True, exist_ok=True)
         return path
 
     @property
     def logs(self) -> Path:
+        """The folder of the per-service logs (created)."""
         path = self.state / "logs"
         path.mkdir(parents=True, exist_ok=True)
         return path
 
     @property
     def conf(self) -> Path:
+        """The folder of the rendered configs (supervisord, Kafka, Trino), created."""
         path = self.state / "conf"
         path.mkdir(parents=True, exist_ok=True)
         return path

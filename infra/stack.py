@@ -156,6 +156,7 @@ class Stack:
             raise StackError(msg)
 
     def tail(self, name: str, lines: int = 50) -> str:
+        """The last ``lines`` lines of a service's log (``stack logs`` and error messages)."""
         path = self.supervisor.log_path(name)
         if not path.exists():
             return f"(no log yet at {path})"

@@ -76,6 +76,7 @@ class Supervisor:
         self.conf_path.write_text("\n".join(lines))
 
     def proxy(self) -> Any:
+        """An XML-RPC proxy to this stack's supervisord over its unix socket."""
         transport = SupervisorTransport(None, None, f"unix://{self.socket}")
         return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
 
@@ -130,6 +131,7 @@ class Supervisor:
                 raise StackError(msg) from exc
 
     def stop(self, name: str) -> None:
+        """Stop a program and wait for it; a program that is not running is not an error."""
         try:
             self.proxy().supervisor.stopProcess(name, True)
         except xmlrpc.client.Fault as exc:
@@ -137,7 +139,7 @@ class Supervisor:
                 raise
 
     def info(self, name: str) -> dict[str, Any] | None:
-        """supervisord's view of one program (state, pid), or None."""
+        """The supervisord view of one program (state, pid), or None if it is unknown."""
         if not self.running():
             return None
         try:
@@ -165,4 +167,5 @@ class Supervisor:
         return True
 
     def log_path(self, name: str) -> Path:
+        """The log file of program ``name`` (stdout and stderr)."""
         return self.layout.logs / f"{name}.log"

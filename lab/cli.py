@@ -78,4 +78,5 @@ def kappa_cmd(
 
 
 def register(app: typer.Typer) -> None:
+    """Add the ``lab`` commands to the ``lambdalab`` CLI (called by ``lambdalab.cli``)."""
     app.add_typer(lab_app, name="lab")

@@ -29,6 +29,7 @@ class DriftReport:
 
     @property
     def drifted(self) -> bool:
+        """Whether the two hand-written copies disagree on any cell."""
         return bool(self.differences)
 
 

@@ -98,8 +98,11 @@ def _compare_cell(
     got: dict[str, Any] | None,
     report: KappaReport,
 ) -> None:
-    """Exact for count/sum/min/max; HLL estimates of a union may use another estimator
-    than the replay's, so they must agree within two relative standard errors."""
+    """Record in ``report`` where a served cell differs from the replay's.
+
+    Exact for count/sum/min/max; HLL estimates of a union may use another estimator than
+    the replay's, so they must agree within two relative standard errors.
+    """
     kinds = {m.name: m.kind for m in view.measures}
     expected = {n: hll_estimate(want[n]) if k == "hll" else want[n] for n, k in kinds.items()}
     actual = None if got is None else {n: got.get(n) for n in kinds}

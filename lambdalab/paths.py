@@ -42,6 +42,10 @@ class MasterFile:
 
     @property
     def name(self) -> str:
+        """The file name, ``w{window}-p{partition}-o{first}-{last}.parquet``.
+
+        Offsets are zero-padded so names sort in offset order; :meth:`parse` reads it back.
+        """
         return (
             f"w{self.window_ms}-p{self.partition:03d}-"
             f"o{self.first_offset:012d}-{self.last_offset:012d}.parquet"
@@ -49,11 +53,13 @@ class MasterFile:
 
     @property
     def date_dir(self) -> str:
+        """The Hive-style partition folder of the file's ingest window (UTC date)."""
         day = datetime.fromtimestamp(self.window_ms / 1000, tz=UTC).strftime("%Y-%m-%d")
         return f"ingest_date={day}"
 
     @classmethod
     def parse(cls, name: str) -> MasterFile | None:
+        """The file described by ``name``, or None for any other name (temporaries, claims)."""
         m = MASTER_FILE.match(name)
         if not m:
             return None
@@ -68,9 +74,11 @@ class HdfsPaths:
         self.namenode = settings.hdfs.namenode
 
     def master(self, stream: str) -> str:
+        """Root of ``stream``'s master dataset (its files sit in ``ingest_date=`` folders)."""
         return f"{self.root}/master/{stream}"
 
     def manifests(self, stream: str) -> str:
+        """Where each landing run of ``stream`` writes its manifest (ranges, files, rows)."""
         return f"{self.master(stream)}/_manifests"
 
     def claims(self, stream: str) -> str:
@@ -78,15 +86,19 @@ class HdfsPaths:
         return f"{self.master(stream)}/_claims"
 
     def view_root(self, view: str) -> str:
+        """Everything the batch layer keeps for ``view``: versions, staging, markers."""
         return f"{self.root}/views/{view}"
 
     def versions(self, view: str) -> str:
+        """The folder of ``view``'s published versions (``v000001``, ...)."""
         return f"{self.view_root(view)}/versions"
 
     def version(self, view: str, n: int) -> str:
+        """Published version ``n`` of ``view``: a staged folder renamed here is published."""
         return f"{self.versions(view)}/v{n:06d}"
 
     def staging(self, view: str) -> str:
+        """Where versions of ``view`` are built before the publishing rename."""
         return f"{self.view_root(view)}/_staging"
 
     def uri(self, path: str) -> str:
@@ -110,25 +122,32 @@ class RedisKeys:
         self.p = settings.redis_prefix
 
     def rt(self, view: str, key: str) -> str:
+        """The hash of one view key's realtime increments (``rt:{view}:{key}``)."""
         return f"{self.p}rt:{view}:{key}"
 
     def windows(self, view: str) -> str:
+        """The sorted set of ingest windows ``view`` holds (``rtw:{view}``), for expiry."""
         return f"{self.p}rtw:{view}"
 
     def window_keys(self, view: str, window_ms: int) -> str:
+        """The set of view keys touched in one ingest window (``rtk:{view}:{window_ms}``)."""
         return f"{self.p}rtk:{view}:{window_ms}"
 
     def offsets(self, topic: str) -> str:
+        """The hash partition -> next offset of ``topic``, committed with the increments."""
         return f"{self.p}offsets:{topic}"
 
     def meta(self, view: str) -> str:
+        """The bookkeeping hash of ``view`` (freshness, rebuilt_from, view fingerprint)."""
         return f"{self.p}speed:{view}:meta"
 
     @staticmethod
     def field(window_ms: int, bucket_ms: int, measure: str) -> str:
+        """The ``rt:`` hash field of one measure: ``{window_ms}|{bucket_ms}|{measure}``."""
         return f"{window_ms}|{bucket_ms}|{measure}"
 
     @staticmethod
     def parse_field(field: str) -> tuple[int, int, str]:
+        """(window_ms, bucket_ms, measure) of a field written by :meth:`field`."""
         window, bucket, measure = field.split("|", 2)
         return int(window), int(bucket), measure

@@ -94,7 +94,7 @@ class Stream:
         return orjson.dumps(event)
 
     def arrow_fields(self) -> list[Any]:
-        """pyarrow fields of the parsed columns (master dataset, batch input)."""
+        """The pyarrow fields of the parsed columns (master dataset, batch input)."""
         import pyarrow as pa
 
         types = {

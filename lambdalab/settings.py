@@ -32,6 +32,7 @@ class KafkaSettings(BaseModel):
 
     @property
     def port(self) -> int:
+        """The broker port of the first bootstrap server (the stack's port checks use it)."""
         return int(self.bootstrap_servers.split(",")[0].rsplit(":", 1)[1])
 
 
@@ -56,10 +57,12 @@ class HdfsSettings(BaseModel):
 
     @property
     def rpc_port(self) -> int:
+        """The NameNode RPC port of ``namenode`` (Spark and Trino read through it)."""
         return int(self.namenode.rsplit(":", 1)[1])
 
     @property
     def http_port(self) -> int:
+        """The NameNode HTTP port of ``webhdfs_url`` (Python reads and writes through it)."""
         return int(self.webhdfs_url.rsplit(":", 1)[1].split("/")[0])
 
 
@@ -70,6 +73,7 @@ class RedisSettings(BaseModel):
 
     @property
     def port(self) -> int:
+        """The port of ``url`` (6379 when the URL names none)."""
         tail = self.url.split("://", 1)[1].split("/", 1)[0]
         return int(tail.rsplit(":", 1)[1]) if ":" in tail else 6379
 
@@ -174,18 +178,22 @@ class Settings(BaseSettings):
 
     @property
     def dlq_topic(self) -> str:
+        """The namespace's dead-letter topic, shared by every stream (compacted)."""
         return f"{self.namespace}.events.dlq"
 
     @property
     def hdfs_root(self) -> str:
+        """The namespace's HDFS root: master dataset and batch views live below it."""
         return f"/lambdalab/{self.namespace}"
 
     @property
     def redis_prefix(self) -> str:
+        """The prefix of every Redis key of the namespace (see ``lambdalab.paths.RedisKeys``)."""
         return f"ll:{self.namespace}:"
 
     @property
     def trino_schema(self) -> str:
+        """The Trino schema holding the namespace's tables: the namespace itself."""
         return self.namespace
 
 

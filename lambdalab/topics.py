@@ -178,8 +178,10 @@ def read_topic(
     until: Mapping[int, int] | None = None,
     idle_timeout_s: float = 30.0,
 ) -> list[ConsumerRecord]:
-    """Every record of ``topic`` from the beginning, below ``until`` (default: the end offsets
-    when the read starts). For oracles, the lab's Kappa replay and operators.
+    """Every record of ``topic`` from the beginning, below ``until``.
+
+    ``until`` defaults to the end offsets when the read starts. For oracles, the lab's
+    Kappa replay and operators.
 
     Raises:
         ServiceUnavailable: no record arrived for ``idle_timeout_s`` before the read was done.

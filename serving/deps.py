@@ -24,13 +24,20 @@ VERSION_TTL_S = 1.0
 class BatchSource(Protocol):
     """What the serving layer needs from ``batch.reader.BatchReader``."""
 
-    def versions(self, view: str) -> list[Any]: ...
+    def versions(self, view: str) -> list[Any]:
+        """Published versions of ``view``, newest first (``VersionInfo``)."""
 
-    def current(self, view: str) -> Any: ...
+    def current(self, view: str) -> Any:
+        """The newest published version of ``view``, or None before the first one."""
 
     def rows(
         self, view: str, version: int, key: str, bucket_from_ms: int, bucket_to_ms: int
-    ) -> dict[int, dict[str, Any]]: ...
+    ) -> dict[int, dict[str, Any]]:
+        """bucket_ms -> {measure: value} of one key in one version, buckets in [from, to).
+
+        Raises:
+            ServiceUnavailable: HDFS did not answer.
+        """
 
 
 class SpeedSource(Protocol):
@@ -38,19 +45,29 @@ class SpeedSource(Protocol):
 
     def partials(
         self, view: str, key: str, since_window_ms: int, bucket_from_ms: int, bucket_to_ms: int
-    ) -> dict[int, dict[str, Any]]: ...
+    ) -> dict[int, dict[str, Any]]:
+        """bucket_ms -> measures of one key over ingest windows >= ``since_window_ms``."""
 
     def snapshot(
         self, view: str, key: str, since_window_ms: int, bucket_from_ms: int, bucket_to_ms: int
-    ) -> Any: ...
+    ) -> Any:
+        """The partials with the offsets and freshness they reflect, read atomically.
 
-    def freshness_ms(self, view: str) -> int | None: ...
+        Raises:
+            ServiceUnavailable: Redis did not answer.
+        """
 
-    def offsets(self, view: str) -> dict[int, int]: ...
+    def freshness_ms(self, view: str) -> int | None:
+        """Newest ingest time (ms) applied to ``view``'s realtime part, None if none yet."""
 
-    def stream_offsets(self, stream: str) -> dict[int, int]: ...
+    def offsets(self, view: str) -> dict[int, int]:
+        """Partition -> next offset committed together with ``view``'s increments."""
 
-    def status(self, stream: str) -> dict[str, Any]: ...
+    def stream_offsets(self, stream: str) -> dict[int, int]:
+        """Partition -> next offset the speed consumer of ``stream`` committed."""
+
+    def status(self, stream: str) -> dict[str, Any]:
+        """The speed consumer of ``stream``: offsets, freshness, rebuild, windows held."""
 
 
 def get_settings(request: Request) -> Settings:
@@ -81,9 +98,11 @@ class PointerCache:
         self._pointers: dict[str, tuple[float, Any]] = {}
 
     def versions(self, view: str) -> list[Any]:
+        """Published versions of ``view`` from the inner source (not cached)."""
         return self.inner.versions(view)
 
     def current(self, view: str) -> Any:
+        """The newest version of ``view``, as read at most ``ttl_s`` seconds ago."""
         now = time.monotonic()
         hit = self._pointers.get(view)
         if hit is not None and now - hit[0] < self.ttl_s:
@@ -95,9 +114,11 @@ class PointerCache:
     def rows(
         self, view: str, version: int, key: str, bucket_from_ms: int, bucket_to_ms: int
     ) -> dict[int, dict[str, Any]]:
+        """The inner source's rows (not cached here: the reader caches whole versions)."""
         return self.inner.rows(view, version, key, bucket_from_ms, bucket_to_ms)
 
     def close(self) -> None:
+        """Close the inner source, if it has anything to close (the app's shutdown)."""
         close = getattr(self.inner, "close", None)
         if callable(close):
             close()

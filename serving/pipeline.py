@@ -85,8 +85,10 @@ def ingest_status(settings: Settings, probe: KafkaProbe, stream: str) -> dict[st
 def stream_status(
     settings: Settings, speed: SpeedSource, probe: KafkaProbe, stream: str, at_ms: int
 ) -> dict[str, Any]:
-    """One declared stream: its topic, what was ingested, and its speed consumer (if it has
-    views to keep)."""
+    """One declared stream: its topic, what was ingested, and its speed consumer.
+
+    The speed part is present only when the stream has views to keep.
+    """
     out: dict[str, Any] = {
         "topic": settings.topic_for(stream),
         "views": sorted(views_of(stream)),
@@ -123,8 +125,11 @@ def _totals(streams: dict[str, dict[str, Any]], part: str) -> dict[str, Any]:
 def snapshot(
     settings: Settings, batch: BatchSource, speed: SpeedSource, probe: KafkaProbe
 ) -> dict[str, Any]:
-    """The whole health snapshot, taken now: every declared stream (ingest and speed), the
-    totals over them, the batch views, and the dead letters."""
+    """The whole health snapshot, taken now, for ``/health/pipeline`` and ``/metrics``.
+
+    Every declared stream (ingest and speed), the totals over them, the batch views, and
+    the dead letters.
+    """
     at = now_ms()
     streams = {name: stream_status(settings, speed, probe, name, at) for name in STREAMS}
     return {

@@ -62,9 +62,11 @@ def check_read_only(sql: str) -> str:
     if bare.endswith(";"):
         bare = bare[:-1].rstrip()
     if not bare:
-        raise ValidationFailed("empty SQL statement")
+        msg = "empty SQL statement"
+        raise ValidationFailed(msg)
     if ";" in bare:
-        raise ValidationFailed("only a single statement is allowed (found ';' inside)")
+        msg = "only a single statement is allowed (found ';' inside)"
+        raise ValidationFailed(msg)
     words = [w.upper() for w in _WORD.findall(bare)]
     if not words or words[0] not in ALLOWED_FIRST:
         first = words[0] if words else bare[:20]

@@ -231,8 +231,10 @@ def _now_ms() -> int:
 
 
 def catch_up(settings: Settings, stream: Stream, **kwargs: Any) -> SpeedConsumer:
-    """Run a consumer (``kwargs`` as for SpeedConsumer) until it reaches the end offsets
-    seen at its start, then close it; returns it for its counters."""
+    """Run a consumer until it reaches the end offsets seen at its start, then close it.
+
+    ``kwargs`` are as for :class:`SpeedConsumer`. Returns the consumer, for its counters.
+    """
     consumer = SpeedConsumer(settings, stream, **kwargs)
     consumer.setup()
     try:

@@ -93,8 +93,11 @@ class SpeedReader:
         return _int(self._meta(view).get("freshness_ms"))
 
     def status(self, stream: str) -> dict[str, Any]:
-        """The speed consumer of ``stream``: offsets, freshness (the oldest over its views),
-        last update, rebuild info, and the windows held per view."""
+        """The speed consumer of ``stream``, for the pipeline health.
+
+        Its offsets, freshness (the oldest over its views), last update, rebuild info, and
+        the windows held per view.
+        """
         views = views_of(stream)
         metas = [self._meta(name) for name in views]
         fresh = [int(m["freshness_ms"]) for m in metas if "freshness_ms" in m]
@@ -129,7 +132,7 @@ class Snapshot:
 def _merge_windows(
     vdef: ViewDef, raw: dict[bytes, bytes], since_window_ms: int, lo: int, hi: int
 ) -> dict[int, dict[str, Any]]:
-    """bucket -> measures merged over the ingest windows ≥ ``since_window_ms``."""
+    """Per bucket in [lo, hi): its measures merged over ingest windows ≥ ``since_window_ms``."""
     kinds = {m.name: m.kind for m in vdef.measures}
     parts: dict[int, dict[int, dict[str, Any]]] = defaultdict(dict)
     for fld, value in raw.items():

@@ -63,6 +63,7 @@ class ViewDef:
             _check_measure(self.name, m, fields)
 
     def to_dict(self) -> dict[str, Any]:
+        """The definition as plain data (what the fingerprint hashes and lineage records)."""
         return asdict(self)
 
     @property
@@ -72,8 +73,10 @@ class ViewDef:
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
     def key_of(self, event: dict[str, Any]) -> str:
-        """The view key of an event: its key fields rendered (:func:`key_part`), joined by
-        KEY_SEP. The batch layer renders the same text in Spark (``batch.compile``)."""
+        """The view key of an event: its key fields rendered (:func:`key_part`), joined by KEY_SEP.
+
+        The batch layer renders the same text in Spark (``batch.compile``).
+        """
         return KEY_SEP.join(key_part(event.get(k)) for k in self.keys)
 
     def bucket_of(self, event_ms: int) -> int:
@@ -83,11 +86,11 @@ class ViewDef:
 
 
 def key_part(value: Any) -> str:
-    """One key field as text, so that distinct values never share a key.
+    r"""One key field as text, so that distinct values never share a key.
 
     A missing value is ``NULL_KEY``; ints are decimal, timestamps their normalised ISO
-    text. In a value, ``\\`` is doubled and KEY_SEP becomes ``\\u001f`` (so a multi-field
-    key splits unambiguously), and a literal ``NULL_KEY`` gets a leading ``\\`` (so it never
+    text. In a value, ``\`` is doubled and KEY_SEP becomes ``\u001f`` (so a multi-field
+    key splits unambiguously), and a literal ``NULL_KEY`` gets a leading ``\`` (so it never
     merges with a missing value).
     """
     if value is None:

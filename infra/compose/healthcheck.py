@@ -47,6 +47,7 @@ def _contains(argv: list[str], words: tuple[str, ...]) -> bool:
 
 
 def kafka_reachable(settings: Settings) -> str:
+    """The first Kafka bootstrap server accepts TCP connections."""
     host, port = settings.kafka.bootstrap_servers.split(",")[0].rsplit(":", 1)
     if not port_open(host, int(port), timeout=2):
         msg = f"Kafka {host}:{port} not reachable"
@@ -55,6 +56,7 @@ def kafka_reachable(settings: Settings) -> str:
 
 
 def api_health(settings: Settings) -> str:
+    """``GET /health`` of the API in this container answers 2xx."""
     url = f"http://127.0.0.1:{settings.api.port}/health"
     with urllib.request.urlopen(url, timeout=5) as resp:  # raises on 4xx/5xx
         return f"GET /health {resp.status}"

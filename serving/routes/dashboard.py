@@ -19,8 +19,10 @@ def _page() -> str:
 
 @router.get("/dashboard", response_class=HTMLResponse, summary="The live dashboard")
 def dashboard() -> HTMLResponse:
-    """Merged series per view and key (batch and realtime apart, the cut marked) and the
-    pipeline health panel, refreshed every few seconds. The page asks the API with the
+    """The dashboard page: merged series per view and key, and the pipeline's health.
+
+    The series show batch and realtime apart with the cut marked; the health panel is
+    refreshed every few seconds. The page asks the API with the
     read key given as ``?key=...`` (or typed into its field).
     """
     return HTMLResponse(_page())

@@ -19,8 +19,10 @@ router = APIRouter(tags=["metrics"])
 def metrics(
     request: Request, settings: SettingsDep, batch: BatchDep, speed: SpeedDep, probe: ProbeDep
 ) -> Response:
-    """Request counts and latencies, query latency, partial answers; ingest end offsets,
-    speed lag and freshness, batch version and age, dead letters (read at scrape time).
+    """Every metric of the platform, read at scrape time.
+
+    Request counts and latencies, query latency, partial answers; ingest end offsets,
+    speed lag and freshness, batch version and age, dead letters.
 
     Unauthenticated, like most Prometheus targets; bind the API to a private interface.
     """
