@@ -220,6 +220,11 @@ def trino(settings: Settings, lay: Layout) -> Service:
     (etc / "jvm.config").write_text(
         (CONF / "trino" / "jvm.config").read_text().replace("-Xmx2G", f"-Xmx{t.heap}")
     )
+    (etc / "access-control.properties").write_text(
+        (CONF / "trino" / "access-control.properties")
+        .read_text()
+        .replace("/etc/trino/rules.json", str(etc / "rules.json"))
+    )
     plugins = lay.data("trino-plugins")
     for name in TRINO_PLUGINS:
         # Trino lists a plugin folder without following a symlinked folder: link each jar.
@@ -270,7 +275,11 @@ def platform(settings: Settings) -> list[Service]:
     the namespace of the settings that started them.
     """
     cli = [sys.executable, "-m", "lambdalab.cli"]
-    env = {"LAMBDALAB_NAMESPACE": settings.namespace, "PYTHONUNBUFFERED": "1"}
+    env = {
+        "LAMBDALAB_NAMESPACE": settings.namespace,
+        "LAMBDALAB_DEMO": str(settings.demo).lower(),
+        "PYTHONUNBUFFERED": "1",
+    }
     api = settings.api
     from lambdalab.schema import STREAMS
     from views.registry import views_of

@@ -119,11 +119,12 @@ def demo(
     The archiver, speed consumer, API and batch loop run under the stack's supervisord
     (``lambdalab stack up --platform``); ``lambdalab stack down`` stops everything.
     """
+    from infra.stack import Stack
     from lab.demo import run
 
-    settings = get_settings()
+    settings = get_settings().model_copy(update={"demo": True})  # the development keys work
     with console.status("stack and platform services up (archiver, speed, API, batch loop)…"):
-        _stack().up(with_platform=True)
+        Stack(settings).up(with_platform=True)
     run(settings, seconds, rate)
 
 

@@ -102,12 +102,17 @@ class ApiSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     write_keys: list[str] = ["dev-write-key"]
-    read_keys: list[str] = ["dev-read-key"]
+    read_keys: list[str] = ["dev-read-key", "dev-write-key"]  # scopes are explicit: the dev
+    # write key is listed here too, so it may also read
     max_body_bytes: int = Field(5_000_000, ge=1)
     max_events_per_request: int = Field(10_000, ge=1)
     availability: Literal["consistent", "available"] = "consistent"
     sql_row_limit: int = Field(1000, ge=1)
     sql_timeout_s: float = Field(30.0, gt=0)
+    trino_user: str = Field(
+        "lambdalab_reader",
+        description="Trino user of /sql: read-only in Trino itself (infra/conf/trino/rules.json)",
+    )
 
 
 class BatchSettings(BaseModel):
@@ -150,6 +155,9 @@ class Settings(BaseSettings):
     namespace: str = Field(
         "lab",
         description="prefix of topics, HDFS root, Redis keys and Trino schema; tests use their own",
+    )
+    demo: bool = Field(
+        False, description="demo mode: the development API keys (dev-write-key, ...) work"
     )
     default_stream: str = Field(
         "pageviews",

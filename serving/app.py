@@ -28,7 +28,7 @@ from lambdalab.errors import (
     ValidationFailed,
 )
 from lambdalab.settings import Settings
-from serving.auth import require
+from serving.auth import check_keys, require
 from serving.routes import dashboard, health, metrics, sql, views
 from serving.telemetry import Telemetry
 
@@ -85,6 +85,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 def create_app(settings: Settings) -> FastAPI:
     """The serving API for ``settings`` (its namespace decides topics, paths, keys, schema)."""
+    check_keys(settings)
     app = FastAPI(
         title="lambda-lab serving layer",
         version="0.1.0",

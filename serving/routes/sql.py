@@ -31,7 +31,7 @@ def _connect(settings: Settings) -> Any:
     return trino.dbapi.connect(
         host=settings.trino.host,
         port=settings.trino.port,
-        user=settings.trino.user,
+        user=settings.api.trino_user,
         catalog=settings.trino.catalog,
         schema=settings.trino_schema,
         session_properties={"query_max_execution_time": f"{timeout}s"},
