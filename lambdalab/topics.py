@@ -10,8 +10,8 @@ or by two layers) is kept once.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
@@ -22,6 +22,7 @@ from lambdalab.errors import ServiceUnavailable, WaitTimeout
 from lambdalab.settings import Settings
 from lambdalab.wait import wait_until
 
+T = TypeVar("T")
 ACK_TIMEOUT_S = 30.0
 METADATA_WAIT_S = 10.0  # metadata of a topic just created may lag
 
@@ -96,12 +97,7 @@ def kafka_producer(settings: Settings, **overrides: Any) -> KafkaProducer:
         "retries": 2**31 - 1,
         "request_timeout_ms": 15_000,
     }
-    config.update(overrides)
-    try:
-        return KafkaProducer(**config)
-    except KafkaError as exc:
-        msg = f"Kafka at {settings.kafka.bootstrap_servers} did not answer: {exc}"
-        raise ServiceUnavailable(msg) from exc
+    return _connect(KafkaProducer, settings, {**config, **overrides})
 
 
 def kafka_consumer(settings: Settings, **overrides: Any) -> KafkaConsumer:
@@ -118,9 +114,13 @@ def kafka_consumer(settings: Settings, **overrides: Any) -> KafkaConsumer:
         "auto_offset_reset": "earliest",
         "isolation_level": "read_committed",
     }
-    config.update(overrides)
+    return _connect(KafkaConsumer, settings, {**config, **overrides})
+
+
+def _connect(client: Callable[..., T], settings: Settings, config: dict[str, Any]) -> T:
+    """Make a Kafka client; no broker answering becomes ServiceUnavailable."""
     try:
-        return KafkaConsumer(**config)
+        return client(**config)
     except KafkaError as exc:
         msg = f"Kafka at {settings.kafka.bootstrap_servers} did not answer: {exc}"
         raise ServiceUnavailable(msg) from exc
