@@ -6,15 +6,21 @@ service fails the test with a message saying what to start; nothing is skipped.
 
 from __future__ import annotations
 
+import os
 import uuid
+import zlib
 from collections.abc import Iterator
 
 import pytest
 
 from infra.health import port_open
 from lambdalab.settings import Settings, load_settings
+from tests.events import EventFactory
 
 START_HINT = "start the local stack with `make up` (or `.venv/bin/lambdalab stack up`)"
+# Tests use the development API keys, which the API accepts only in demo mode
+# (tests/unit/test_auth.py checks the refusal outside it).
+os.environ.setdefault("LAMBDALAB_DEMO", "true")
 
 
 def _require(settings: Settings, services: list[str]) -> None:
@@ -41,6 +47,16 @@ def base_settings() -> Settings:
 def settings(base_settings: Settings) -> Settings:
     """Settings with a fresh namespace: own topics, HDFS root, Redis keys, Trino schema."""
     return base_settings.model_copy(update={"namespace": f"t{uuid.uuid4().hex[:10]}"})
+
+
+@pytest.fixture
+def make_event(request: pytest.FixtureRequest) -> EventFactory:
+    """Builds pageviews, ``make_event(at=..., **overrides)``; seeded by the test's id.
+
+    The same test gets the same events on every run; ``make_event.configured(...)`` gives
+    other pools (urls, users, late fraction, ...) from the same seed (tests/events.py).
+    """
+    return EventFactory(seed=zlib.crc32(request.node.nodeid.encode()))
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,6 @@ import socket
 import threading
 import time
 import uuid
-from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -34,6 +33,8 @@ from lambdalab.settings import Settings
 from lambdalab.topics import ensure_topics, read_topic
 from serving.app import create_app
 from speed.consumer import SpeedConsumer
+from tests import oracle
+from tests.events import EventFactory
 from views.definition import ViewDef
 from views.registry import all_views
 
@@ -88,25 +89,11 @@ def api(settings_e2e: Settings) -> Iterator[str]:
     thread.join(timeout=10)
 
 
-def _event(rnd: random.Random) -> dict[str, Any]:
-    now = datetime.now(UTC)
-    late = rnd.random() < 0.15
-    when = now - timedelta(seconds=rnd.uniform(600, 3 * 3600)) if late else now
-    return {
-        "event_id": uuid.uuid4().hex,
-        "url": rnd.choice(URLS),
-        "user_id": f"u{rnd.randrange(60)}",
-        "referrer": rnd.choice(REFERRERS),
-        "bytes": rnd.randrange(1, 50_000),
-        "event_time": when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z",
-    }
-
-
-def _ingest(base: str, stop: threading.Event, sent: list[int]) -> None:
-    rnd = random.Random(7)
+def _ingest(base: str, make: EventFactory, stop: threading.Event, sent: list[int]) -> None:
+    """Post batches of events (now, 15 % up to three hours late) until stopped."""
     with httpx.Client(base_url=base, timeout=30) as client:
         while not stop.is_set():
-            batch = [_event(rnd) for _ in range(rnd.randrange(5, 30))]
+            batch = make.many(make.rng.randrange(5, 30))
             r = client.post("/events", content=orjson.dumps(batch), headers=WRITE)
             assert r.status_code == 200, r.text
             sent.append(r.json()["accepted"])
@@ -149,41 +136,18 @@ def read_log(settings: Settings) -> list[Record]:
     ]
 
 
-def oracle(view: ViewDef, key: str, records: list[Record], answer: dict[str, Any]) -> Any:
-    """Plain-Python aggregates per bucket over the records the answer claims to reflect."""
+def expected(view: ViewDef, key: str, records: list[Record], answer: dict[str, Any]) -> Any:
+    """The oracle's rows per bucket over the records the answer claims to reflect."""
     cut = answer["cut_ms"]
     offsets = {int(p): o for p, o in answer["speed_offsets"].items()}
-    lo, hi = _bucket_ms(answer["from"]), _bucket_ms(answer["to"])
-    rows: dict[int, dict[str, Any]] = defaultdict(dict)
-    for rec in records:
-        covered = (cut is not None and rec.ingest_ms < cut) or rec.offset < offsets.get(
-            rec.partition, 0
-        )
-        if not covered or view.key_of(rec.event) != key:
-            continue
-        bucket = view.bucket_of(_bucket_ms(rec.event["event_time"]))
-        if lo <= bucket < hi:
-            _add(view, rows[bucket], rec.event)
-    return dict(rows)
-
-
-def _bucket_ms(text: str) -> int:
-    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
-
-
-def _add(view: ViewDef, row: dict[str, Any], event: dict[str, Any]) -> None:
-    for m in view.measures:
-        value = event.get(m.field) if m.field else None
-        if m.kind == "count":
-            row[m.name] = row.get(m.name, 0) + 1
-        elif m.kind == "sum":
-            row[m.name] = row.get(m.name, 0) + value
-        elif m.kind == "min":
-            row[m.name] = value if m.name not in row else min(row[m.name], value)
-        elif m.kind == "max":
-            row[m.name] = value if m.name not in row else max(row[m.name], value)
-        else:
-            row.setdefault(m.name, set()).add(value)
+    lo, hi = oracle.ms_of(answer["from"]), oracle.ms_of(answer["to"])
+    covered = [
+        rec.event
+        for rec in records
+        if (cut is not None and rec.ingest_ms < cut) or rec.offset < offsets.get(rec.partition, 0)
+    ]
+    rows = oracle.by_bucket(oracle.measures(view, covered), key)
+    return {bucket: row for bucket, row in rows.items() if lo <= bucket < hi}
 
 
 def assert_matches(view: ViewDef, answer: dict[str, Any], expected: dict[int, Any]) -> None:
@@ -211,14 +175,17 @@ def _sampler(base: str, stop: threading.Event, out: list[Any], errors: list[str]
 
 
 def test_merged_answers_equal_the_oracle_while_batches_publish(
-    settings_e2e: Settings, api: str
+    settings_e2e: Settings, api: str, make_event: EventFactory
 ) -> None:
+    make = make_event.configured(
+        urls=tuple(URLS), users=60, referrers=tuple(REFERRERS), late_fraction=0.15
+    )
     stop_ingest, stop_speed, stop_sampling = threading.Event(), threading.Event(), threading.Event()
     sent: list[int] = []
     samples: list[tuple[ViewDef, dict[str, Any]]] = []
     errors: list[str] = []
     workers = [
-        threading.Thread(target=_ingest, args=(api, stop_ingest, sent)),
+        threading.Thread(target=_ingest, args=(api, make, stop_ingest, sent)),
         threading.Thread(target=_speed, args=(settings_e2e, stop_speed)),
         threading.Thread(target=_sampler, args=(api, stop_sampling, samples, errors)),
     ]
@@ -250,12 +217,13 @@ def test_merged_answers_equal_the_oracle_while_batches_publish(
     assert any(a["realtime"] and a["batch"] for _, a in samples)
     assert len(samples) >= 30
     for view, answer in samples + final:
-        assert_matches(view, answer, oracle(view, answer["key"], records, answer))
+        assert_matches(view, answer, expected(view, answer["key"], records, answer))
     everything = {"cut_ms": None, "speed_offsets": {str(p): 2**62 for p in range(64)}}
     for view, answer in final:
         offsets = {int(p): o for p, o in answer["speed_offsets"].items()}
         assert sum(offsets.values()) == total
-        assert_matches(view, answer, oracle(view, answer["key"], records, {**answer, **everything}))
+        whole = {**answer, **everything}
+        assert_matches(view, answer, expected(view, answer["key"], records, whole))
 
 
 def _final_answers(client: httpx.Client, total: int) -> list[tuple[ViewDef, dict[str, Any]]]:

@@ -1,9 +1,9 @@
 """The batch layer against the real stack: Spark views equal an independent oracle.
 
 Events (late ones included) are generated here with their Kafka coordinates and written
-as committed master files; the oracle is plain Python over the same events filtered by
-ingest time < cut, never the code under test. One namespace and one Spark session serve
-the whole module to keep the shared machine's load small.
+as committed master files; the oracle (tests/oracle.py) is plain Python over the same
+events filtered by ingest time < cut, never the code under test. One namespace and one
+Spark session serve the whole module to keep the shared machine's load small.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import signal
 import subprocess
 import time
 import uuid
+import zlib
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import replace
@@ -28,8 +29,10 @@ from batch.reader import BatchReader
 from batch.tasks import run_cycle
 from lambdalab.hdfs import webhdfs
 from lambdalab.paths import MasterFile
-from lambdalab.schema import PAGE_VIEWS, format_ts
+from lambdalab.schema import PAGE_VIEWS
 from lambdalab.settings import Settings
+from tests import oracle as truth
+from tests.events import EventFactory
 from views.definition import Measure, ViewDef, hll_estimate, hll_rse
 from views.registry import all_views, get_view
 
@@ -39,25 +42,21 @@ Event = tuple[int, int, int, dict[str, Any]]  # (partition, offset, ingest_ms, e
 
 
 def generate(seed: int, base_ms: int, windows: range, n: int) -> list[tuple[int, dict[str, Any]]]:
-    """(ingest_ms, event) pairs over the given ingest windows; ~15 % arrive late."""
-    from datetime import UTC, datetime
-
-    rng = random.Random(seed)
+    """(ingest_ms, event) pairs over the given ingest windows; ~15 % arrive hours late."""
+    rng = random.Random(seed)  # ingest times; the events come from the shared builder
+    make = EventFactory(
+        seed=seed,
+        users=400,
+        referrers=(None, "google", "bing", "news", "mail"),
+        sizes=(100, 50_000),
+        late_fraction=0.15,
+        late_by_s=(3600.0, 3 * 86400.0),
+        id_prefix=f"s{seed}-",
+    )
     out = []
     for _ in range(n):
         ingest_ms = base_ms + rng.choice(windows) * W_MS + rng.randrange(W_MS)
-        late = rng.random() < 0.15
-        delay = rng.randrange(3_600_000, 3 * 86_400_000) if late else rng.randrange(30_000)
-        event_ms = ingest_ms - delay
-        event = {
-            "event_id": uuid.UUID(int=rng.getrandbits(128)).hex,
-            "url": f"/page/{rng.randrange(6)}",
-            "user_id": f"u{rng.randrange(400)}",
-            "referrer": rng.choice([None, "google", "bing", "news", "mail"]),
-            "bytes": rng.randrange(100, 50_000),
-            "event_time": format_ts(datetime.fromtimestamp(event_ms / 1000, tz=UTC)),
-        }
-        out.append((ingest_ms, event))
+        out.append((ingest_ms, make(at=ingest_ms - rng.randrange(30_000))))
     return sorted(out, key=lambda pair: pair[0])
 
 
@@ -67,7 +66,7 @@ def land_directly(settings: Settings, pairs: list[tuple[int, dict[str, Any]]]) -
     nxt = _next_offsets(settings)
     events: list[Event] = []
     for ingest_ms, event in pairs:
-        partition = int(event["event_id"][:8], 16) % 2
+        partition = zlib.crc32(event["event_id"].encode()) % 2
         events.append((partition, nxt[partition], ingest_ms, event))
         nxt[partition] += 1
     groups: dict[tuple[int, int], list[Event]] = defaultdict(list)
@@ -108,31 +107,8 @@ def _rows(settings: Settings, group: list[Event]) -> list[dict[str, Any]]:
 def oracle(
     view: ViewDef, events: list[Event], cut_ms: int
 ) -> dict[tuple[str, int], dict[str, Any]]:
-    """Plain-Python truth: exact measures (distinct counts exact) per (key, bucket)."""
-    from lambdalab.schema import parse_ts_ms
-
-    out: dict[tuple[str, int], dict[str, Any]] = {}
-    for _p, _o, ingest_ms, e in events:
-        if ingest_ms >= cut_ms:
-            continue
-        fields = [NULL if e[k] is None else str(e[k]) for k in view.keys]
-        cell = (
-            "\x1f".join(fields),
-            parse_ts_ms(e["event_time"]) // (view.bucket_s * 1000) * view.bucket_s * 1000,
-        )
-        acc = out.setdefault(cell, {})
-        for m in view.measures:
-            v = e.get(m.field) if m.field else None
-            if m.kind == "count":
-                acc[m.name] = acc.get(m.name, 0) + 1
-            elif m.kind == "sum":
-                acc[m.name] = acc.get(m.name, 0) + (v or 0)
-            elif m.kind in ("min", "max") and v is not None:
-                pick = min if m.kind == "min" else max
-                acc[m.name] = v if acc.get(m.name) is None else pick(acc[m.name], v)
-            elif m.kind == "hll" and v is not None:
-                acc.setdefault(m.name, set()).add(str(v))
-    return out
+    """The oracle's exact measures (distinct counts exact) per (key, bucket) below the cut."""
+    return truth.measures(view, [e for _p, _o, ingest_ms, e in events if ingest_ms < cut_ms])
 
 
 NULL = "(none)"

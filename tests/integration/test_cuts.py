@@ -16,6 +16,7 @@ from lambdalab.hdfs import webhdfs
 from lambdalab.paths import MasterFile
 from lambdalab.schema import PAGE_VIEWS
 from lambdalab.settings import Settings
+from tests.events import pageview
 from views.registry import get_view
 
 VIEW = get_view("pageviews_by_url_hourly")
@@ -36,14 +37,7 @@ def _land_window(settings: Settings, window: int, first: int, n: int) -> None:
     for i in range(n):
         offset = first + i
         ingest = T0 + window * W_MS + i
-        event = {
-            "event_id": f"e{offset}",
-            "url": "/a",
-            "user_id": "u",
-            "referrer": None,
-            "bytes": 1,
-            "event_time": "2026-03-01T12:00:00.000Z",
-        }
+        event = pageview(event_id=f"e{offset}", url="/a")
         rows.append(
             {
                 "topic": settings.topic_for(PAGE_VIEWS.name),

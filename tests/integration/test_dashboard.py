@@ -14,11 +14,11 @@ import socket
 import threading
 import time
 import uuid
-from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlparse
 
 import httpx
 import pytest
@@ -32,6 +32,9 @@ from lambdalab.settings import Settings
 from lambdalab.topics import ensure_topics
 from serving.app import create_app
 from speed.consumer import SpeedConsumer
+from tests import oracle
+from tests.events import EventFactory
+from views.registry import get_view
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
@@ -78,21 +81,12 @@ class ApiServer:
         self.thread.join(timeout=10)
 
 
-def _events(n: int, start: datetime) -> list[dict[str, Any]]:
-    """Events of URL and a few others; every 7th is late by two hours (an older bucket)."""
+def _events(make: EventFactory, n: int, start: datetime) -> list[dict[str, Any]]:
+    """Events of URL and one other; every 7th is late by two hours (an older bucket)."""
     out = []
     for i in range(n):
         when = start + timedelta(seconds=i) - (timedelta(hours=2) if i % 7 == 0 else timedelta())
-        out.append(
-            {
-                "event_id": uuid.uuid4().hex,
-                "url": URL if i % 3 else "/other",
-                "user_id": f"u{i % 11}",
-                "referrer": None,
-                "bytes": 100 + i,
-                "event_time": when.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
-            }
-        )
+        out.append(make(at=when, url=URL if i % 3 else "/other"))
     return out
 
 
@@ -121,7 +115,8 @@ def pipeline(stack: Settings) -> Iterator[tuple[Settings, list[dict[str, Any]]]]
     )
     ensure_topics(settings)
     now = datetime.now(UTC).replace(minute=30, second=0, microsecond=0)
-    before, after = _events(120, now), _events(60, now + timedelta(seconds=200))
+    make = EventFactory(seed=3)
+    before, after = _events(make, 120, now), _events(make, 60, now + timedelta(seconds=200))
     producer = EventProducer(settings, PAGE_VIEWS)
     try:
         producer.send_many(before)
@@ -137,12 +132,9 @@ def pipeline(stack: Settings) -> Iterator[tuple[Settings, list[dict[str, Any]]]]
 
 
 def _oracle(events: list[dict[str, Any]]) -> dict[int, int]:
-    counts: Counter[int] = Counter()
-    for e in events:
-        if e["url"] == URL:
-            ms = int(datetime.fromisoformat(e["event_time"].replace("Z", "+00:00")).timestamp())
-            counts[(ms - ms % 3600) * 1000] += 1
-    return dict(counts)
+    """Views of URL per hour bucket, from the oracle."""
+    rows = oracle.by_bucket(oracle.measures(get_view(VIEW), events), URL)
+    return {bucket: row["views"] for bucket, row in rows.items()}
 
 
 def test_dashboard_renders_series_cut_and_health(
@@ -160,7 +152,10 @@ def test_dashboard_renders_series_cut_and_health(
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
             page = browser.new_page(viewport={"width": 1300, "height": 720})
-            page.goto(f"{base}/dashboard?key=dev-read-key&view={VIEW}&vkey={URL}&refresh=2")
+            # the key is typed once and kept in localStorage, never carried in the URL
+            page.add_init_script("localStorage.setItem('lambdalab-key', 'dev-read-key')")
+            page.goto(f"{base}/dashboard?view={VIEW}&vkey={URL}&refresh=2&key=leaked")
+            assert "key" not in parse_qs(urlparse(page.url).query)  # dropped from the URL
             page.wait_for_function(
                 "Number(document.body.dataset.refreshed || 0) >= 1", timeout=30_000
             )

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import random
 from collections import defaultdict
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -14,26 +12,28 @@ from lab import drift
 from lab.handwritten import pageviews_speed
 from lambdalab.hdfs import webhdfs
 from lambdalab.paths import MasterFile
-from lambdalab.schema import PAGE_VIEWS, format_ts
+from lambdalab.schema import PAGE_VIEWS
 from lambdalab.settings import Settings
+from tests import oracle
+from tests.events import EventFactory
+from views.registry import get_view
 
 BASE_MS = 1_795_590_000_000
 
 
-def _land_synthetic(settings: Settings, n: int, seed: int) -> list[dict[str, Any]]:
-    rng = random.Random(seed)
+def _land_synthetic(settings: Settings, n: int, make_event: EventFactory) -> list[dict[str, Any]]:
+    make = make_event.configured(
+        urls=("/p0", "/p1", "/p2", "/p3"),
+        users=31,
+        referrers=(None,),
+        sizes=(1, 5000),
+        late_fraction=1 / 3,
+        late_by_s=(3 * 3600.0, 3 * 3600.0),
+    )
     rows, events = [], []
     for offset in range(n):
         ingest = BASE_MS + offset * 100
-        event_ms = ingest - rng.choice([0, 0, 3_600_000 * 3])
-        event = {
-            "event_id": f"e{offset}",
-            "url": f"/p{rng.randint(0, 3)}",
-            "user_id": f"u{rng.randint(0, 30)}",
-            "referrer": None,
-            "bytes": rng.randint(1, 5000),
-            "event_time": format_ts(datetime.fromtimestamp(event_ms / 1000, tz=UTC)),
-        }
+        event = make(at=ingest)
         events.append(event)
         rows.append(
             {
@@ -56,18 +56,15 @@ def _land_synthetic(settings: Settings, n: int, seed: int) -> list[dict[str, Any
     return events
 
 
-def _oracle(events: list[dict[str, Any]]) -> dict[tuple[str, int], dict[str, int]]:
-    sizes: dict[tuple[str, int], list[int]] = defaultdict(list)
-    for e in events:
-        ms = int(datetime.fromisoformat(e["event_time"].replace("Z", "+00:00")).timestamp() * 1000)
-        sizes[(e["url"], ms // 3_600_000 * 3_600_000)].append(e["bytes"])
-    return {
-        k: {"views": len(v), "min_bytes": min(v), "max_bytes": max(v)} for k, v in sizes.items()
-    }
+def _oracle(events: list[dict[str, Any]]) -> dict[tuple[str, int], dict[str, Any]]:
+    """(url, hour) -> {views, min_bytes, max_bytes}: the registered view, from the oracle."""
+    return oracle.measures(get_view("pageviews_by_url_hourly"), events)
 
 
-def test_two_copies_agree_and_match_the_oracle(stack: Settings, settings: Settings) -> None:
-    events = _land_synthetic(settings, 1500, seed=3)
+def test_two_copies_agree_and_match_the_oracle(
+    stack: Settings, settings: Settings, make_event: EventFactory
+) -> None:
+    events = _land_synthetic(settings, 1500, make_event)
     report = drift.check(settings)
     assert report.records == 1500
     assert not report.drifted, report.differences[:3]
@@ -75,9 +72,9 @@ def test_two_copies_agree_and_match_the_oracle(stack: Settings, settings: Settin
 
 
 def test_drift_is_detected(
-    stack: Settings, settings: Settings, monkeypatch: pytest.MonkeyPatch
+    stack: Settings, settings: Settings, monkeypatch: pytest.MonkeyPatch, make_event: EventFactory
 ) -> None:
-    _land_synthetic(settings, 600, seed=4)
+    _land_synthetic(settings, 600, make_event)
     original = pageviews_speed.compute
 
     def off_by_one_hour(events: Any) -> Any:  # a "fix" made in one codebase only

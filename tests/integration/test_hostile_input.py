@@ -31,21 +31,15 @@ from lambdalab.topics import end_offsets, ensure_topics
 from serving.app import create_app
 from speed.consumer import catch_up
 from speed.reader import SpeedReader
+from tests.events import pageview
 
 WRITE = {"X-API-Key": "dev-write-key"}
 VIEW = "pageviews_by_url_hourly"
 
 
 def _event(n: int, **overrides: Any) -> dict[str, Any]:
-    event = {
-        "event_id": f"e{n}",
-        "url": f"/p/{n % 3}",
-        "user_id": f"u{n % 5}",
-        "referrer": None,
-        "bytes": 100 + n,
-        "event_time": "2026-03-01T12:00:00.000Z",
-    }
-    return {**event, **overrides}
+    """Event ``e{n}`` on one of the three URLs `_counted` reads."""
+    return pageview(event_id=f"e{n}", url=f"/p/{n % 3}", **overrides)
 
 
 @pytest.fixture

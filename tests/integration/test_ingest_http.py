@@ -24,6 +24,7 @@ from lambdalab.hdfs import webhdfs
 from lambdalab.schema import PAGE_VIEWS
 from lambdalab.settings import Settings
 from serving.auth import require
+from tests.events import pageview
 
 WRITE = {"X-API-Key": "dev-write-key"}
 N = 1500
@@ -86,14 +87,7 @@ def _post(client: TestClient, body: bytes, **headers: str) -> tuple[int, str]:
     return r.status_code, r.text
 
 
-GOOD = {
-    "event_id": "e-1",
-    "url": "https://x/1",
-    "user_id": "u1",
-    "referrer": None,
-    "bytes": 10,
-    "event_time": "2025-01-01T00:00:00.000Z",
-}
+GOOD = pageview(event_id="e-1", url="https://x/1", event_time="2025-01-01T00:00:00.000Z")
 
 
 @pytest.mark.parametrize(

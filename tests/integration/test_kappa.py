@@ -2,42 +2,36 @@
 
 from __future__ import annotations
 
-import random
 import time
-from datetime import UTC, datetime, timedelta
 
 from batch.tasks import run_cycle
 from ingest.producer import EventProducer
 from lab import kappa
-from lambdalab.schema import PAGE_VIEWS, format_ts
+from lambdalab.schema import PAGE_VIEWS
 from lambdalab.settings import Settings
 from speed.consumer import catch_up
 from speed.reader import SpeedReader
+from tests.events import EventFactory
 from views.registry import all_views
 
 
-def _events(n: int, seed: int) -> list[dict[str, object]]:
-    rng = random.Random(seed)
-    now = datetime.now(UTC)
-    return [
-        {
-            "event_id": f"k{seed}-{i}",
-            "url": f"/k{rng.randint(0, 5)}",
-            "user_id": f"u{rng.randint(0, 40)}",
-            "referrer": rng.choice([None, "r.example"]),
-            "bytes": rng.randint(1, 999),
-            "event_time": format_ts(now - timedelta(minutes=rng.choice([0, 0, 90]))),
-        }
-        for i in range(n)
-    ]
-
-
-def test_replay_equals_the_merged_answers(stack: Settings, settings: Settings) -> None:
+def test_replay_equals_the_merged_answers(
+    stack: Settings, settings: Settings, make_event: EventFactory
+) -> None:
+    make = make_event.configured(  # a third of the events 90 minutes late
+        urls=tuple(f"/k{i}" for i in range(6)),
+        users=41,
+        referrers=(None, "r.example"),
+        sizes=(1, 999),
+        late_fraction=1 / 3,
+        late_by_s=(90 * 60.0, 90 * 60.0),
+        id_prefix="k",
+    )
     settings = settings.model_copy(
         update={"batch": settings.batch.model_copy(update={"window_s": 2, "clock_skew_s": 0})}
     )
     producer = EventProducer(settings, PAGE_VIEWS)
-    first, second, third = _events(400, 1), _events(300, 2), _events(200, 3)
+    first, second, third = make.many(400), make.many(300), make.many(200)
     producer.send_many(first)
     time.sleep(2.5)  # the first events' ingest window closes: the cut covers them
     producer.send_many(second)

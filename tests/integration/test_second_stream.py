@@ -10,7 +10,6 @@ alone by the new stream's consumer.
 from __future__ import annotations
 
 import random
-from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,12 +22,14 @@ from batch.tasks import run_cycle
 from ingest.producer import EventProducer
 from lambdalab import schema
 from lambdalab.hdfs import webhdfs
-from lambdalab.schema import PAGE_VIEWS, Field, Stream, format_ts, parse_ts_ms
+from lambdalab.schema import PAGE_VIEWS, Field, Stream, format_ts
 from lambdalab.settings import Settings
 from lambdalab.topics import ensure_topics
 from serving.query import merged_query
 from speed.consumer import catch_up
 from speed.reader import SpeedReader
+from tests import oracle as truth
+from tests.events import pageview
 from views import registry
 from views.definition import Measure, ViewDef
 
@@ -75,16 +76,6 @@ def _clicks(n: int) -> list[dict[str, Any]]:
     ]
 
 
-def _oracle(events: list[dict[str, Any]]) -> dict[tuple[str, int], dict[str, int]]:
-    out: dict[tuple[str, int], dict[str, int]] = defaultdict(lambda: {"clicks": 0, "weight": 0})
-    for e in events:
-        ms = parse_ts_ms(e["clicked_at"])
-        cell = out[(e["element"], ms - ms % 600_000)]
-        cell["clicks"] += 1
-        cell["weight"] += e["weight"]
-    return dict(out)
-
-
 def _post_over_http(settings: Settings, events: list[dict[str, Any]]) -> None:
     from fastapi.testclient import TestClient
 
@@ -113,16 +104,7 @@ def test_a_declared_stream_flows_through_every_layer(
     clicks = _clicks(500)
     pageviews = EventProducer(settings, PAGE_VIEWS)
     pageviews.send_many(
-        [
-            {
-                "event_id": "p1",
-                "url": "/x",
-                "user_id": "u1",
-                "referrer": None,
-                "bytes": 5,
-                "event_time": format_ts(datetime.now(UTC)),
-            },
-        ]
+        [pageview(event_id="p1", url="/x", bytes=5, event_time=format_ts(datetime.now(UTC)))]
     )
     pageviews.close()
     producer = EventProducer(settings, CLICKS)
@@ -138,7 +120,7 @@ def test_a_declared_stream_flows_through_every_layer(
     assert speed.partials("pageviews_by_url_hourly", "/x", 0, 0, 2**62)
     assert sum(speed.offsets(clicks_view.name).values()) == len(clicks)
 
-    oracle = _oracle(clicks)
+    oracle = truth.measures(clicks_view, clicks)  # (element, bucket) -> {clicks, weight}
     for (element, bucket), want in oracle.items():
         got = speed.partials(clicks_view.name, element, 0, bucket, bucket + 600_000)
         assert got == {bucket: want}

@@ -18,6 +18,7 @@ from lambdalab.schema import PAGE_VIEWS
 from lambdalab.settings import Settings
 from lambdalab.topics import dlq_key, ensure_topics
 from serving.app import create_app
+from tests.events import pageview
 
 READ = {"X-API-Key": "dev-read-key"}
 WRITE = {"X-API-Key": "dev-write-key"}
@@ -120,14 +121,7 @@ def test_sql_with_trino_down_is_503_json(stack: Settings, settings: Settings) ->
 
 def test_api_key_scopes_on_the_real_ingest(stack: Settings, settings: Settings) -> None:
     ensure_topics(settings)
-    event = {
-        "event_id": "e1",
-        "url": "/a",
-        "user_id": "u1",
-        "referrer": None,
-        "bytes": 5,
-        "event_time": "2026-01-01T00:00:00Z",
-    }
+    event = pageview()
     with TestClient(create_app(settings)) as client:
         assert client.post("/events", json=[event]).status_code == 401
         refused = client.post("/events", json=[event], headers=READ)

@@ -1,7 +1,7 @@
 """The speed layer against the real stack, checked against an independent oracle.
 
-The oracle is plain Python over the records read back from Kafka (their LogAppendTime
-timestamps decide the ingest window): it does not call views.compute or speed.*.
+The oracle (tests/oracle.py) is plain Python over the records read back from Kafka (their
+LogAppendTime timestamps decide the ingest window): it does not call views.compute or speed.*.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,8 @@ from lambdalab.settings import Settings
 from lambdalab.topics import dlq_key, ensure_topics, read_topic
 from speed.consumer import SpeedConsumer, catch_up
 from speed.reader import SpeedReader
+from tests import oracle as truth
+from tests.events import EventFactory
 from views.definition import hll_rse
 from views.registry import all_views
 
@@ -44,17 +45,17 @@ Oracle = dict[str, dict[tuple[int, str, int], dict[str, Any]]]
 # --- events, produced by the test itself -------------------------------------------------
 
 
-def _event(rng: random.Random, n: int, now: datetime) -> dict[str, Any]:
-    late = rng.random() < 0.1  # late events: event time hours or days before ingest
-    moment = now - timedelta(hours=rng.randint(2, 72) if late else 0, seconds=rng.randint(0, 90))
-    return {
-        "event_id": f"ok-{n}",
-        "url": rng.choice(URLS),
-        "user_id": f"u{rng.randint(0, 300)}",
-        "referrer": rng.choice(REFERRERS),
-        "bytes": rng.randint(0, 50_000),
-        "event_time": moment.astimezone(UTC).isoformat().replace("+00:00", "Z"),
-    }
+def _events(make_event: EventFactory) -> EventFactory:
+    """This module's pools; 10 % late by hours or days. Valid events have ids ``ok-{n}``."""
+    return make_event.configured(
+        urls=tuple(URLS),
+        users=301,
+        referrers=tuple(REFERRERS),
+        sizes=(0, 50_000),
+        late_fraction=0.1,
+        late_by_s=(2 * 3600.0, 72 * 3600.0),
+        id_prefix="ok-",
+    )
 
 
 def _malformed(rng: random.Random, n: int) -> bytes:
@@ -70,13 +71,13 @@ def _malformed(rng: random.Random, n: int) -> bytes:
     ).encode()
 
 
-def produce(settings: Settings, rng: random.Random, count: int, bad_rate: float = 0.02) -> None:
-    """Send ``count`` records, about ``bad_rate`` of them malformed."""
+def produce(settings: Settings, make: EventFactory, count: int, bad_rate: float = 0.02) -> None:
+    """Send ``count`` records, about ``bad_rate`` of them malformed (drawn from make's RNG)."""
     producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers, acks="all")
-    now = datetime.now(UTC)
+    rng = make.rng
     for _ in range(count):
         n = rng.randrange(10**12)
-        raw = _malformed(rng, n) if rng.random() < bad_rate else json.dumps(_event(rng, n, now))
+        raw = _malformed(rng, n) if rng.random() < bad_rate else json.dumps(make())
         producer.send(
             settings.topic_for(PAGE_VIEWS.name), raw if isinstance(raw, bytes) else raw.encode()
         )
@@ -102,34 +103,10 @@ def _valid(raw: bytes) -> dict[str, Any] | None:
 
 def oracle(records: list[Any], window_s: int) -> Oracle:
     """view -> (window, key, bucket) -> exact measures (hll: the set of distinct values)."""
-    out: Oracle = {}
-    for name, view in all_views().items():
-        cells: dict[tuple[int, str, int], dict[str, Any]] = {}
-        for rec in records:
-            event = _valid(rec.value)
-            if event is None:
-                continue
-            window = rec.timestamp - rec.timestamp % (window_s * 1000)
-            key = "\x1f".join("(none)" if event[k] is None else str(event[k]) for k in view.keys)
-            ms = int(datetime.fromisoformat(event["event_time"]).timestamp() * 1000)
-            cell = cells.setdefault((window, key, ms - ms % (view.bucket_s * 1000)), {})
-            for m in view.measures:
-                _fold(cell, m.name, m.kind, event.get(m.field) if m.field else None)
-        out[name] = cells
-    return out
-
-
-def _fold(cell: dict[str, Any], name: str, kind: str, value: Any) -> None:
-    if kind == "count":
-        cell[name] = cell.get(name, 0) + 1
-    elif kind == "sum":
-        cell[name] = cell.get(name, 0) + value
-    elif kind == "min":
-        cell[name] = value if name not in cell else min(cell[name], value)
-    elif kind == "max":
-        cell[name] = value if name not in cell else max(cell[name], value)
-    else:
-        cell.setdefault(name, set()).add(value)
+    timed = [(rec.timestamp, e) for rec in records if (e := _valid(rec.value)) is not None]
+    return {
+        name: truth.measures_by_window(view, timed, window_s) for name, view in all_views().items()
+    }
 
 
 def redis_state(settings: Settings, client: redis.Redis) -> Oracle:
@@ -195,8 +172,10 @@ def _run_once(settings: Settings) -> SpeedConsumer:
 # --- tests ---------------------------------------------------------------------------------
 
 
-def test_realtime_views_equal_the_oracle_and_dead_letters_land(ns: Settings) -> None:
-    rng = random.Random(5)
+def test_realtime_views_equal_the_oracle_and_dead_letters_land(
+    ns: Settings, make_event: EventFactory
+) -> None:
+    rng = _events(make_event)
     for _ in range(3):  # several ingest windows
         produce(ns, rng, 700)
         time.sleep(WINDOW_S)
@@ -264,13 +243,15 @@ def _spawn(settings: Settings) -> subprocess.Popen[bytes]:
     return subprocess.Popen(cmd, env=env, cwd=REPO, stderr=subprocess.PIPE)
 
 
-def test_sigkill_at_random_moments_still_equals_the_oracle(ns: Settings) -> None:
+def test_sigkill_at_random_moments_still_equals_the_oracle(
+    ns: Settings, make_event: EventFactory
+) -> None:
     rng = random.Random(11)
     client = redis.Redis.from_url(ns.redis.url)
     done = threading.Event()
 
     def keep_producing() -> None:
-        feed = random.Random(12)
+        feed = _events(make_event)
         while not done.is_set():
             produce(ns, feed, 60)
             time.sleep(0.15)
@@ -324,10 +305,12 @@ def _publish_fake_version(settings: Settings, view: str, n: int, cut_ms: int) ->
     webhdfs(settings).write(path, data=json.dumps(lineage), overwrite=True)
 
 
-def test_expiry_and_rebuild_after_flush_equal_the_oracle(ns: Settings) -> None:
+def test_expiry_and_rebuild_after_flush_equal_the_oracle(
+    ns: Settings, make_event: EventFactory
+) -> None:
     s = ns.model_copy(update={"redis": ns.redis.model_copy(update={"url": _db7(ns)})})
     client = redis.Redis.from_url(s.redis.url)
-    rng = random.Random(23)
+    rng = _events(make_event)
     for _ in range(4):
         produce(s, rng, 400)
         time.sleep(WINDOW_S)

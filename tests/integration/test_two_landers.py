@@ -22,6 +22,7 @@ from lambdalab.hdfs import webhdfs
 from lambdalab.schema import PAGE_VIEWS
 from lambdalab.settings import Settings
 from lambdalab.topics import end_offsets, ensure_topics
+from tests.events import pageview
 
 N = 4000
 
@@ -35,14 +36,7 @@ def _produce(settings: Settings, done: threading.Event) -> None:
     producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers, acks="all")
     topic = settings.topic_for(PAGE_VIEWS.name)
     for n in range(N):
-        event = {
-            "event_id": f"e{n}",
-            "url": f"/p/{n % 7}",
-            "user_id": f"u{n % 11}",
-            "referrer": None,
-            "bytes": n,
-            "event_time": "2026-03-01T12:00:00.000Z",
-        }
+        event = pageview(event_id=f"e{n}", url=f"/p/{n % 7}", bytes=n)
         producer.send(topic, orjson.dumps(event), key=str(n).encode())
         if n % 200 == 0:
             producer.flush()

@@ -13,17 +13,11 @@ from prometheus_client import CollectorRegistry
 from lambdalab.deadletters import DeadLetter, DeadLetters, split
 from lambdalab.schema import PAGE_VIEWS
 from lambdalab.settings import load_settings
+from tests.events import pageview
 
 pytestmark = pytest.mark.unit
 
-GOOD = {
-    "event_id": "e1",
-    "url": "/a",
-    "user_id": "u1",
-    "referrer": None,
-    "bytes": 7,
-    "event_time": "2026-01-01T00:00:00.000Z",
-}
+GOOD = pageview(bytes=7)
 
 
 def _record(offset: int, value: bytes | None) -> Any:

@@ -9,15 +9,9 @@ import pytest
 from ingest.files import read_events
 from ingest.validation import BodyError, check, parse_body
 from lambdalab.schema import PAGE_VIEWS
+from tests.events import pageview
 
-GOOD = {
-    "event_id": "e1",
-    "url": "https://x/1",
-    "user_id": "u1",
-    "referrer": None,
-    "bytes": 10,
-    "event_time": "2025-01-01T00:00:00.000Z",
-}
+GOOD = pageview(url="https://x/1", event_time="2025-01-01T00:00:00.000Z")
 
 
 def test_one_object_array_and_ndjson() -> None:

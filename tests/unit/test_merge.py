@@ -1,22 +1,22 @@
-"""The serving merge against a plain-Python oracle: batch @ cut ⊕ realtime since cut.
+"""The serving merge against the plain-Python oracle: batch @ cut ⊕ realtime since cut.
 
 Events get an ingest time and an event time; the batch part is every event with ingest
-time < cut, the realtime part every event at or after it (both aggregated here in plain
-Python, independently of views.compute); the merged answer must equal the oracle over
-all events, for every bucket, whatever the cut.
+time < cut, the realtime part every event at or after it (both aggregated by tests/oracle.py,
+independently of views.compute); the merged answer must equal the oracle over all events,
+for every bucket, whatever the cut.
 """
 
 from __future__ import annotations
 
 import base64
-import random
-from collections import defaultdict
 from typing import Any
 
 import pytest
 from datasketches import hll_sketch
 
 from serving.merge import Provenance, answer, freshness, iso_ms
+from tests import oracle
+from tests.events import EventFactory
 from views.definition import HLL_LG_K, Measure, ViewDef
 from views.registry import get_view
 
@@ -24,45 +24,21 @@ HOUR = 3_600_000
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 
 
-def _events(n: int, seed: int) -> list[dict[str, Any]]:
-    rnd = random.Random(seed)
-    out = []
-    for i in range(n):
-        ingest = T0 + i * 1_000
-        late = rnd.random() < 0.2
-        out.append(
-            {
-                "ingest_ms": ingest,
-                "event_ms": ingest - (rnd.randrange(1, 5) * HOUR if late else rnd.randrange(9000)),
-                "url": f"/p{rnd.randrange(3)}",
-                "user_id": f"u{rnd.randrange(40)}",
-                "bytes": rnd.randrange(1, 10_000),
-            }
-        )
-    return out
+def _timed(make_event: EventFactory, n: int) -> list[tuple[int, dict[str, Any]]]:
+    """(ingest ms, event) pairs, one a second from T0; a fifth arrive 1 to 4 hours late."""
+    make = make_event.configured(
+        urls=("/p0", "/p1", "/p2"),
+        users=40,
+        sizes=(1, 10_000),
+        late_fraction=0.2,
+        late_by_s=(HOUR / 1000, 4 * HOUR / 1000),
+    )
+    return [(T0 + i * 1_000, make(at=T0 + i * 1_000)) for i in range(n)]
 
 
 def _oracle(view: ViewDef, events: list[dict[str, Any]], key: str) -> dict[int, dict[str, Any]]:
-    """Plain-Python aggregates per bucket (hll kept as the set of distinct values)."""
-    width = view.bucket_s * 1000
-    out: dict[int, dict[str, Any]] = defaultdict(dict)
-    for e in events:
-        if e["url"] != key:
-            continue
-        row = out[e["event_ms"] - e["event_ms"] % width]
-        for m in view.measures:
-            v = e.get(m.field) if m.field else None
-            if m.kind == "count":
-                row[m.name] = row.get(m.name, 0) + 1
-            elif m.kind == "sum":
-                row[m.name] = row.get(m.name, 0) + v
-            elif m.kind == "min":
-                row[m.name] = min(row.get(m.name, v), v)
-            elif m.kind == "max":
-                row[m.name] = max(row.get(m.name, v), v)
-            else:
-                row.setdefault(m.name, set()).add(v)
-    return dict(out)
+    """The oracle's rows of one key per bucket (hll kept as the set of distinct values)."""
+    return oracle.by_bucket(oracle.measures(view, events), key)
 
 
 def _as_part(view: ViewDef, rows: dict[int, dict[str, Any]]) -> dict[int, dict[str, Any]]:
@@ -82,16 +58,18 @@ def _as_part(view: ViewDef, rows: dict[int, dict[str, Any]]) -> dict[int, dict[s
 
 @pytest.mark.parametrize("view_name", ["pageviews_by_url_hourly", "visitors_by_url_hourly"])
 @pytest.mark.parametrize("cut_index", [0, 137, 400, 800])
-def test_merged_answer_equals_oracle_over_all_events(view_name: str, cut_index: int) -> None:
+def test_merged_answer_equals_oracle_over_all_events(
+    view_name: str, cut_index: int, make_event: EventFactory
+) -> None:
     view = get_view(view_name)
-    events = _events(800, seed=cut_index)
+    timed = _timed(make_event, 800)
     cut = T0 + cut_index * 1_000
     key = "/p1"
-    batch = _as_part(view, _oracle(view, [e for e in events if e["ingest_ms"] < cut], key))
-    realtime = _as_part(view, _oracle(view, [e for e in events if e["ingest_ms"] >= cut], key))
-    prov = Provenance(version=3, cut_ms=cut, freshness_ms=events[-1]["ingest_ms"])
+    batch = _as_part(view, _oracle(view, [e for i, e in timed if i < cut], key))
+    realtime = _as_part(view, _oracle(view, [e for i, e in timed if i >= cut], key))
+    prov = Provenance(version=3, cut_ms=cut, freshness_ms=timed[-1][0])
     got = answer(view, key, batch, realtime, prov)
-    expected = _oracle(view, events, key)
+    expected = _oracle(view, [e for _, e in timed], key)
     assert [r["bucket_ms"] for r in got["merged"]] == sorted(expected)
     for row in got["merged"]:
         want = expected[row["bucket_ms"]]

@@ -6,15 +6,9 @@ import orjson
 import pytest
 
 from lambdalab.schema import PAGE_VIEWS, parse_ts_ms
+from tests.events import pageview
 
-GOOD = {
-    "event_id": "e1",
-    "url": "/a",
-    "user_id": "u1",
-    "referrer": None,
-    "bytes": 512,
-    "event_time": "2026-11-25T07:00:00+00:00",
-}
+GOOD = pageview(bytes=512, event_time="2026-11-25T07:00:00+00:00")
 
 
 def test_valid_event_is_normalised() -> None:

@@ -9,6 +9,8 @@ import pytest
 
 from lambdalab.boundary import window_of
 from lambdalab.errors import DefinitionError, NotFound
+from tests import oracle
+from tests.events import EventFactory
 from views.compute import aggregate, combine
 from views.definition import Measure, ViewDef, hll_estimate, hll_of, hll_rse, hll_union, merge
 from views.registry import all_views, get_view
@@ -16,35 +18,18 @@ from views.registry import all_views, get_view
 HOUR = 3_600_000
 
 
-def _events(n: int, seed: int = 7) -> list[tuple[int, dict[str, object]]]:
-    rng = random.Random(seed)
+def _timed(make_event: EventFactory, n: int) -> list[tuple[int, dict[str, object]]]:
+    """(ingest ms, event) pairs four a second; a quarter arrive two hours late."""
     base = 1_795_590_000_000
-    out = []
-    for i in range(n):
-        ingest = base + i * 250
-        event_ms = ingest - rng.choice([0, 0, 0, 2 * HOUR])  # some late events
-        out.append(
-            (
-                ingest,
-                {
-                    "event_id": f"e{i}",
-                    "url": f"/p{rng.randint(0, 4)}",
-                    "user_id": f"u{rng.randint(0, 50)}",
-                    "referrer": rng.choice([None, "a.example", "b.example"]),
-                    "bytes": rng.randint(1, 9000),
-                    "event_time": _iso(event_ms),
-                },
-            )
-        )
-    return out
-
-
-def _iso(ms: int) -> str:
-    from datetime import UTC, datetime
-
-    from lambdalab.schema import format_ts
-
-    return format_ts(datetime.fromtimestamp(ms / 1000, tz=UTC))
+    make = make_event.configured(
+        urls=tuple(f"/p{i}" for i in range(5)),
+        users=51,
+        referrers=(None, "a.example", "b.example"),
+        sizes=(1, 9000),
+        late_fraction=0.25,
+        late_by_s=(2 * HOUR / 1000, 2 * HOUR / 1000),
+    )
+    return [(base + i * 250, make(at=base + i * 250)) for i in range(n)]
 
 
 def test_registry_has_the_default_views() -> None:
@@ -113,10 +98,10 @@ def test_hll_union_is_order_free_and_close_to_exact() -> None:
 
 
 @pytest.mark.parametrize("view_name", sorted(all_views()))
-def test_aggregate_split_anywhere_equals_whole(view_name: str) -> None:
+def test_aggregate_split_anywhere_equals_whole(view_name: str, make_event: EventFactory) -> None:
     """Any split of the records (batch side / speed side) merges to the same answer."""
     view = get_view(view_name)
-    events = _events(400)
+    events = _timed(make_event, 400)
     whole = aggregate(view, events, 60)
     for cut in (0, 57, 200, 399):
         left, right = aggregate(view, events[:cut], 60), aggregate(view, events[cut:], 60)
@@ -137,18 +122,12 @@ def _comparable(row: dict[str, object]) -> dict[str, object]:
     return {k: hll_estimate(v) if isinstance(v, bytes) else v for k, v in row.items()}
 
 
-def test_aggregate_matches_plain_python_oracle() -> None:
+def test_aggregate_matches_plain_python_oracle(make_event: EventFactory) -> None:
     view = get_view("pageviews_by_url_hourly")
-    events = _events(300)
+    events = _timed(make_event, 300)
     got = aggregate(view, events, 60)
-    oracle: dict[tuple[int, str, int], list[int]] = {}
-    for ingest, e in events:
-        from lambdalab.schema import parse_ts_ms
-
-        event_ms = parse_ts_ms(str(e["event_time"]))
-        cell = (ingest // 60_000 * 60_000, str(e["url"]), event_ms // HOUR * HOUR)
-        oracle.setdefault(cell, []).append(int(e["bytes"]))  # type: ignore[call-overload]
-    assert set(got) == set(oracle)
-    for cell, sizes in oracle.items():
-        assert got[cell] == {"views": len(sizes), "min_bytes": min(sizes), "max_bytes": max(sizes)}
+    want = oracle.measures_by_window(view, events, 60)  # {views, min_bytes, max_bytes}
+    assert set(got) == set(want)
+    for cell, row in want.items():
+        assert got[cell] == row
     assert window_of(1_795_590_059_999, 60) == 1_795_590_000_000
