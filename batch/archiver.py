@@ -45,7 +45,7 @@ from kafka import TopicPartition
 from batch.master import commit_file, list_files, next_offsets, to_table
 from lambdalab.boundary import window_of
 from lambdalab.deadletters import DeadLetter, DeadLetters, split
-from lambdalab.errors import BatchError, ServiceUnavailable, WaitTimeout
+from lambdalab.errors import BatchError, ClaimLost, ServiceUnavailable, WaitTimeout
 from lambdalab.hdfs import webhdfs
 from lambdalab.paths import HdfsPaths, MasterFile
 from lambdalab.schema import STREAMS, Stream
@@ -55,6 +55,7 @@ from lambdalab.wait import wait_until
 
 log = logging.getLogger(__name__)
 MAX_ROWS_PER_FILE = 50_000
+CLAIM_RETRIES = 5  # runs started over after losing a claim, before the error propagates
 FOLLOW_SLEEP_S = 1.0
 FOLLOW_LOCK_WAIT_S = 600.0  # a batch cycle may hold the lock while it lands
 
@@ -151,6 +152,11 @@ def land(
     """
     ensure_topics(settings)
     with archiver_lock(settings, stream.name, lock_wait_s):
+        for _ in range(CLAIM_RETRIES):
+            try:
+                return _land_once(settings, stream, until, max_rows_per_file, always_manifest=True)
+            except ClaimLost as exc:  # another lander moved on: start over from its commits
+                log.warning("landing %s: %s", stream.name, exc)
         return _land_once(settings, stream, until, max_rows_per_file, always_manifest=True)
 
 
@@ -291,9 +297,6 @@ class _Lander:
         mf = MasterFile(group.window_ms, group.partition, group.first, group.last)
         table = to_table(self.stream, group.rows)
         path = commit_file(self.client, self.settings, self.stream, mf, table, self.run.run_id)
-        if path is None:
-            msg = f"master file {mf.name} already exists: another archiver ran on {self.topic}"
-            raise BatchError(msg)
         run = self.run
         run.files.append(path)
         run.rows += len(group.rows)

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 from hdfs import InsecureClient
 from hdfs.util import HdfsError
 
-from lambdalab.errors import BatchError
+from lambdalab.errors import ClaimLost
 from lambdalab.paths import HdfsPaths, MasterFile
 from lambdalab.schema import Stream, parse_ts_ms
 from lambdalab.settings import Settings
@@ -66,8 +66,8 @@ def commit_file(
     mf: MasterFile,
     table: pa.Table,
     run_id: str | None = None,
-) -> str | None:
-    """Write one master file atomically; return its path, or None if it existed already.
+) -> str:
+    """Write one master file atomically; return its path (also when it existed already).
 
     Fenced in HDFS itself, so that any number of landers on any number of hosts commit
     every offset once:
@@ -79,17 +79,18 @@ def commit_file(
     3. the temporary file is renamed to its final name (the commit).
 
     A lander that loses the claim first completes the winner's commit if the winner died
-    between 2 and 3 (the same rename, which only one caller can make), then raises
-    :class:`BatchError`: its view of the committed offsets is stale, and the next run
-    resumes from the files that exist. Committing the same range twice is a no-op (None).
+    between 2 and 3 (the same rename, which only one caller can make). If the claim names
+    this very range, the file is committed and its path returned; otherwise it raises
+    :class:`ClaimLost`: its view of the committed offsets is stale, and a new run resumes
+    from the files that exist. Committing the same range twice is a no-op.
 
     Raises:
-        BatchError: another lander claimed this first offset for another range.
+        ClaimLost: another lander claimed this first offset for another range.
     """
     folder = f"{HdfsPaths(settings).master(stream.name)}/{mf.date_dir}"
     final = f"{folder}/{mf.name}"
     if client.status(final, strict=False) is not None:
-        return None
+        return final  # this very range is committed (identical coordinates, identical rows)
     buf = io.BytesIO()
     pq.write_table(table, buf, compression="zstd")
     tmp = f"{folder}/_tmp.{run_id or uuid.uuid4().hex[:12]}.{mf.name}"
@@ -101,14 +102,15 @@ def commit_file(
         _complete(client, held)
         client.delete(tmp)
         if held["final"] == final:
-            return None
+            return final  # a dead run claimed this very range; its commit is completed now
         msg = (
             f"another archiver committed {held['final'].rsplit('/', 1)[-1]} from offset "
             f"{mf.first_offset} of partition {mf.partition}; this run stops (its view of the "
             "master dataset is stale) and the next one resumes from the committed files"
         )
-        raise BatchError(msg)
-    return final if _complete(client, mine) else None
+        raise ClaimLost(msg)
+    _complete(client, mine)
+    return final
 
 
 def _claim(client: InsecureClient, path: str, mine: dict[str, str]) -> dict[str, str]:

@@ -82,5 +82,12 @@ class BatchError(LambdaLabError):
     """A batch run (landing, build, publish) failed; nothing served has changed."""
 
 
+class ClaimLost(BatchError):
+    """Another lander committed a different range from the same first offset.
+
+    This lander's view of the master dataset is stale; a new run resumes from the commits.
+    """
+
+
 class FencedOut(LambdaLabError):
     """Another consumer moved the offsets: this one is a zombie and must stop."""
