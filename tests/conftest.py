@@ -1,13 +1,13 @@
 """Shared fixtures: settings with a namespace of their own, and the real stack.
 
 Integration and e2e tests talk to the real services of the local stack. A missing
-service fails the test with a message saying what to start; nothing is skipped.
+service fails the test with a message saying what to start; nothing is skipped. Each
+test's namespace is removed from the stack at its teardown (tests/namespaces.py).
 """
 
 from __future__ import annotations
 
 import os
-import uuid
 import zlib
 from collections.abc import Iterator
 
@@ -16,6 +16,7 @@ import pytest
 from infra.health import port_open
 from lambdalab.settings import Settings, load_settings
 from tests.events import EventFactory
+from tests.namespaces import namespace, new_name
 
 START_HINT = "start the local stack with `make up` (or `.venv/bin/lambdalab stack up`)"
 # Tests use the development API keys, which the API accepts only in demo mode
@@ -44,9 +45,17 @@ def base_settings() -> Settings:
 
 
 @pytest.fixture
-def settings(base_settings: Settings) -> Settings:
-    """Settings with a fresh namespace: own topics, HDFS root, Redis keys, Trino schema."""
-    return base_settings.model_copy(update={"namespace": f"t{uuid.uuid4().hex[:10]}"})
+def settings(base_settings: Settings, request: pytest.FixtureRequest) -> Iterator[Settings]:
+    """Settings with a fresh namespace: own topics, HDFS root, Redis keys, Trino schema.
+
+    For integration and e2e tests all four are dropped at teardown (a part that cannot be
+    dropped is a warning, not an error); a unit test's namespace never reaches the stack.
+    """
+    if not _uses_stack(request.node):
+        yield base_settings.model_copy(update={"namespace": new_name()})
+        return
+    with namespace(base_settings) as fresh:
+        yield fresh
 
 
 @pytest.fixture
@@ -75,8 +84,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
                 item.add_marker(getattr(pytest.mark, kind))
 
 
+def _uses_stack(item: pytest.Item) -> bool:
+    return any(item.get_closest_marker(kind) for kind in ("integration", "e2e"))
+
+
 @pytest.fixture(autouse=True)
 def _real_services_for_integration(request: pytest.FixtureRequest) -> None:
     """Every integration and e2e test needs the real stack: fail, naming what to start."""
-    if request.node.get_closest_marker("integration") or request.node.get_closest_marker("e2e"):
+    if _uses_stack(request.node):
         request.getfixturevalue("stack")

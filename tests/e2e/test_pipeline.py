@@ -16,7 +16,6 @@ import random
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -35,6 +34,7 @@ from serving.app import create_app
 from speed.consumer import SpeedConsumer
 from tests import oracle
 from tests.events import EventFactory
+from tests.namespaces import namespace
 from views.definition import ViewDef
 from views.registry import all_views
 
@@ -62,13 +62,10 @@ def _port() -> int:
 
 
 @pytest.fixture(scope="module")
-def settings_e2e(stack: Settings) -> Settings:
-    return stack.model_copy(
-        update={
-            "namespace": f"t{uuid.uuid4().hex[:10]}",
-            "batch": stack.batch.model_copy(update={"window_s": 3, "clock_skew_s": 0}),
-        }
-    )
+def settings_e2e(stack: Settings) -> Iterator[Settings]:
+    batch = stack.batch.model_copy(update={"window_s": 3, "clock_skew_s": 0})
+    with namespace(stack, batch=batch) as fresh:
+        yield fresh
 
 
 @pytest.fixture(scope="module")

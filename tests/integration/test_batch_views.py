@@ -13,7 +13,6 @@ import random
 import signal
 import subprocess
 import time
-import uuid
 import zlib
 from collections import defaultdict
 from collections.abc import Iterator
@@ -33,6 +32,7 @@ from lambdalab.schema import PAGE_VIEWS
 from lambdalab.settings import Settings
 from tests import oracle as truth
 from tests.events import EventFactory
+from tests.namespaces import namespace
 from views.definition import Measure, ViewDef, hll_estimate, hll_rse
 from views.registry import all_views, get_view
 
@@ -147,12 +147,8 @@ def served(settings: Settings, view: ViewDef) -> dict[tuple[str, int], dict[str,
 @pytest.fixture(scope="module")
 def ns(stack: Settings, base_settings: Settings) -> Iterator[Settings]:
     batch = base_settings.batch.model_copy(update={"keep_versions": 2})
-    s = base_settings.model_copy(update={"namespace": f"t{uuid.uuid4().hex[:10]}", "batch": batch})
-    yield s
-    from batch.trino_tables import TrinoTables
-
-    TrinoTables(s).drop_schema()
-    webhdfs(s).delete(s.hdfs_root, recursive=True)
+    with namespace(base_settings, batch=batch) as fresh:
+        yield fresh
 
 
 @pytest.fixture(scope="module")
@@ -460,24 +456,10 @@ def test_batch_run_lands_from_kafka_then_builds_what_it_landed(
     producer.close()
     view = get_view("bytes_by_referrer_daily")
     cut = now - now % W_MS + 10 * W_MS  # the override puts every record before the cut
-    try:
-        report = run_cycle(
-            settings, cut_ms=cut, land=True, trino=False, views=[view.name], spark=spark
-        )
-        assert report["ok"] and report["landed"]["pageviews"]["rows"] == len(pairs)
-        sent = [(0, 0, 0, event) for _, event in pairs]  # ingest time < cut for all of them
-        assert_matches(view, served(settings, view), oracle(view, sent, cut))
-        lineage = BatchReader(settings).current(view.name).lineage  # type: ignore[union-attr]
-        assert sum(int(n) for n in lineage["offsets"].values()) == len(pairs)
-        assert len(lineage["manifests"]) == 1
-    finally:
-        webhdfs(settings).delete(settings.hdfs_root, recursive=True)
-        _delete_topics(settings)
-
-
-def _delete_topics(settings: Settings) -> None:
-    from kafka.admin import KafkaAdminClient
-
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
-    admin.delete_topics([settings.topic_for(PAGE_VIEWS.name), settings.dlq_topic])
-    admin.close()
+    report = run_cycle(settings, cut_ms=cut, land=True, trino=False, views=[view.name], spark=spark)
+    assert report["ok"] and report["landed"]["pageviews"]["rows"] == len(pairs)
+    sent = [(0, 0, 0, event) for _, event in pairs]  # ingest time < cut for all of them
+    assert_matches(view, served(settings, view), oracle(view, sent, cut))
+    lineage = BatchReader(settings).current(view.name).lineage  # type: ignore[union-attr]
+    assert sum(int(n) for n in lineage["offsets"].values()) == len(pairs)
+    assert len(lineage["manifests"]) == 1

@@ -13,7 +13,6 @@ from __future__ import annotations
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -34,6 +33,7 @@ from serving.app import create_app
 from speed.consumer import SpeedConsumer
 from tests import oracle
 from tests.events import EventFactory
+from tests.namespaces import namespace
 from views.registry import get_view
 
 CHROMIUM = "/usr/bin/chromium"
@@ -106,13 +106,16 @@ def _speed_catch_up(settings: Settings, timeout_s: float = 90.0) -> None:
 
 
 @pytest.fixture(scope="module")
-def pipeline(stack: Settings) -> Iterator[tuple[Settings, list[dict[str, Any]]]]:
-    settings = stack.model_copy(
-        update={
-            "namespace": f"t{uuid.uuid4().hex[:10]}",
-            "batch": stack.batch.model_copy(update={"window_s": 2, "clock_skew_s": 0}),
-        }
-    )
+def ns(stack: Settings) -> Iterator[Settings]:
+    """This module's namespace with 2-second ingest windows, dropped after its tests."""
+    batch = stack.batch.model_copy(update={"window_s": 2, "clock_skew_s": 0})
+    with namespace(stack, batch=batch) as fresh:
+        yield fresh
+
+
+@pytest.fixture(scope="module")
+def pipeline(ns: Settings) -> tuple[Settings, list[dict[str, Any]]]:
+    settings = ns
     ensure_topics(settings)
     now = datetime.now(UTC).replace(minute=30, second=0, microsecond=0)
     make = EventFactory(seed=3)
@@ -128,7 +131,7 @@ def pipeline(stack: Settings) -> Iterator[tuple[Settings, list[dict[str, Any]]]]
     finally:
         producer.close()
     _speed_catch_up(settings)
-    yield settings, before + after
+    return settings, before + after
 
 
 def _oracle(events: list[dict[str, Any]]) -> dict[int, int]:

@@ -14,14 +14,13 @@ import subprocess
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 from datasketches import hll_sketch
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from lambdalab.hdfs import webhdfs
 from lambdalab.paths import HdfsPaths
@@ -144,25 +143,12 @@ def assert_equal(expected: Oracle, actual: Oracle, min_window: int | None = None
 # --- fixtures ------------------------------------------------------------------------------
 
 
-def _cleanup(settings: Settings) -> None:
-    client = redis.Redis.from_url(settings.redis.url)
-    for key in client.scan_iter(match=f"{settings.redis_prefix}*", count=1000):
-        client.delete(key)
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
-    try:
-        admin.delete_topics([settings.topic_for(PAGE_VIEWS.name), settings.dlq_topic])
-    finally:
-        admin.close()
-    webhdfs(settings).delete(settings.hdfs_root, recursive=True)
-
-
 @pytest.fixture
-def ns(stack: Settings, settings: Settings) -> Iterator[Settings]:
-    """Settings of a fresh namespace with 2-second ingest windows; cleaned up afterwards."""
+def ns(stack: Settings, settings: Settings) -> Settings:
+    """The test's namespace (dropped by the ``settings`` fixture) with 2-second windows."""
     s = settings.model_copy(update={"batch": settings.batch.model_copy(update={"window_s": 2})})
     ensure_topics(s)
-    yield s
-    _cleanup(s)
+    return s
 
 
 def _run_once(settings: Settings) -> SpeedConsumer:
