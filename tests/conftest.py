@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import zlib
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -82,6 +83,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         for kind in ("unit", "integration", "e2e"):
             if f"/tests/{kind}/" in path:
                 item.add_marker(getattr(pytest.mark, kind))
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """``-m unit`` imports only tests/unit: the kind marker comes from the folder, so no
+    other folder holds a unit test, and the unit suite never pays for importing Spark,
+    Kafka or Playwright test modules it would deselect anyway."""
+    here = Path(__file__).parent
+    if config.option.markexpr.strip() != "unit" or collection_path.parent != here:
+        return None
+    return True if collection_path.is_dir() and collection_path.name != "unit" else None
 
 
 def _uses_stack(item: pytest.Item) -> bool:

@@ -15,6 +15,7 @@ from lambdalab.boundary import cut_at
 from lambdalab.errors import ConfigError
 from lambdalab.paths import MasterFile
 from lambdalab.settings import Settings
+from tests.unit.conftest import Loopback
 from views.definition import Measure
 from views.registry import get_view
 
@@ -108,10 +109,11 @@ def test_output_columns_follow_the_version_dir_contract() -> None:
     }
 
 
-def test_the_reader_says_hdfs_is_down_instead_of_crashing() -> None:
+def test_the_reader_says_hdfs_is_down_instead_of_crashing(loopback: Loopback) -> None:
     from batch.reader import BatchReader
     from lambdalab.errors import ServiceUnavailable
 
-    down = Settings(hdfs={"webhdfs_url": "http://127.0.0.1:9"})
-    with pytest.raises(ServiceUnavailable, match=r"127\.0\.0\.1:9"):
+    port = loopback.refusing()  # this test's own port, where nothing listens
+    down = Settings(hdfs={"webhdfs_url": f"http://127.0.0.1:{port}"})
+    with pytest.raises(ServiceUnavailable, match=rf"127\.0\.0\.1:{port}"):
         BatchReader(down).current("pageviews_by_url_hourly")

@@ -1,20 +1,18 @@
 """Static checks of the docker-compose cluster: the same stack as the local one, as containers.
 
-No Docker engine runs here, so the compose file is checked by Debian's ``docker-compose
-config`` and against the local stack's own sources of truth: the settings defaults (ports,
+No Docker engine runs here and no program is started, so the compose file is read and
+checked against the local stack's own sources of truth: the settings defaults (ports,
 field names), the shared config files under ``infra/conf`` (mounts, the ``${lambdalab.*}``
 and ``${ENV:...}`` placeholders they need), and the packages pyproject.toml installs.
+Debian's ``docker-compose config`` and the healthcheck against a live process run in
+tests/integration/test_compose_tools.py.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import re
-import shutil
-import subprocess
-import sys
 import tomllib
-import uuid
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -29,7 +27,6 @@ from lambdalab.settings import (
     HdfsSettings,
     KafkaSettings,
     RedisSettings,
-    Settings,
     TrinoSettings,
     load_settings,
 )
@@ -92,20 +89,6 @@ def _bind_mounts(service: dict[str, Any]) -> dict[Path, str]:
         if source.startswith("."):
             mounts[(ROOT / source).resolve()] = target
     return mounts
-
-
-def test_docker_compose_config_accepts_the_file() -> None:
-    binary = shutil.which("docker-compose")
-    if binary is None:
-        pytest.fail("docker-compose not found: `make deps` installs it (Debian package)")
-    done = subprocess.run(
-        [binary, "-f", str(COMPOSE), "config", "-q"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
 
 
 def test_the_cluster_has_the_stack_and_the_platform(services: dict[str, Any]) -> None:
@@ -309,26 +292,3 @@ def test_app_healthchecks_watch_the_commands_compose_runs(services: dict[str, An
         command = services[app]["command"]
         assert hc._contains(command, hc.PROCESSES[app]), f"{app}: {command}"
         assert services[app]["healthcheck"]["test"][-2:] == ["/opt/lambdalab/healthcheck.py", app]
-
-
-def test_app_healthcheck_sees_its_process_live_and_gone(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    hc = _healthcheck_module()
-    token = uuid.uuid4().hex  # no other process on this machine runs with it
-    monkeypatch.setitem(hc.PROCESSES, "batch", ("batch", "loop", token))
-    monkeypatch.setattr(hc, "BACKENDS", {"batch": []})
-    monkeypatch.setattr(hc, "load_settings", Settings)
-    fake = tmp_path / "lambdalab"
-    fake.symlink_to(sys.executable)
-    script = "import time; time.sleep(60)"
-    proc = subprocess.Popen([str(fake), "-c", script, "batch", "loop", token])
-    try:
-        assert hc.main(["healthcheck.py", "batch"]) == 0
-        assert f"pid {proc.pid} runs lambdalab batch loop" in capsys.readouterr().out
-    finally:
-        proc.kill()
-        proc.wait()
-    assert hc.main(["healthcheck.py", "batch"]) == 1
-    assert f"no running `lambdalab batch loop {token}` process" in capsys.readouterr().err
-    assert hc.main(["healthcheck.py", "nope"]) == 2
