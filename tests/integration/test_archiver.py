@@ -170,16 +170,21 @@ def test_a_batch_landing_waits_for_the_continuous_archivers_turn(
     ensure_topics(settings)
     sent = _produce(settings, 50, seed=11)
     released = threading.Event()
+    let_go: list[float] = []  # when the continuous archiver's turn ended
 
-    def hold() -> None:
+    def hold() -> None:  # long enough that a landing which ignored the lock ends first
         with archiver_lock(settings, PAGE_VIEWS.name):
-            released.wait(1.5)
+            released.wait(5.0)
+            let_go.append(time.monotonic())
 
     holder = threading.Thread(target=hold)
     holder.start()
     time.sleep(0.2)
     try:
         assert land(settings, PAGE_VIEWS, lock_wait_s=30)["rows"] == len(sent)
+        landed = time.monotonic()
     finally:
         released.set()
         holder.join()
+    # it waited for the turn: a landing that ignored the lock would be done long before
+    assert let_go and landed > let_go[0]

@@ -244,19 +244,21 @@ def test_sigkill_at_random_moments_still_equals_the_oracle(
 
     feeder = threading.Thread(target=keep_producing)
     feeder.start()
-    kills = 0
+    lives, kills = 0, 0  # kills: consumers SIGKILLed while they were committing work
     try:
-        while kills < 6:
+        while lives < 6:
+            lives += 1
             proc = _spawn(ns)
             before = _stored_total(client, ns)
             deadline = time.monotonic() + 30
             while _stored_total(client, ns) == before and time.monotonic() < deadline:
                 time.sleep(0.05)
             assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            working = _stored_total(client, ns) > before
             time.sleep(rng.uniform(0.0, 1.0))
             proc.send_signal(signal.SIGKILL)
-            proc.wait()
-            kills += 1
+            if proc.wait() == -signal.SIGKILL and working:
+                kills += 1
     finally:
         done.set()
         feeder.join()

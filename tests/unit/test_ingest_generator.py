@@ -7,6 +7,7 @@ from collections import Counter
 from datetime import UTC, datetime
 
 import orjson
+import pytest
 
 from ingest.generator import GeneratorConfig, generate, run
 from lambdalab.schema import PAGE_VIEWS, parse_ts_ms
@@ -55,11 +56,29 @@ def test_urls_are_zipf_skewed() -> None:
     assert len(counts) > 100  # and there is a long tail
 
 
+def _fastest_span(planned: list, n: int) -> float:
+    """The shortest time in which ``n`` consecutive events are due."""
+    return min(b.due_s - a.due_s for a, b in zip(planned, planned[n - 1 :], strict=False))
+
+
 def test_bursts_raise_the_rate() -> None:
-    planned = _events(9, 3000, burst_chance=0.01, rate=100.0)
+    rate, factor, length = 100.0, 8.0, 200
+    shape = {"rate": rate, "burst_factor": factor, "burst_events": length}
+    planned = _events(9, 3000, burst_chance=0.01, **shape)
+    steady = _events(9, 3000, burst_chance=0.0, **shape)  # same seed, bursts off
     gaps = [b.due_s - a.due_s for a, b in itertools.pairwise(planned)]
     assert min(gaps) >= 0
     assert planned[-1].due_s < 3000 / 100  # bursts make it faster than the base rate
+    # Without bursts 3000 events take 3000/rate = 30 s (sd 0.55 s); with a burst of 200
+    # after ~100 steady events, two thirds of them come 8 times faster: ~12.5 s (seeds
+    # 0..199: 7.4 to 17.6 s, never above 0.59 of the same seed's steady time). The first
+    # assertion above alone passes with bursts off about half the time (seed 9: 29.3 s).
+    assert abs(steady[-1].due_s - 3000 / rate) < 3
+    assert planned[-1].due_s < 0.7 * steady[-1].due_s
+    # Inside a burst the rate is rate * factor: the fastest run of `length` events takes
+    # length / (rate * factor) = 0.25 s (sd 0.018 s); without bursts, length / rate = 2 s.
+    assert _fastest_span(planned, length) == pytest.approx(length / (rate * factor), rel=0.25)
+    assert _fastest_span(steady, length) > 0.6 * length / rate
 
 
 def test_run_writes_what_the_sink_accepted() -> None:
