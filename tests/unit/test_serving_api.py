@@ -41,7 +41,8 @@ class FakeBatch:
 
     def _check(self) -> None:
         if self.down:
-            raise ServiceUnavailable("HDFS (fake) did not answer")
+            msg = "HDFS (fake) did not answer"
+            raise ServiceUnavailable(msg)
 
     def versions(self, view: str) -> list[Info]:
         self._check()
@@ -71,7 +72,8 @@ class FakeSpeed:
 
     def _check(self) -> None:
         if self.down:
-            raise ServiceUnavailable("Redis (fake) did not answer")
+            msg = "Redis (fake) did not answer"
+            raise ServiceUnavailable(msg)
 
     def partials(self, view: str, key: str, since: int, lo: int, hi: int) -> dict[int, Any]:
         self._check()
@@ -261,7 +263,8 @@ def test_lineage_without_version_is_404_and_with_version_is_the_lineage() -> Non
 def test_unexpected_exception_is_500_json() -> None:
     class Broken(FakeBatch):
         def current(self, view: str) -> Info | None:
-            raise RuntimeError("boom")
+            msg = "boom"
+            raise RuntimeError(msg)
 
     client = _client(_settings(), Broken(None, {}), FakeSpeed({}))
     r = client.get(f"/views/{VIEW}", params=QUERY, headers=READ)
