@@ -175,9 +175,9 @@ def test_dashboard_renders_series_cut_and_health(
     assert (ARTIFACTS / "dashboard.png").stat().st_size > 10_000
 
 
-def _drawn(page: Any) -> dict[str, dict[int, int]]:
+def _drawn(page: Any) -> dict[str, dict[int, float]]:
     """Nonzero bar values per part, as drawn in the SVG."""
-    out: dict[str, dict[int, int]] = {"batch": {}, "realtime": {}}
+    out: dict[str, dict[int, float]] = {"batch": {}, "realtime": {}}
     for rect in page.query_selector_all("#series rect[data-part]"):
         value = float(rect.get_attribute("data-value"))
         if value:

@@ -30,7 +30,8 @@ def _land_synthetic(settings: Settings, n: int, make_event: EventFactory) -> lis
         late_fraction=1 / 3,
         late_by_s=(3 * 3600.0, 3 * 3600.0),
     )
-    rows, events = [], []
+    rows: list[dict[str, Any]] = []
+    events: list[dict[str, Any]] = []
     for offset in range(n):
         ingest = BASE_MS + offset * 100
         event = make(at=ingest)

@@ -58,6 +58,7 @@ def test_replay_equals_the_merged_answers(
         assert result.records == len(first) + len(second) + len(third)
         assert result.cells > 0
         assert result.mismatches == [], result.mismatches[:3]
+    assert cut is not None  # the last view's version (mypy loses the loop's narrowing)
     realtime = SpeedReader(settings).partials(
         "pageviews_by_url_hourly", "/k0", cut.cut_ms, 0, 2**62
     )
