@@ -12,23 +12,81 @@ is sent, so nothing is half-accepted and the client simply retries the fixed bat
 Other answers: 400 unparseable body (with the parse error), 401/403 API key, 413 body
 over ``api.max_body_bytes`` or more than ``api.max_events_per_request`` events (the
 message names the limit), 503 when Kafka does not acknowledge.
+
+The OpenAPI document describes each body as derived from its stream's declaration
+(:func:`document`, called by the serving app when it builds its document): ``POST /events``
+with the default stream's event, and one ``POST /streams/<name>/events`` path per declared
+stream, since OpenAPI cannot tie a body's schema to the value of a path parameter.
 """
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 
 from ingest.producer import EventProducer
-from ingest.validation import check, parse_body
+from ingest.validation import NDJSON, check, event_json_schema, parse_body
 from lambdalab.errors import IngestRejected, ServiceUnavailable
 from lambdalab.schema import STREAMS
 from lambdalab.settings import Settings
 
-router = APIRouter(tags=["ingest"])
+STREAM_PATH = "/streams/{stream}/events"
+
+
+class Offset(BaseModel):
+    """Where one accepted event was written in its stream's topic."""
+
+    partition: int
+    offset: int
+
+
+class Accepted(BaseModel):
+    """Every event of the request is in the log (the broker acknowledged each one)."""
+
+    accepted: int = Field(description="number of events written")
+    offsets: list[Offset] = Field(description="one per event, in the order sent")
+
+
+class Refused(BaseModel):
+    """Nothing was written; ``detail`` says why (the parse error, the limit, the broker)."""
+
+    detail: str
+
+
+class ItemReason(BaseModel):
+    """One invalid item of the request: its 0-based index and what is wrong with it."""
+
+    index: int
+    reason: str
+
+
+class Invalid(BaseModel):
+    """Some events are invalid: nothing was written; each invalid item with its reason."""
+
+    detail: str
+    errors: list[ItemReason]
+
+
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": Refused, "description": "the body is not JSON or NDJSON (says where)"},
+    413: {
+        "model": Refused,
+        "description": "body over api.max_body_bytes, or more than api.max_events_per_request "
+        "events (names the limit)",
+    },
+    422: {"model": Invalid, "description": "invalid events: nothing was sent (all or nothing)"},
+    503: {
+        "model": Refused,
+        "description": "Kafka did not acknowledge: treat the batch as not accepted",
+    },
+}
+
+router = APIRouter(tags=["ingest"], responses=RESPONSES)
 
 
 async def _read_limited(request: Request, limit: int) -> bytes:
@@ -49,13 +107,27 @@ def _too_large(detail: str) -> None:
     raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, detail=detail)
 
 
-@router.post("/events", summary="Append events of the default stream (all or nothing)")
+@router.post(
+    "/events",
+    response_model=Accepted,
+    summary="Append events of the default stream (all or nothing)",
+)
 async def post_events(request: Request) -> Any:
     """Validate a batch of events and append it to Kafka; answer after the broker acks."""
-    return await _ingest(request, request.app.state.ingest)
+    producer: EventProducer | None = request.app.state.ingest
+    if producer is None:
+        name = request.app.state.settings.default_stream
+        msg = f"the producer of the default stream {name!r} is not running (see the API's log)"
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=msg)
+    return await _ingest(request, producer)
 
 
-@router.post("/streams/{stream}/events", summary="Append events of a declared stream")
+@router.post(
+    STREAM_PATH,
+    response_model=Accepted,
+    responses={404: {"model": Refused, "description": "no stream of that name is declared"}},
+    summary="Append events of a declared stream (all or nothing)",
+)
 async def post_stream_events(stream: str, request: Request) -> Any:
     """Like ``POST /events``, for any stream declared in ``lambdalab.schema.STREAMS``."""
     declared = STREAMS.get(stream)
@@ -100,3 +172,51 @@ async def _ingest(request: Request, producer: EventProducer) -> Any:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=str(exc)) from exc
     offsets = [{"partition": m.partition, "offset": m.offset} for m in metas]
     return {"accepted": len(metas), "offsets": offsets}
+
+
+def request_body(event: dict[str, Any], max_events: int) -> dict[str, Any]:
+    """The OpenAPI request body of one stream: JSON (an event or an array) or NDJSON.
+
+    Args:
+        event: the JSON Schema of one event (or a ``$ref`` to it).
+        max_events: ``api.max_events_per_request``, the longest array.
+    """
+    many = {"type": "array", "items": event, "maxItems": max_events}
+    return {
+        "required": True,
+        "description": "events validated all or nothing",
+        "content": {
+            "application/json": {"schema": {"oneOf": [event, many]}},
+            NDJSON: {"schema": {**many, "description": "one event per line"}},
+        },
+    }
+
+
+def document(openapi: dict[str, Any], settings: Settings) -> None:
+    """Write the ingest request bodies, derived from the streams, into ``openapi``.
+
+    Each declared stream's event schema becomes the component ``<stream>_event``.
+    ``POST /events`` takes events of ``settings.default_stream``; ``POST {STREAM_PATH}``
+    is replaced by one path per stream declared now, each with its stream's body.
+    """
+    paths: dict[str, Any] = openapi["paths"]
+    components = openapi.setdefault("components", {}).setdefault("schemas", {})
+    bodies = {}
+    for name, stream in sorted(STREAMS.items()):
+        components[f"{name}_event"] = event_json_schema(stream)
+        ref = {"$ref": f"#/components/schemas/{name}_event"}
+        bodies[name] = request_body(ref, settings.api.max_events_per_request)
+    if "/events" in paths and settings.default_stream in bodies:
+        paths["/events"]["post"]["requestBody"] = bodies[settings.default_stream]
+    template = paths.pop(STREAM_PATH, {}).get("post")
+    if template is None:
+        return
+    for name, body in bodies.items():
+        operation = copy.deepcopy(template)
+        operation["operationId"] = f"post_{name}_events"
+        operation["parameters"] = [p for p in operation["parameters"] if p["name"] != "stream"]
+        if not operation["parameters"]:
+            del operation["parameters"]
+        del operation["responses"]["404"]  # a declared stream's own path
+        operation["requestBody"] = body
+        paths[STREAM_PATH.replace("{stream}", name)] = {"post": operation}

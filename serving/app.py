@@ -29,6 +29,7 @@ from lambdalab.errors import (
 )
 from lambdalab.settings import Settings
 from serving.auth import check_keys, require
+from serving.models import AUTH_ERRORS, errors
 from serving.routes import dashboard, health, metrics, sql, views
 from serving.telemetry import Telemetry
 
@@ -40,13 +41,13 @@ DESCRIPTION = (
 )
 
 
-def _ingest_router() -> Any | None:
+def _ingest_http() -> Any | None:
     try:
-        from ingest.http import router
+        import ingest.http
     except ImportError as exc:
         log.warning("ingest layer not installed (%s): POST /events is not served", exc)
         return None
-    return router
+    return ingest.http
 
 
 def _start_producer(settings: Settings) -> Any | None:
@@ -91,18 +92,72 @@ def create_app(settings: Settings) -> FastAPI:
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        responses=errors(500),  # _internal and _platform_error answer every 500 as JSON
     )
     app.state.settings = settings
     app.state.telemetry = Telemetry()
     app.state.ingest = None
     for module in (views, sql, health, metrics, dashboard):
         app.include_router(module.router)
-    ingest = _ingest_router()
+    ingest = _ingest_http()
     if ingest is not None:
-        app.include_router(ingest, dependencies=[Depends(require("write"))])
+        app.include_router(
+            ingest.router, dependencies=[Depends(require("write"))], responses=AUTH_ERRORS
+        )
+    app.openapi = _openapi(app, ingest)  # type: ignore[method-assign]
     _install_handlers(app)
     app.middleware("http")(_measure)
     return app
+
+
+def _openapi(app: FastAPI, ingest: Any | None) -> Callable[[], dict[str, Any]]:
+    """``app.openapi`` as FastAPI builds it, completed once with what the API really does.
+
+    The ``{view}`` parameters name the registered views, the ingest bodies are derived
+    from the stream declarations (``ingest.http.document``), and errors are described as
+    the handlers below send them (:func:`_errors_as_sent`).
+    """
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            doc = build()  # FastAPI caches it in app.openapi_schema: completed in place
+            _errors_as_sent(doc)
+            views.document(doc)
+            if ingest is not None:
+                ingest.document(doc, app.state.settings)
+        return app.openapi_schema or {}
+
+    return openapi
+
+
+def _errors_as_sent(doc: dict[str, Any]) -> None:
+    """Every error as the JSON body the handlers send, under ``application/json``.
+
+    FastAPI gives each operation with parameters a 422 of its own shape: our handler
+    (:func:`_invalid`) sends :class:`ErrorBody`, and an operation that can fail validation
+    declares that 422 itself, so FastAPI's entries go. FastAPI also files an error model
+    under the route's media type (``text/html`` for the dashboard): errors are JSON.
+    """
+    fastapi_422 = "#/components/schemas/HTTPValidationError"
+    for item in doc["paths"].values():
+        for operation in item.values():
+            responses = operation["responses"]
+            if _schema(responses.get("422", {})).get("$ref") == fastapi_422:
+                del responses["422"]
+            for status, response in responses.items():
+                content = response.get("content", {})
+                if int(status) >= 400 and content and "application/json" not in content:
+                    response["content"] = {"application/json": content.popitem()[1]}
+    for name in ("HTTPValidationError", "ValidationError"):
+        doc.get("components", {}).get("schemas", {}).pop(name, None)
+
+
+def _schema(response: dict[str, Any]) -> dict[str, Any]:
+    schema: dict[str, Any] = (
+        response.get("content", {}).get("application/json", {}).get("schema", {})
+    )
+    return schema
 
 
 async def _measure(

@@ -65,7 +65,7 @@ class ViewSummary(BaseModel):
 class SqlRequest(BaseModel):
     """One read-only SQL statement for Trino."""
 
-    sql: str = Field(min_length=1, max_length=100_000, examples=["SHOW TABLES"])
+    sql: str = Field(min_length=1, max_length=100_000, examples=["SELECT 1 AS one", "SHOW TABLES"])
 
 
 class SqlResult(BaseModel):
@@ -89,13 +89,41 @@ class Health(BaseModel):
     backends: dict[str, str]
 
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorBody, "description": text}
-    for code, text in {
-        401: "missing API key",
-        403: "API key lacks the scope",
-        404: "unknown view or no published version",
-        422: "invalid parameters",
-        503: "a backend is unavailable (consistent mode)",
-    }.items()
+class Lineage(BaseModel):
+    """The current batch version of a view and its ``_lineage.json``."""
+
+    version: int
+    path: str = Field(description="the version's folder on HDFS")
+    lineage: dict[str, Any] = Field(description="cut, inputs, offsets and timings of the run")
+
+
+class Pipeline(BaseModel):
+    """The pipeline's health snapshot; a part that could not be read holds an ``error``."""
+
+    at: str = Field(description="when the snapshot was taken, ISO-8601 UTC")
+    at_ms: int
+    streams: dict[str, dict[str, Any]] = Field(description="per declared stream: ingest, speed")
+    ingest: dict[str, Any] = Field(description="records accepted, summed over the streams")
+    speed: dict[str, Any] = Field(description="speed layer offsets, lag and freshness, summed")
+    batch: dict[str, dict[str, Any]] = Field(description="per view: version, cut and age")
+    dead_letters: dict[str, Any] = Field(description="total and count per reason")
+
+
+DESCRIPTIONS = {
+    400: "not a single read-only query, or Trino refused it",
+    401: "missing API key: send it in the X-API-Key header",
+    403: "the API key lacks the scope (read for queries, write for ingest)",
+    404: "unknown view, or no published batch version",
+    422: "invalid parameters, naming each one",
+    500: "internal error: the message names the cause; see the API's log",
+    503: "a backend is unavailable (api.availability=consistent)",
+    504: "the query exceeded api.sql_timeout_s",
 }
+
+
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The ``responses`` of an operation that can answer ``codes``: each an :class:`ErrorBody`."""
+    return {code: {"model": ErrorBody, "description": DESCRIPTIONS[code]} for code in codes}
+
+
+AUTH_ERRORS = errors(401, 403)

@@ -10,7 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from infra.health import port_open
 from lambdalab.settings import Settings
 from serving.deps import BatchDep, ProbeDep, ReadKey, SettingsDep, SpeedDep
-from serving.models import ERRORS, Health
+from serving.models import AUTH_ERRORS, Health, Pipeline
 from serving.pipeline import snapshot
 
 router = APIRouter(tags=["health"])
@@ -48,7 +48,9 @@ async def health(settings: SettingsDep) -> dict[str, Any]:
     }
 
 
-@router.get("/pipeline", responses=ERRORS, summary="Pipeline health snapshot")
+@router.get(
+    "/pipeline", response_model=Pipeline, responses=AUTH_ERRORS, summary="Pipeline health snapshot"
+)
 def pipeline(
     _: ReadKey, settings: SettingsDep, batch: BatchDep, speed: SpeedDep, probe: ProbeDep
 ) -> dict[str, Any]:

@@ -14,7 +14,12 @@ router = APIRouter(tags=["metrics"])
 @router.get(
     "/metrics",
     response_class=Response,
-    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text"}},
+    responses={
+        200: {
+            "content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}},
+            "description": "Prometheus text",
+        }
+    },
 )
 def metrics(
     request: Request, settings: SettingsDep, batch: BatchDep, speed: SpeedDep, probe: ProbeDep

@@ -13,17 +13,10 @@ from fastapi.concurrency import run_in_threadpool
 from lambdalab.errors import ServiceUnavailable, ValidationFailed
 from lambdalab.settings import Settings
 from serving.deps import ReadKey, SettingsDep
-from serving.models import ERRORS, ErrorBody, SqlRequest, SqlResult
+from serving.models import SqlRequest, SqlResult, errors
 from serving.sqlguard import check_read_only
 
-router = APIRouter(
-    tags=["sql"],
-    responses={
-        **ERRORS,
-        400: {"model": ErrorBody, "description": "not a single read-only query, or Trino refused"},
-        504: {"model": ErrorBody, "description": "query exceeded api.sql_timeout_s"},
-    },
-)
+router = APIRouter(tags=["sql"], responses=errors(400, 401, 403, 422, 503, 504))
 
 
 def _connect(settings: Settings) -> Any:

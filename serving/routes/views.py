@@ -2,25 +2,46 @@
 
 from __future__ import annotations
 
+import re
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
 
+from ingest.validation import TIMESTAMP_PATTERN
 from lambdalab.errors import NotFound
+from lambdalab.schema import TS_MAX, TS_MIN, format_ts
 from serving.deps import BatchDep, ReadKey, SettingsDep, SpeedDep
 from serving.merge import iso_ms
-from serving.models import ERRORS, MergedAnswer, ViewSummary
+from serving.models import AUTH_ERRORS, Lineage, MergedAnswer, ViewSummary, errors
 from serving.pipeline import batch_status, now_ms
 from serving.query import merged_query
 from views.definition import ViewDef
 from views.registry import all_views, get_view
 
-router = APIRouter(prefix="/views", tags=["views"], responses=ERRORS)
+router = APIRouter(prefix="/views", tags=["views"], responses=AUTH_ERRORS)
 MAX_BUCKETS = 10_000
 DEFAULT_BUCKETS = 24
 UNPROCESSABLE = 422
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+RANGE = f"[{format_ts(TS_MIN)}, {format_ts(TS_MAX)})"
+# `from` is an event time the platform accepts; `to`, exclusive, may also be TS_MAX itself:
+# the end of the last bucket an event can fall in
+END_PATTERN = (
+    f"^(?:{TIMESTAMP_PATTERN[1:-1]}|{format_ts(TS_MAX)[:19]}(?:\\.0{{1,9}})?(?:Z|[+-]00:00))$"
+)
+BOUNDS = {"from": re.compile(TIMESTAMP_PATTERN), "to": re.compile(END_PATTERN)}
+START = {
+    "format": "date-time",
+    "pattern": TIMESTAMP_PATTERN,
+    "description": f"first bucket: RFC 3339 with a timezone, in {RANGE} in UTC",
+}
+END = {
+    "format": "date-time",
+    "pattern": END_PATTERN,
+    "description": f"exclusive end: RFC 3339 with a timezone, in {RANGE[:-1]}] in UTC",
+}
 
 
 def _view(name: str) -> ViewDef:
@@ -30,22 +51,24 @@ def _view(name: str) -> ViewDef:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from exc
 
 
-def _ms(name: str, moment: datetime) -> int:
-    if moment.tzinfo is None:
-        msg = f"'{name}' must carry a timezone, e.g. 2026-01-01T00:00:00Z (got {moment})"
+def _ms(name: str, text: str) -> int:
+    """Milliseconds since the epoch of the query bound ``name`` (its documented form)."""
+    if not BOUNDS[name].fullmatch(text):
+        within = RANGE if name == "from" else f"{RANGE[:-1]}]"
+        msg = (
+            f"'{name}' must be an RFC 3339 date-time with a timezone, in {within} in UTC, "
+            f"e.g. 2026-01-01T00:00:00Z (got {text[:40]!r})"
+        )
         raise HTTPException(UNPROCESSABLE, detail=msg)
-    try:
-        return int(moment.astimezone(UTC).timestamp() * 1000)
-    except (OverflowError, ValueError, OSError) as exc:
-        msg = f"'{name}' is out of range ({moment.isoformat()}): {exc}"
-        raise HTTPException(UNPROCESSABLE, detail=msg) from exc
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return (moment - EPOCH) // timedelta(milliseconds=1)
 
 
-def bucket_span(view: ViewDef, start: datetime | None, end: datetime | None) -> tuple[int, int]:
+def bucket_span(view: ViewDef, start: str | None, end: str | None) -> tuple[int, int]:
     """[from, to) in ms: ``from`` aligned down to its bucket; defaults to the last 24 buckets."""
     width = view.bucket_s * 1000
-    to_ms = _ms("to", end) if end else view.bucket_of(now_ms()) + width
-    from_ms = _ms("from", start) if start else to_ms - DEFAULT_BUCKETS * width
+    to_ms = _ms("to", end) if end is not None else view.bucket_of(now_ms()) + width
+    from_ms = _ms("from", start) if start is not None else to_ms - DEFAULT_BUCKETS * width
     from_ms = view.bucket_of(from_ms)
     if to_ms <= from_ms:
         msg = f"'to' ({iso_ms(to_ms)}) must be after 'from' ({iso_ms(from_ms)})"
@@ -70,6 +93,7 @@ def list_views(_: ReadKey, batch: BatchDep) -> list[dict[str, Any]]:
     "/{view}",
     response_model=MergedAnswer,
     response_model_by_alias=True,
+    responses=errors(404, 422, 503),
     summary="Merged answer: batch view @ cut ⊕ realtime since cut",
 )
 def query_view(
@@ -80,10 +104,8 @@ def query_view(
     batch: BatchDep,
     speed: SpeedDep,
     key: Annotated[str, Query(description="view key (key fields joined by \\x1f)")],
-    start: Annotated[
-        datetime | None, Query(alias="from", description="ISO-8601 with timezone")
-    ] = None,
-    end: Annotated[datetime | None, Query(alias="to", description="exclusive end, ISO")] = None,
+    start: Annotated[str | None, Query(alias="from", json_schema_extra=START)] = None,
+    end: Annotated[str | None, Query(alias="to", json_schema_extra=END)] = None,
     sketches: Annotated[bool, Query(description="also return HLL sketches (base64)")] = False,
 ) -> dict[str, Any]:
     """Per event-time bucket in [from, to): the batch part, the realtime part, the merge.
@@ -91,6 +113,10 @@ def query_view(
     One batch version (and its cut) is used throughout; the realtime part covers the ingest
     windows at or after that cut. Provenance says which version, cut, Kafka offsets and
     freshness the answer reflects.
+
+    ``from`` is aligned down to its bucket and defaults to 24 buckets before ``to``;
+    ``to`` (exclusive) defaults to the end of the current bucket. ``to`` must be after
+    ``from``, and [from, to) at most 10,000 buckets of the view's width: 422 otherwise.
     """
     definition = _view(view)
     span = bucket_span(definition, start, end)
@@ -100,7 +126,12 @@ def query_view(
     return {**out, "from": iso_ms(span[0]), "to": iso_ms(span[1])}
 
 
-@router.get("/{view}/lineage", summary="Lineage of the current batch version")
+@router.get(
+    "/{view}/lineage",
+    response_model=Lineage,
+    responses=errors(404, 503),
+    summary="Lineage of the current batch version",
+)
 def lineage(view: str, _: ReadKey, batch: BatchDep) -> dict[str, Any]:
     """The ``_lineage.json`` of the view's current version: cut, inputs, offsets, timings."""
     _view(view)
@@ -111,4 +142,16 @@ def lineage(view: str, _: ReadKey, batch: BatchDep) -> dict[str, Any]:
     return {"version": info.version, "path": info.path, "lineage": info.lineage}
 
 
-__all__ = ["bucket_span", "router"]
+def document(openapi: dict[str, Any]) -> None:
+    """Name the registered views in ``openapi``: ``{view}`` is one of them (404 otherwise)."""
+    names = list(all_views())
+    for path, item in openapi["paths"].items():
+        if not path.startswith(f"{router.prefix}/{{view}}"):
+            continue
+        for operation in item.values():
+            for parameter in operation["parameters"]:
+                if (parameter["in"], parameter["name"]) == ("path", "view"):
+                    parameter["schema"]["enum"] = names
+
+
+__all__ = ["bucket_span", "document", "router"]
