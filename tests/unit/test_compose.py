@@ -363,10 +363,12 @@ def test_platform_settings_point_at_compose_services(services: dict[str, Any]) -
 
 def test_dockerfile_installs_the_project() -> None:
     text = DOCKERFILE.read_text()
-    final = _stages(text)["final"]
+    stages = _stages(text)
+    final = stages["final"]
     joined = final.replace("\\\n", " ")
-    assert final.startswith("FROM jre17\n"), "Spark runs on JDK 17"
-    assert re.search(r"apt-get install [^&]*python3 python3-venv", joined)
+    assert stages["python"].startswith("FROM jre17 AS python\n"), "Spark runs on JDK 17"
+    assert re.search(r"apt-get install [^&]*python3 python3-venv", stages["python"])
+    assert final.startswith("FROM python\n")
     copied = {src for line in re.findall(r"^COPY (.+)$", final, re.M) for src in line.split()[:-1]}
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     packages = {
