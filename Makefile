@@ -8,7 +8,7 @@ LL := $(BIN)/lambdalab
 APT_PACKAGES := redis-server maven openjdk-17-jdk-headless chromium docker-compose kcat
 export PIP_CACHE_DIR ?= $(HOME)/.cache/pip
 
-.PHONY: deps apt venv fetch up down status test test-unit lint demo bench clean
+.PHONY: deps apt venv fetch up down status test test-unit lint demo bench drills clean
 
 deps: apt venv fetch  ## install everything: Debian packages, Python packages, JVM artifacts
 
@@ -55,6 +55,10 @@ demo: up  ## the whole pipeline end to end on the local stack
 
 bench: up
 	$(BIN)/python -m bench
+
+drills: up  ## every fault drill, full repetitions (stops Kafka and the DataNode, flushes Redis); table into docs/reliability.md
+	LAMBDALAB_DRILLS=full $(BIN)/pytest -m drill -p no:cacheprovider; status=$$?; \
+	$(BIN)/python -m tests.drills.report && exit $$status
 
 # The docker-compose demo cluster (infra/docker/cluster.sh): every image built here FROM one
 # base, host ports LAMBDALAB_COMPOSE_*_PORT on 127.0.0.1, so it runs beside the local stack.
