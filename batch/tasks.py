@@ -270,10 +270,12 @@ def run_cycle(
         raise BatchError(msg)
     store = VersionStore(settings)
     defs = [get_view(v) if isinstance(v, str) else v for v in views or all_views().values()]
+    # Every requested view is checked, also those with no input below the cut: a cut far
+    # back (no master file below it) is refused like any other older cut.
+    before = {v.name: store.published(v.name) for v in defs}
+    _refuse_older_cut(store, cut, before)
     plans = {v.name: plan(settings, v, cut, store) for v in defs}
     plans = {name: p for name, p in plans.items() if p.inputs}
-    before = {name: store.published(name) for name in plans}
-    _refuse_older_cut(store, cut, before)
     ctx = BatchContext(settings, store, plans, trino=trino, spark_session=spark)
     result = run_tasks(ctx) if plans else {"ok": True, "summary": "no input"}
     report = {name: _outcome(store, name, p, before[name]) for name, p in plans.items()}

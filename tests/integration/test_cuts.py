@@ -73,6 +73,10 @@ def test_a_cut_below_the_current_one_is_refused_and_nothing_changes(
     with pytest.raises(BatchError, match="cuts never go back"):
         run_cycle(settings, cut_ms=T0 + W_MS, land=False, trino=False, views=[VIEW], spark=spark)
     assert store.published(VIEW.name) == before
+    # A cut below every master file (no input at all) is refused the same way.
+    with pytest.raises(BatchError, match="cuts never go back"):
+        run_cycle(settings, cut_ms=T0 - 60 * W_MS, land=False, trino=False, views=[VIEW])
+    assert store.published(VIEW.name) == before
     assert int(store.lineage(VIEW.name, before[0])["cut_ms"]) == T0 + 2 * W_MS
     with pytest.raises(BatchError, match="cuts never go back"):
         store.publish(VIEW.name, "/nowhere", {"cut_ms": T0 + W_MS})
