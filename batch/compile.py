@@ -13,13 +13,13 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from lambdalab.schema import get_stream
-from views.definition import ESCAPE, HLL_LG_K, KEY_SEP, NULL_KEY, ViewDef
+from views.definition import ESCAPE, HLL_LG_K, HLL_MARK, KEY_SEP, NULL_KEY, ViewDef
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
 
 # Bumped whenever the compiled form changes meaning: part of every version's fingerprint.
-CODE_VERSION = "batch-compile-3"
+CODE_VERSION = "batch-compile-4"
 # Timestamps as text exactly as the edge normalises them (lambdalab.schema.format_ts);
 # the session time zone is UTC (batch.spark).
 TS_TEXT = "yyyy-MM-dd'T'HH:mm:ss.SSS'Z'"
@@ -59,7 +59,7 @@ def measure_columns(view: ViewDef) -> list[Column]:
             agg = F.min if m.kind == "min" else F.max
             cols.append(agg(str(m.field)).cast("long").alias(m.name))
         else:
-            value = _text(str(m.field), types[str(m.field)])
+            value = _hll_item(_text(str(m.field), types[str(m.field)]))
             cols.append(F.hll_sketch_agg(value, HLL_LG_K).alias(m.name))
     return cols
 
@@ -94,6 +94,18 @@ def compile_view(view: ViewDef, records: DataFrame) -> DataFrame:
 
 def _field_types(view: ViewDef) -> dict[str, str]:
     return {f.name: f.type for f in get_stream(view.stream).fields}
+
+
+def _hll_item(text: Column) -> Column:
+    """``views.definition.hll_item`` in Spark: ``""`` counts as a value (NULL stays NULL)."""
+    from pyspark.sql import functions as F
+
+    mark = F.lit(HLL_MARK)
+    return (
+        F.when(text == F.lit(""), mark)
+        .when(text.startswith(HLL_MARK), F.concat(mark, text))
+        .otherwise(text)
+    )
 
 
 def _text(field: str, field_type: str) -> Column:

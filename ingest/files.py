@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from ingest.producer import EventProducer
+from ingest.validation import loads
 from lambdalab.schema import Stream
 
 SEND_BATCH = 1000
@@ -35,7 +36,7 @@ def read_events(path: Path, stream: Stream) -> Iterator[tuple[int, dict[str, Any
             if not line.strip():
                 continue
             try:
-                obj = orjson.loads(line)
+                obj = loads(line)
             except orjson.JSONDecodeError as exc:
                 yield number, None, f"not valid JSON: {exc}"
                 continue

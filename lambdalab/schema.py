@@ -8,6 +8,7 @@ another schema is one ``Stream(...)`` declaration registered in :data:`STREAMS`.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -126,9 +127,23 @@ def _check(f: Field, value: Any) -> tuple[Any, str | None]:
     return _check_timestamp(f, value)
 
 
+# The syntax accepted for a timestamp field, checked before any parsing: Python's
+# fromisoformat alone also takes "2026-03-01 10:15", "20260301T1015" or a stray letter
+# before the offset. The calendar, the zone (required, named in its own message) and the
+# range are checked after it.
+RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,9})?(?:Z|[+-][0-9]{2}:[0-9]{2})?"
+)
+
+
 def _check_timestamp(f: Field, value: Any) -> tuple[Any, str | None]:
     if not isinstance(value, str):
         return None, f"field '{f.name}' must be an ISO-8601 timestamp string"
+    if not RFC3339.fullmatch(value):
+        return None, (
+            f"field '{f.name}' is not an ISO-8601 timestamp in RFC 3339 form "
+            f"(YYYY-MM-DDTHH:MM:SS[.fraction] then Z or +HH:MM): {value[:40]!r}"
+        )
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:

@@ -13,7 +13,7 @@ from typing import Any
 
 from lambdalab.boundary import window_of
 from lambdalab.schema import get_stream, parse_ts_ms
-from views.definition import ViewDef, hll_union, identity, merge
+from views.definition import ViewDef, hll_item, hll_union, identity, merge
 
 Cell = tuple[int, str, int]  # (ingest window start ms, view key, event bucket start ms)
 
@@ -47,7 +47,7 @@ def aggregate(
                     sk = sketches.get((cell, m.name))
                     if sk is None:
                         sk = sketches[(cell, m.name)] = hll_sketch(HLL_LG_K)
-                    sk.update(str(value))
+                    sk.update(hll_item(str(value)))
             else:
                 value = event.get(m.field or "")
                 if value is not None:

@@ -150,13 +150,30 @@ def hll_union(sketches: list[bytes]) -> bytes:
     return bytes(union.get_result(tgt_hll_type.HLL_4).serialize_compact())
 
 
+HLL_MARK = "\x1f"
+
+
+def hll_item(value: str) -> str:
+    r"""The string a sketch is updated with for ``value``, so that ``""`` counts too.
+
+    DataSketches ignores an empty string (in Python and in Spark's ``hll_sketch_agg``),
+    so ``""`` alone would be counted as no visitor at all. One injective rewrite, the same
+    in both layers (Spark's is ``batch.compile``): ``""`` becomes ``HLL_MARK`` and a value
+    that starts with ``HLL_MARK`` gets one more in front; every other value is itself, so
+    sketches of ordinary values are unchanged.
+    """
+    if value == "":
+        return HLL_MARK
+    return HLL_MARK + value if value.startswith(HLL_MARK) else value
+
+
 def hll_of(values: list[str]) -> bytes:
-    """A compact HLL sketch of string values (hashed as UTF-8, like Spark's)."""
+    """A compact HLL sketch of string values (``hll_item`` of each, hashed as UTF-8)."""
     from datasketches import hll_sketch
 
     sketch = hll_sketch(HLL_LG_K)
     for v in values:
-        sketch.update(v)
+        sketch.update(hll_item(v))
     return bytes(sketch.serialize_compact())
 
 
