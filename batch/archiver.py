@@ -160,6 +160,64 @@ def land(
         return _land_once(settings, stream, until, max_rows_per_file, always_manifest=True)
 
 
+def wait_landed(
+    settings: Settings, stream: Stream, until: dict[int, int], timeout_s: float
+) -> dict[str, Any]:
+    """Wait until another lander has landed ``stream`` up to ``until``; land nothing.
+
+    For a deployment with one continuous lander (``land --follow``) and a batch that must
+    not land itself (``batch.landing = "wait"``). Landed means: the master dataset's next
+    offset reaches ``until`` in every partition, or what lies between holds no record a
+    read-committed consumer returns (transaction markers and aborted records are never
+    landed, so the next offset can stay below the end offset for good).
+
+    Raises:
+        BatchError: not landed within ``timeout_s`` (is ``lambdalab land --follow`` running?).
+    """
+    client = webhdfs(settings)
+    topic = settings.topic_for(stream.name)
+    started = time.monotonic()
+
+    def landed() -> bool:
+        start = next_offsets(list_files(client, settings, stream.name))
+        gap = {p: (start.get(p, 0), end) for p, end in until.items() if start.get(p, 0) < end}
+        return not gap or not _holds_records(settings, topic, gap)
+
+    try:
+        wait_until(landed, timeout_s=timeout_s, interval_s=1.0, what=f"{stream.name} landed")
+    except WaitTimeout as exc:
+        msg = (
+            f"{stream.name}: the archiver did not land up to offsets {until} within "
+            f"{timeout_s:.0f} s (batch.landing=wait; is `lambdalab land --follow` running?)"
+        )
+        raise BatchError(msg) from exc
+    return {
+        "stream": stream.name,
+        "landing": "waited",
+        "until": until,
+        "waited_s": round(time.monotonic() - started, 3),
+    }
+
+
+def _holds_records(settings: Settings, topic: str, gap: dict[int, tuple[int, int]]) -> bool:
+    """Whether a read-committed consumer finds any record in ``gap`` (per partition)."""
+    consumer = kafka_consumer(settings)
+    try:
+        tps = {p: TopicPartition(topic, p) for p in gap}
+        consumer.assign(list(tps.values()))
+        for p, (first, _end) in gap.items():
+            consumer.seek(tps[p], first)
+        remaining = set(gap)
+        while remaining:
+            batch = consumer.poll(timeout_ms=1000, max_records=1)
+            if any(r.offset < gap[tp.partition][1] for tp, rs in batch.items() for r in rs):
+                return True
+            remaining = {p for p in remaining if consumer.position(tps[p]) < gap[p][1]}
+        return False
+    finally:
+        consumer.close()
+
+
 def land_forever(settings: Settings, max_rows: int = MAX_ROWS_PER_FILE) -> dict[str, Any]:
     """Land every declared stream, run after run, until SIGTERM/SIGINT.
 

@@ -40,6 +40,11 @@ def _print_cycle(report: dict[str, Any]) -> None:
     for view, r in report["views"].items():
         table.add_row(view, r["status"], str(r["version"]), r["fingerprint"])
     console.print(table)
+    for stream, landed in (report.get("landed") or {}).items():
+        if landed.get("landing") == "waited":
+            console.print(f"{stream}: waited {landed['waited_s']:.1f} s for the archiver")
+        else:
+            console.print(f"{stream}: landed {landed.get('rows', 0)} rows")
     if not report["ok"]:
         console.print(f"[red]batch cycle failed[/]\n{report['summary']}")
 

@@ -304,7 +304,8 @@ def _outcome(store: VersionStore, view: str, p: Plan, before: list[int]) -> dict
 def _land(settings: Settings) -> dict[str, Any]:
     """Land every declared stream up to the end offsets seen now; manifests by stream name.
 
-    Waits for a continuous archiver's turn (``FOLLOW_LOCK_WAIT_S``) rather than racing it.
+    Waits for a continuous archiver's turn (``FOLLOW_LOCK_WAIT_S``) rather than racing it;
+    with ``batch.landing = "wait"`` it lands nothing and waits for that archiver instead.
     """
     from batch import archiver
     from lambdalab.schema import STREAMS
@@ -313,6 +314,10 @@ def _land(settings: Settings) -> dict[str, Any]:
     manifests = {}
     for stream in STREAMS.values():
         until = end_offsets(settings, settings.topic_for(stream.name))
+        if settings.batch.landing == "wait":
+            timeout_s = settings.batch.landing_wait_s
+            manifests[stream.name] = archiver.wait_landed(settings, stream, until, timeout_s)
+            continue
         manifests[stream.name] = dict(
             archiver.land(settings, stream, until=until, lock_wait_s=archiver.FOLLOW_LOCK_WAIT_S)
         )

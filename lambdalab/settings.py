@@ -122,6 +122,16 @@ class BatchSettings(BaseModel):
     clock_skew_s: int = Field(5, ge=0, description="allowed skew between broker and batch clocks")
     keep_versions: int = Field(3, ge=2)
     loop_every_s: int = Field(300, ge=1, description="batch loop period of the supervised service")
+    landing: Literal["self", "wait"] = Field(
+        "self",
+        description=(
+            "how a cycle gets the log landed up to its end offsets: land itself (fenced in "
+            "HDFS, so any number of landers is safe), or wait for the one continuous lander"
+        ),
+    )
+    landing_wait_s: float = Field(
+        300.0, gt=0, description="how long a cycle waits for the lander (landing=wait)"
+    )
     smtp_host: str | None = None
     smtp_port: int = 25
     notify_to: list[str] = []
