@@ -238,6 +238,7 @@ def run_cycle(
     views: Sequence[str | ViewDef] | None = None,
     trino: bool = True,
     spark: SparkSession | None = None,
+    allow_future_cut: bool = False,
 ) -> dict[str, Any]:
     """One batch cycle: snapshot time T, land up to the end offsets, cut, build, publish.
 
@@ -248,6 +249,9 @@ def run_cycle(
         views: the views to build, by name or definition (default: every registered view).
         trino: also register the tables in Trino and point the stable names.
         spark: an existing session to use (else one is started only if needed).
+        allow_future_cut: accept a ``cut_ms`` after the last complete window (tests that
+            send nothing more); otherwise it is refused, since events of the windows below
+            it can still arrive after the landing and would be in neither layer.
 
     Returns:
         {"cut_ms", "landed": {stream: manifest} | None,
@@ -257,15 +261,18 @@ def run_cycle(
     from views.registry import all_views, get_view
 
     snapshot_ms = int(time.time() * 1000)
-    try:
-        landed = _land(settings) if land else None
-    except Exception as exc:  # landing is outside Luigi: report it the same way
-        notify_failure(settings, "landing failed", f"{type(exc).__name__}: {exc}")
-        raise
-    cut = cut_ms if cut_ms is not None else cut_at(settings, snapshot_ms)
+    complete = cut_at(settings, snapshot_ms)
+    cut = cut_ms if cut_ms is not None else complete
     if cut % (settings.batch.window_s * 1000):
         msg = (
             f"cut {cut} is not an ingest-window boundary (batch.window_s={settings.batch.window_s})"
+        )
+        raise BatchError(msg)
+    if cut > complete and not allow_future_cut:
+        msg = (
+            f"cut {cut} is after the last complete ingest window ({complete}, batch.window_s="
+            f"{settings.batch.window_s}, clock_skew_s={settings.batch.clock_skew_s}): events "
+            "below it may still arrive; choose a cut at or before it, or omit the cut"
         )
         raise BatchError(msg)
     store = VersionStore(settings)
@@ -274,6 +281,11 @@ def run_cycle(
     # back (no master file below it) is refused like any other older cut.
     before = {v.name: store.published(v.name) for v in defs}
     _refuse_older_cut(store, cut, before)
+    try:
+        landed = _land(settings) if land else None
+    except Exception as exc:  # landing is outside Luigi: report it the same way
+        notify_failure(settings, "landing failed", f"{type(exc).__name__}: {exc}")
+        raise
     plans = {v.name: plan(settings, v, cut, store) for v in defs}
     plans = {name: p for name, p in plans.items() if p.inputs}
     ctx = BatchContext(settings, store, plans, trino=trino, spark_session=spark)

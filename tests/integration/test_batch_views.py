@@ -456,7 +456,15 @@ def test_batch_run_lands_from_kafka_then_builds_what_it_landed(
     producer.close()
     view = get_view("bytes_by_referrer_daily")
     cut = now - now % W_MS + 10 * W_MS  # the override puts every record before the cut
-    report = run_cycle(settings, cut_ms=cut, land=True, trino=False, views=[view.name], spark=spark)
+    report = run_cycle(
+        settings,
+        cut_ms=cut,
+        land=True,
+        trino=False,
+        views=[view.name],
+        spark=spark,
+        allow_future_cut=True,
+    )
     assert report["ok"] and report["landed"]["pageviews"]["rows"] == len(pairs)
     sent = [(0, 0, 0, event) for _, event in pairs]  # ingest time < cut for all of them
     assert_matches(view, served(settings, view), oracle(view, sent, cut))

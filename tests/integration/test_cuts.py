@@ -80,3 +80,18 @@ def test_a_cut_below_the_current_one_is_refused_and_nothing_changes(
     assert int(store.lineage(VIEW.name, before[0])["cut_ms"]) == T0 + 2 * W_MS
     with pytest.raises(BatchError, match="cuts never go back"):
         store.publish(VIEW.name, "/nowhere", {"cut_ms": T0 + W_MS})
+
+
+def test_a_cut_after_the_last_complete_window_is_refused(
+    stack: Settings, settings: Settings
+) -> None:
+    """Events of the windows below such a cut may still arrive: they would be in neither
+    layer (the batch version has no room for them, and the speed layer expires them)."""
+    import time
+
+    from lambdalab.boundary import cut_at
+
+    complete = cut_at(settings, int(time.time() * 1000))
+    with pytest.raises(BatchError, match="after the last complete ingest window"):
+        run_cycle(settings, cut_ms=complete + 2 * W_MS, land=False, trino=False, views=[VIEW])
+    assert VersionStore(settings).published(VIEW.name) == []
