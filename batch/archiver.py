@@ -201,12 +201,7 @@ def wait_landed(
 
 def _holds_records(settings: Settings, topic: str, gap: dict[int, tuple[int, int]]) -> bool:
     """Whether a read-committed consumer finds any record in ``gap`` (per partition)."""
-    consumer = kafka_consumer(settings)
-    try:
-        tps = {p: TopicPartition(topic, p) for p in gap}
-        consumer.assign(list(tps.values()))
-        for p, (first, _end) in gap.items():
-            consumer.seek(tps[p], first)
+    with _reading(settings, topic, gap) as (consumer, tps):
         remaining = set(gap)
         while remaining:
             batch = consumer.poll(timeout_ms=1000, max_records=1)
@@ -214,6 +209,20 @@ def _holds_records(settings: Settings, topic: str, gap: dict[int, tuple[int, int
                 return True
             remaining = {p for p in remaining if consumer.position(tps[p]) < gap[p][1]}
         return False
+
+
+@contextmanager
+def _reading(
+    settings: Settings, topic: str, ranges: dict[int, tuple[int, int]], **config: Any
+) -> Iterator[tuple[Any, dict[int, TopicPartition]]]:
+    """A read-committed consumer assigned to ``ranges``' partitions, each at its first offset."""
+    consumer = kafka_consumer(settings, **config)
+    try:
+        tps = {p: TopicPartition(topic, p) for p in ranges}
+        consumer.assign(list(tps.values()))
+        for p, (first, _end) in ranges.items():
+            consumer.seek(tps[p], first)
+        yield consumer, tps
     finally:
         consumer.close()
 
@@ -297,30 +306,31 @@ class _Lander:
 
     def consume(self, todo: dict[int, tuple[int, int]]) -> None:
         """Land every partition p from todo[p][0] up to (excluding) todo[p][1]."""
-        consumer = kafka_consumer(self.settings, max_partition_fetch_bytes=4 * 1024 * 1024)
+        fetch = {"max_partition_fetch_bytes": 4 * 1024 * 1024}
         try:
-            tps = {p: TopicPartition(self.topic, p) for p in todo}
-            consumer.assign(list(tps.values()))
-            for p, (first, _end) in todo.items():
-                consumer.seek(tps[p], first)
-            remaining = dict(todo)
-            while remaining:
-                batch = consumer.poll(timeout_ms=1000, max_records=5000)
-                for tp, records in batch.items():
-                    end = todo[tp.partition][1]
-                    for r in records:
-                        if r.offset >= end:
-                            break
-                        self.add(r)
-                for p in list(remaining):
-                    if consumer.position(tps[p]) >= todo[p][1]:
-                        remaining.pop(p)
-                        consumer.pause(tps[p])
-                        if p in self.groups:
-                            self.commit(self.groups.pop(p))
+            with _reading(self.settings, self.topic, todo, **fetch) as (consumer, tps):
+                self._consume(consumer, tps, todo)
         finally:
-            consumer.close()
             self.dead.close()
+
+    def _consume(
+        self, consumer: Any, tps: dict[int, TopicPartition], todo: dict[int, tuple[int, int]]
+    ) -> None:
+        remaining = dict(todo)
+        while remaining:
+            batch = consumer.poll(timeout_ms=1000, max_records=5000)
+            for tp, records in batch.items():
+                end = todo[tp.partition][1]
+                for r in records:
+                    if r.offset >= end:
+                        break
+                    self.add(r)
+            for p in list(remaining):
+                if consumer.position(tps[p]) >= todo[p][1]:
+                    remaining.pop(p)
+                    consumer.pause(tps[p])
+                    if p in self.groups:
+                        self.commit(self.groups.pop(p))
 
     def add(self, record: Any) -> None:
         """Put one record in its partition's open group, committing the group it closes."""

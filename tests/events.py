@@ -87,3 +87,23 @@ class EventFactory:
     ) -> list[dict[str, Any]]:
         """``n`` events at the same ``at`` (each late or not on its own)."""
         return [self(at, **overrides) for _ in range(n)]
+
+
+def transactional_producer(settings: Any) -> Any:
+    """A kafka-python producer with a fresh transactional id, transactions initialised.
+
+    For tests that write committed and aborted transactions (what Kafka Streams, Flink or
+    Connect with exactly-once leave in a log).
+    """
+    import uuid
+
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(
+        bootstrap_servers=settings.kafka.bootstrap_servers,
+        transactional_id=f"test-{uuid.uuid4().hex[:8]}",
+        enable_idempotence=True,
+        acks="all",
+    )
+    producer.init_transactions()
+    return producer

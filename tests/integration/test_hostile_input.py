@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -31,7 +30,7 @@ from lambdalab.topics import end_offsets, ensure_topics
 from serving.app import create_app
 from speed.consumer import catch_up
 from speed.reader import SpeedReader
-from tests.events import pageview
+from tests.events import pageview, transactional_producer
 
 WRITE = {"X-API-Key": "dev-write-key"}
 VIEW = "pageviews_by_url_hourly"
@@ -166,14 +165,8 @@ def test_records_from_kcat_with_every_codec_are_read_by_every_layer(
 
 def test_aborted_transactions_are_never_counted(stack: Settings, settings: Settings) -> None:
     ensure_topics(settings)
-    producer = KafkaProducer(
-        bootstrap_servers=settings.kafka.bootstrap_servers,
-        transactional_id=f"test-{uuid.uuid4().hex[:8]}",
-        enable_idempotence=True,
-        acks="all",
-    )
+    producer = transactional_producer(settings)
     topic = settings.topic_for(PAGE_VIEWS.name)
-    producer.init_transactions()
     producer.begin_transaction()
     for n in range(5):
         producer.send(topic, orjson.dumps(_event(n)), partition=n % 2)

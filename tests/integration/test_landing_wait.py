@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 
 import orjson
 import pytest
-from kafka import KafkaProducer
 
 from batch.archiver import land
 from batch.master import list_files, read_master
@@ -24,7 +22,7 @@ from lambdalab.hdfs import webhdfs
 from lambdalab.schema import PAGE_VIEWS
 from lambdalab.settings import Settings
 from lambdalab.topics import ensure_topics
-from tests.events import pageview
+from tests.events import pageview, transactional_producer
 from views.registry import get_view
 
 VIEW = get_view("pageviews_by_url_hourly")
@@ -37,14 +35,8 @@ def _waiting(settings: Settings, wait_s: float) -> Settings:
 
 def _produce(settings: Settings, first: int, n: int, *, abort_after: int = 0) -> None:
     """``n`` committed events, then (optionally) ``abort_after`` aborted ones, in a transaction."""
-    producer = KafkaProducer(
-        bootstrap_servers=settings.kafka.bootstrap_servers,
-        transactional_id=f"test-{uuid.uuid4().hex[:8]}",
-        enable_idempotence=True,
-        acks="all",
-    )
+    producer = transactional_producer(settings)
     topic = settings.topic_for(PAGE_VIEWS.name)
-    producer.init_transactions()
     producer.begin_transaction()
     for i in range(first, first + n):
         producer.send(topic, orjson.dumps(pageview(event_id=f"e{i}", url="/w")), partition=i % 2)
