@@ -345,7 +345,10 @@ def test_lambdalab_env_are_settings_fields(
 def test_platform_settings_point_at_compose_services(services: dict[str, Any]) -> None:
     env = _env(services["api"])
     assert {_env(services[app])["LAMBDALAB_NAMESPACE"] for app in APPS} == {"lab"}
-    assert all(_env(services[app]) == env for app in APPS), "one settings block for all"
+    # one settings block for all; the batch alone waits for the one lander instead of landing
+    extra = {app: {} for app in APPS} | {"batch": {"LAMBDALAB_BATCH__LANDING": "wait"}}
+    for app in APPS:
+        assert _env(services[app]) == env | extra[app], f"{app}: one settings block for all"
     hosts = {
         "LAMBDALAB_KAFKA__BOOTSTRAP_SERVERS": env["LAMBDALAB_KAFKA__BOOTSTRAP_SERVERS"],
         "LAMBDALAB_HDFS__NAMENODE": env["LAMBDALAB_HDFS__NAMENODE"],
