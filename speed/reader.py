@@ -8,17 +8,21 @@ atomic, so a read never sees half of a poll batch.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import redis
 
+from lambdalab.errors import ServiceUnavailable
 from lambdalab.paths import RedisKeys
 from lambdalab.settings import Settings
 from speed.store import connect, decode_value, redis_call
 from views.compute import combine
 from views.definition import ViewDef
 from views.registry import get_view, views_of
+
+SNAPSHOT_ATTEMPTS = 50  # a consumer commits once per poll batch: a read rarely loses twice
 
 
 class SpeedReader:
@@ -74,6 +78,76 @@ class SpeedReader:
             offsets={int(p): int(o) for p, o in offsets.items()},
         )
 
+    def view_snapshot(
+        self,
+        view: str,
+        since_window_ms: int,
+        bucket_from_ms: int,
+        bucket_to_ms: int,
+        keep: Callable[[str], bool] | None = None,
+    ) -> ViewSnapshot:
+        """The partials of every view key (that ``keep`` accepts), read at one instant.
+
+        Which keys have realtime data is read first (the windows ≥ ``since_window_ms`` and
+        their key sets) with the offsets hash and the window index WATCHed; then one
+        MULTI/EXEC reads the offsets, the freshness and every such key's hash. Each speed
+        layer transaction writes the offsets hash (and a rebuild or FLUSHALL resets it), so
+        any write between the two steps aborts the EXEC and the read starts over: the cells
+        and offsets returned always come from one instant, the same guarantee as
+        :meth:`snapshot`, over many keys.
+
+        Raises:
+            NotFound: unknown view.
+            ServiceUnavailable: Redis did not answer, or the consumer committed during
+                every one of ``SNAPSHOT_ATTEMPTS`` reads.
+        """
+        vdef = get_view(view)
+        offsets_key = self.keys.offsets(self.settings.topic_for(vdef.stream))
+        for _ in range(SNAPSHOT_ATTEMPTS):
+            try:
+                read = self._call(self._read_keys, view, offsets_key, since_window_ms, keep)
+            except redis.WatchError:
+                continue
+            offsets, fresh, keys, hashes = read
+            cells = {
+                key: rows
+                for key, raw in zip(keys, hashes, strict=True)
+                if (
+                    rows := _merge_windows(vdef, raw, since_window_ms, bucket_from_ms, bucket_to_ms)
+                )
+            }
+            return ViewSnapshot(
+                cells=cells,
+                freshness_ms=None if fresh is None else int(fresh),
+                offsets={int(p): int(o) for p, o in offsets.items()},
+            )
+        msg = (
+            f"view {view}: the speed layer committed during each of {SNAPSHOT_ATTEMPTS} "
+            "snapshot reads; try again"
+        )
+        raise ServiceUnavailable(msg)
+
+    def _read_keys(
+        self, view: str, offsets_key: str, since_window_ms: int, keep: Callable[[str], bool] | None
+    ) -> tuple[Any, Any, list[str], list[Any]]:
+        with self.client.pipeline(transaction=True) as pipe:
+            pipe.watch(offsets_key, self.keys.windows(view))
+            # after WATCH a pipeline runs commands at once, until MULTI
+            windows: list[bytes] = pipe.zrangebyscore(  # type: ignore[assignment]
+                self.keys.windows(view), since_window_ms, "+inf"
+            )
+            sets = [self.keys.window_keys(view, int(w)) for w in windows]
+            members: set[bytes] = pipe.sunion(sets) if sets else set()  # type: ignore[assignment]
+            named = (member.decode() for member in members)
+            keys = sorted(k for k in named if keep is None or keep(k))
+            pipe.multi()
+            pipe.hgetall(offsets_key)
+            pipe.hget(self.keys.meta(view), "freshness_ms")
+            for key in keys:
+                pipe.hgetall(self.keys.rt(view, key))
+            offsets, fresh, *hashes = pipe.execute()
+        return offsets, fresh, keys, hashes
+
     def offsets(self, view: str) -> dict[int, int]:
         """Partition -> next offset committed together with the increments of ``view``.
 
@@ -118,6 +192,15 @@ class SpeedReader:
 
     def _call(self, func: Any, *args: Any) -> Any:
         return redis_call(self.settings, func, *args)
+
+
+@dataclass(frozen=True)
+class ViewSnapshot:
+    """The realtime part of a query over many keys and the speed-layer state it reflects."""
+
+    cells: dict[str, dict[int, dict[str, Any]]]  # view key -> bucket_ms -> measures
+    freshness_ms: int | None
+    offsets: dict[int, int]
 
 
 @dataclass(frozen=True)
