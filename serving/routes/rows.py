@@ -20,7 +20,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, Request
 
 from lambdalab.schema import TS_MAX, TS_MIN
-from serving.cursor import Cursor, InvalidCursor, changed, decode, fingerprint, snapshot_digest
+from serving.cursor import (
+    MAX_CHARS,
+    Cursor,
+    InvalidCursor,
+    changed,
+    decode,
+    fingerprint,
+    snapshot_digest,
+)
 from serving.deps import BatchDep, ReadKey, SettingsDep, SpeedDep
 from serving.merge import iso_ms, provenance
 from serving.models import KeysAnswer, QueryAnswer, errors
@@ -45,7 +53,7 @@ KEYS_PARAMS = ("prefix", "from", "to", "limit", "cursor")
 DEFAULT_LIMIT, MAX_LIMIT = 100, 10_000
 TS_MIN_MS = (TS_MIN - EPOCH).days * 86_400_000
 TS_MAX_MS = (TS_MAX - EPOCH).days * 86_400_000
-CURSOR = {"maxLength": 4096, "description": "next_cursor of the previous page (opaque)"}
+CURSOR = Query(max_length=MAX_CHARS, description="next_cursor of the previous page (opaque)")
 LIMIT = Query(ge=1, le=MAX_LIMIT, description="at most this many rows (top-N with order_by)")
 
 
@@ -184,7 +192,7 @@ def query_rows(
         list[str] | None, Query(description="a measure or 'bucket', '-' first for descending")
     ] = None,
     limit: Annotated[int, LIMIT] = DEFAULT_LIMIT,
-    cursor: Annotated[str | None, Query(json_schema_extra=CURSOR)] = None,
+    cursor: Annotated[str | None, CURSOR] = None,
     sketches: Annotated[bool, Query(description="also return HLL sketches (base64)")] = False,
 ) -> dict[str, Any]:
     """Rows of ``batch view @ cut ⊕ realtime since cut`` over many keys, exact per row.
@@ -252,10 +260,16 @@ def _next(
 
 
 def key_span(view: ViewDef, start: str | None, end: str | None) -> tuple[int, int]:
-    """[from, to) of a key listing: ``from`` aligned to its bucket; both open by default."""
+    """[from, to) of a key listing: ``from`` aligned to its bucket; both open by default.
+
+    Given both, ``to`` must be after ``from`` (422), as for ``/rows``; ``to`` alone at
+    the start of the accepted range is simply an empty range.
+    """
     lo = view.bucket_of(moment_ms("from", start) if start is not None else TS_MIN_MS)
     hi = moment_ms("to", end) if end is not None else TS_MAX_MS
-    if hi <= lo:
+    if start is None:
+        hi = max(hi, lo)
+    if hi <= lo and start is not None:
         msg = f"'to' ({iso_ms(hi)}) must be after 'from' ({iso_ms(lo)})"
         raise HTTPException(UNPROCESSABLE, detail=msg)
     return lo, hi
@@ -280,7 +294,7 @@ def list_keys(
     start: Annotated[str | None, Query(alias="from", json_schema_extra=START)] = None,
     end: Annotated[str | None, Query(alias="to", json_schema_extra=END)] = None,
     limit: Annotated[int, LIMIT] = DEFAULT_LIMIT,
-    cursor: Annotated[str | None, Query(json_schema_extra=CURSOR)] = None,
+    cursor: Annotated[str | None, CURSOR] = None,
 ) -> dict[str, Any]:
     """Keys with data in the batch version or the realtime part since its cut, sorted.
 

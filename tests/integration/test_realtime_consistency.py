@@ -64,6 +64,35 @@ def test_every_snapshot_matches_the_offsets_it_reports(stack: Settings, settings
     assert seen > 10
 
 
+def test_a_snapshot_of_every_key_matches_the_offsets_it_reports(
+    stack: Settings, settings: Settings
+) -> None:
+    store = _store(settings)
+    store.reset({VIEW.name: VIEW}, {0: 0}, {})
+    stop = threading.Event()
+
+    def write() -> None:
+        position = {0: 0}
+        for n in range(800):
+            cells = aggregate(VIEW, [(WINDOW + 1, {**_event(n), "url": f"/k{n % 40}"})], 60)
+            nxt = {0: position[0] + 1}
+            store.apply({VIEW: cells}, position, nxt, {"freshness_ms": WINDOW + n})
+            position = nxt
+        stop.set()
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    reader, seen = SpeedReader(settings), 0
+    while not stop.is_set():
+        snap = reader.view_snapshot(VIEW.name, 0, 0, 2**62)
+        views = sum(row["views"] for rows in snap.cells.values() for row in rows.values())
+        assert views == snap.offsets.get(0, 0), snap.offsets  # never a mix of transactions
+        seen += 1
+    writer.join()
+    assert seen > 10
+    assert len(reader.view_snapshot(VIEW.name, 0, 0, 2**62).cells) == 40
+
+
 def test_a_rebuild_fences_the_live_consumer(
     stack: Settings, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:

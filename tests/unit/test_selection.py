@@ -10,7 +10,6 @@ and paging through it must return every row exactly once, in order.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from datasketches import hll_sketch
@@ -119,51 +118,17 @@ def parts_of(timed: list[tuple[int, dict[str, Any]]], cut: int) -> list[Any]:
 
 
 def expected(events: list[dict[str, Any]], sel: Selection) -> list[dict[str, Any]]:
-    """The oracle's answer: exact rows per (group, rollup bucket), in the documented order."""
-    lo, hi = sel.span
-    out: dict[tuple[tuple[str, ...], int], oracle.Row] = {}
-    for (key, bucket), row in oracle.measures(VIEW, events).items():
-        fields = dict(zip(VIEW.keys, key.split("\x1f"), strict=True))
-        if not lo <= bucket < hi or not _passes(fields, sel.keys):
-            continue
-        start = lo if sel.width_ms is None else lo + (bucket - lo) // sel.width_ms * sel.width_ms
-        cell = (tuple(fields[f] for f in sel.group_by), start)
-        acc = out.setdefault(cell, oracle.empty_row(VIEW))
-        for m in VIEW.measures:
-            acc[m.name] = _fold(m.kind, acc[m.name], row[m.name])
-    listed = [
-        {"key": dict(zip(sel.group_by, g, strict=True)), "bucket_ms": b, **r}
-        for (g, b), r in out.items()
-    ]
-    return sorted(listed, key=_order_of(sel))
-
-
-def _passes(fields: dict[str, str], keys: KeyFilter) -> bool:
-    return all(fields[f] in values for f, values in keys.equals.items()) and all(
-        any(fields[f].startswith(p) for p in ps) for f, ps in keys.prefixes.items()
+    """The oracle's answer to ``sel`` over ``events``, in the documented order."""
+    found = oracle.selected(
+        VIEW,
+        events,
+        span=sel.span,
+        width_ms=sel.width_ms,
+        group_by=sel.group_by,
+        equals={f: set(v) for f, v in sel.keys.equals.items()},
+        prefixes={f: list(p) for f, p in sel.keys.prefixes.items()},
     )
-
-
-def _fold(kind: str, a: Any, b: Any) -> Any:
-    if kind in ("count", "sum"):
-        return a + b
-    if kind == "hll":
-        return a | b
-    if a is None or b is None:
-        return b if a is None else a
-    return min(a, b) if kind == "min" else max(a, b)
-
-
-def _order_of(sel: Selection) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
-    def key(row: dict[str, Any]) -> tuple[Any, ...]:
-        terms = []
-        for term in sel.order:
-            value = row["bucket_ms"] if term.name == "bucket" else row[term.name]
-            value = len(value) if isinstance(value, set) else value
-            terms.append((1, 0) if value is None else (0, -value if term.descending else value))
-        return (*terms, *(row["key"][f] for f in sel.group_by), row["bucket_ms"])
-
-    return key
+    return oracle.ordered(found, sel.group_by, [(t.name, t.descending) for t in sel.order])
 
 
 def _comparable(row: dict[str, Any]) -> dict[str, Any]:
