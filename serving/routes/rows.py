@@ -36,6 +36,7 @@ from serving.query import merged_cells
 from serving.routes.views import (
     END,
     EPOCH,
+    MAX_BUCKETS,
     START,
     UNPROCESSABLE,
     bucket_span,
@@ -151,8 +152,8 @@ def continued(view: ViewDef, text: str | None, query: str) -> Cursor | None:
         cursor = decode(text, query)
     except InvalidCursor as exc:
         raise HTTPException(UNPROCESSABLE, detail=f"'cursor': {exc}") from exc
-    lo, hi = cursor.span
-    if not view.bucket_of(TS_MIN_MS) <= lo < hi <= TS_MAX_MS:
+    lo, hi = cursor.span  # as a first page resolves it: at most MAX_BUCKETS before TS_MIN
+    if not view.bucket_of(TS_MIN_MS) - MAX_BUCKETS * view.bucket_s * 1000 <= lo < hi <= TS_MAX_MS:
         raise HTTPException(UNPROCESSABLE, detail="'cursor': not a cursor this API issued")
     return cursor
 

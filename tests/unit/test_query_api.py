@@ -282,3 +282,49 @@ def test_consistent_mode_answers_503_and_available_mode_a_partial_answer(
         assert r.status_code == 503 and down in r.json()["detail"]
         body = _get(_client(*parts(), availability="available"), path, SPAN).json()
         assert (body["partial"], body["missing"]) == (True, [down])
+
+
+def test_a_cursor_near_the_start_of_the_accepted_range_continues(view: ViewDef) -> None:
+    early = -2_208_988_800_000  # 1900-01-01T00:00:00Z
+    cells = {key(f"/{i}", "g"): {early - HOUR: {"views": 1, "top": 1}} for i in range(3)}
+    client = _client(FakeBatch(None, {}), FakeSpeed(cells))
+    params = {"to": "1900-01-01T00:00:00Z", "group_by": "url", "limit": 2}
+    first = _get(client, "rows", params).json()
+    assert first["from"] == "1899-12-31T00:00:00.000Z" and len(first["rows"]) == 2
+    second = _get(client, "rows", {**params, "cursor": first["next_cursor"]})
+    assert second.status_code == 200, second.text
+    assert [r["key"]["url"] for r in second.json()["rows"]] == ["/2"]
+
+
+def test_a_forged_cursor_is_a_422_never_a_500(view: ViewDef) -> None:
+    import base64
+    import json
+
+    from serving.cursor import decode, fingerprint
+
+    asked = {
+        "filters": {"equals": {}, "prefixes": {}, "key_prefix": ""},
+        "group_by": ["url"],
+        "rollup": None,
+        "order_by": ["-views"],
+        "from": SPAN["from"],
+        "to": SPAN["to"],
+        "sketches": False,
+    }
+    query = fingerprint(VIEW.name, "rows", asked)
+    client = _client(FakeBatch(Info(VIEW.name, 7, T0), BATCH), FakeSpeed(REALTIME))
+    params = {**SPAN, "group_by": "url", "order_by": "-views", "limit": 1}
+    issued = _get(client, "rows", params).json()["next_cursor"]
+    assert issued is not None and decode(issued, query).query == query  # the same query
+    for after in (
+        [None, 3, T0],
+        ["x", "/a", T0],
+        [1, "/a"],
+        [1.5, 2, T0],
+        [float("nan"), "/a", T0],
+    ):
+        body = {"q": query, "a": after, "s": [T0, T0 + 6 * HOUR], "v": 7, "o": ""}
+        text = base64.urlsafe_b64encode(json.dumps(body).encode()).decode()
+        r = _get(client, "rows", {**params, "cursor": text})
+        assert r.status_code == 422, (after, r.text)
+        assert "not a cursor this API issued" in r.json()["detail"]
