@@ -56,6 +56,7 @@ TS_MIN_MS = (TS_MIN - EPOCH).days * 86_400_000
 TS_MAX_MS = (TS_MAX - EPOCH).days * 86_400_000
 CURSOR = Query(max_length=MAX_CHARS, description="next_cursor of the previous page (opaque)")
 LIMIT = Query(ge=1, le=MAX_LIMIT, description="at most this many rows (top-N with order_by)")
+KEYS_LIMIT = Query(ge=1, le=MAX_LIMIT, description="at most this many keys")
 
 
 def filter_params(view: ViewDef) -> dict[str, tuple[str, str]]:
@@ -294,7 +295,7 @@ def list_keys(
     ] = "",
     start: Annotated[str | None, Query(alias="from", json_schema_extra=START)] = None,
     end: Annotated[str | None, Query(alias="to", json_schema_extra=END)] = None,
-    limit: Annotated[int, LIMIT] = DEFAULT_LIMIT,
+    limit: Annotated[int, KEYS_LIMIT] = DEFAULT_LIMIT,
     cursor: Annotated[str | None, CURSOR] = None,
 ) -> dict[str, Any]:
     """Keys with data in the batch version or the realtime part since its cut, sorted.

@@ -125,8 +125,8 @@ def map_case(context: schemathesis.HookContext, case: Any) -> Any:
     generated one. Every other case is sent as generated, negative ones included.
     """
     positive = case.meta is not None and case.meta.generation.mode.is_positive
-    view = _view_of(case)
-    if view is None or not positive:
+    view = _view_of(case) if positive else None
+    if view is None:
         return case
     if case.query and "cursor" in case.query:
         del case.query["cursor"]
@@ -152,7 +152,7 @@ def _view_of(case: Any) -> ViewDef | None:
     ``/rows`` or ``/keys`` path); None for every other operation."""
     label = case.operation.label
     if label == "GET /views/{view}":
-        return all_views()[case.path_parameters["view"]]
+        return all_views().get(case.path_parameters["view"])
     parts = label.split("/")
     if len(parts) == 4 and parts[3] in ("rows", "keys"):
         return all_views().get(parts[2])
