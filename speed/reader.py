@@ -14,7 +14,6 @@ from typing import Any
 
 import redis
 
-from lambdalab.errors import ServiceUnavailable
 from lambdalab.paths import RedisKeys
 from lambdalab.settings import Settings
 from speed.store import connect, decode_value, redis_call
@@ -22,7 +21,21 @@ from views.compute import combine
 from views.definition import ViewDef
 from views.registry import get_view, views_of
 
-SNAPSHOT_ATTEMPTS = 50  # a consumer commits once per poll batch: a read rarely loses twice
+SNAPSHOT_ATTEMPTS = 5  # a consumer commits once per poll batch: a read rarely loses twice
+# The fallback of view_snapshot: offsets, freshness, the keys of the windows >= ARGV[1]
+# (their rtk sets), then each key's hash, all in one atomic script.
+SNAPSHOT_SCRIPT = """
+local out = {redis.call('HGETALL', KEYS[1]), redis.call('HGET', KEYS[2], 'freshness_ms')}
+local seen, keys = {}, {}
+for _, w in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], ARGV[1], '+inf')) do
+  for _, k in ipairs(redis.call('SMEMBERS', ARGV[2] .. w)) do
+    if not seen[k] then seen[k] = true; table.insert(keys, k) end
+  end
+end
+table.insert(out, keys)
+for _, k in ipairs(keys) do table.insert(out, redis.call('HGETALL', ARGV[3] .. k)) end
+return out
+"""
 
 
 class SpeedReader:
@@ -92,40 +105,53 @@ class SpeedReader:
         their key sets) with the offsets hash and the window index WATCHed; then one
         MULTI/EXEC reads the offsets, the freshness and every such key's hash. Each speed
         layer transaction writes the offsets hash (and a rebuild or FLUSHALL resets it), so
-        any write between the two steps aborts the EXEC and the read starts over: the cells
-        and offsets returned always come from one instant, the same guarantee as
-        :meth:`snapshot`, over many keys.
+        any write between the two steps aborts the EXEC and the read starts over. After
+        SNAPSHOT_ATTEMPTS lost races (a consumer committing back to back) one Lua script
+        does the same reads atomically. Either way the cells and offsets returned come from
+        one instant, the guarantee of :meth:`snapshot`, over many keys.
 
         Raises:
             NotFound: unknown view.
-            ServiceUnavailable: Redis did not answer, or the consumer committed during
-                every one of ``SNAPSHOT_ATTEMPTS`` reads.
+            ServiceUnavailable: Redis did not answer.
         """
         vdef = get_view(view)
         offsets_key = self.keys.offsets(self.settings.topic_for(vdef.stream))
+        read = None
         for _ in range(SNAPSHOT_ATTEMPTS):
             try:
                 read = self._call(self._read_keys, view, offsets_key, since_window_ms, keep)
+                break
             except redis.WatchError:
                 continue
-            offsets, fresh, keys, hashes = read
-            cells = {
-                key: rows
-                for key, raw in zip(keys, hashes, strict=True)
-                if (
-                    rows := _merge_windows(vdef, raw, since_window_ms, bucket_from_ms, bucket_to_ms)
-                )
-            }
-            return ViewSnapshot(
-                cells=cells,
-                freshness_ms=None if fresh is None else int(fresh),
-                offsets={int(p): int(o) for p, o in offsets.items()},
-            )
-        msg = (
-            f"view {view}: the speed layer committed during each of {SNAPSHOT_ATTEMPTS} "
-            "snapshot reads; try again"
+        if read is None:  # a consumer committing back to back: one atomic script instead
+            read = self._call(self._read_all, view, offsets_key, since_window_ms, keep)
+        offsets, fresh, keys, hashes = read
+        cells = {
+            key: rows
+            for key, raw in zip(keys, hashes, strict=True)
+            if (rows := _merge_windows(vdef, raw, since_window_ms, bucket_from_ms, bucket_to_ms))
+        }
+        return ViewSnapshot(
+            cells=cells,
+            freshness_ms=None if fresh is None else int(fresh),
+            offsets={int(p): int(o) for p, o in offsets.items()},
         )
-        raise ServiceUnavailable(msg)
+
+    def _read_all(
+        self, view: str, offsets_key: str, since_window_ms: int, keep: Callable[[str], bool] | None
+    ) -> tuple[Any, Any, list[str], list[Any]]:
+        """The same reads as :meth:`_read_keys` in one Lua script: atomic, never retried.
+
+        Redis runs a script with nothing in between, so it cannot lose to a commit; it
+        reads every key with realtime data since the window (the filter runs here, after).
+        """
+        window_keys = self.keys.window_keys(view, 0)[:-1]  # "…rtk:{view}:" + window
+        args = [since_window_ms, window_keys, self.keys.rt(view, "")]
+        names = [offsets_key, self.keys.meta(view), self.keys.windows(view)]
+        offsets, fresh, members, *hashes = self.client.eval(SNAPSHOT_SCRIPT, 3, *names, *args)
+        named = [(member.decode(), raw) for member, raw in zip(members, hashes, strict=True)]
+        pairs = [(key, _pairs(raw)) for key, raw in named if keep is None or keep(key)]
+        return _pairs(offsets), fresh, [k for k, _ in pairs], [h for _, h in pairs]
 
     def _read_keys(
         self, view: str, offsets_key: str, since_window_ms: int, keep: Callable[[str], bool] | None
@@ -225,6 +251,11 @@ def _merge_windows(
         if measure in kinds:
             parts[bucket].setdefault(window, {})[measure] = decode_value(kinds[measure], value)
     return {b: combine(vdef, per_window.values()) for b, per_window in sorted(parts.items())}
+
+
+def _pairs(flat: list[bytes]) -> dict[bytes, bytes]:
+    """A hash as a script returns it (field, value, field, value, ...) as a dict."""
+    return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
 def _int(value: str | None) -> int | None:

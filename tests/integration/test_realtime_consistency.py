@@ -64,9 +64,13 @@ def test_every_snapshot_matches_the_offsets_it_reports(stack: Settings, settings
     assert seen > 10
 
 
+@pytest.mark.parametrize("attempts", [5, 0])  # 0: always the atomic script
 def test_a_snapshot_of_every_key_matches_the_offsets_it_reports(
-    stack: Settings, settings: Settings
+    stack: Settings, settings: Settings, monkeypatch: pytest.MonkeyPatch, attempts: int
 ) -> None:
+    import speed.reader
+
+    monkeypatch.setattr(speed.reader, "SNAPSHOT_ATTEMPTS", attempts)
     store = _store(settings)
     store.reset({VIEW.name: VIEW}, {0: 0}, {})
     stop = threading.Event()
@@ -90,7 +94,10 @@ def test_a_snapshot_of_every_key_matches_the_offsets_it_reports(
         seen += 1
     writer.join()
     assert seen > 10
-    assert len(reader.view_snapshot(VIEW.name, 0, 0, 2**62).cells) == 40
+    final = reader.view_snapshot(VIEW.name, 0, 0, 2**62, keep=lambda key: key.endswith("7"))
+    assert sorted(final.cells) == ["/k17", "/k27", "/k37", "/k7"]
+    assert sum(row["views"] for rows in final.cells.values() for row in rows.values()) == 80
+    assert final.freshness_ms == WINDOW + 799 and final.offsets == {0: 800}
 
 
 def test_a_rebuild_fences_the_live_consumer(
