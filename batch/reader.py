@@ -9,6 +9,7 @@ why a whole version may be cached in memory by its number.
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -61,6 +62,27 @@ class BatchReader:
         table = self._table(view, version)
         buckets = table.get(key, {})
         return {b: dict(v) for b, v in buckets.items() if bucket_from_ms <= b < bucket_to_ms}
+
+    def cells(
+        self,
+        view: str,
+        version: int,
+        bucket_from_ms: int,
+        bucket_to_ms: int,
+        keep: Callable[[str], bool] | None = None,
+    ) -> dict[str, dict[int, dict[str, Any]]]:
+        """Per key ``keep`` accepts: bucket_ms -> {measure: value}, buckets in [from, to).
+
+        The many-key form of :meth:`rows`, read from the same cached version.
+        """
+        out: dict[str, dict[int, dict[str, Any]]] = {}
+        for key, buckets in self._table(view, version).items():
+            if keep is not None and not keep(key):
+                continue
+            chosen = {b: dict(v) for b, v in buckets.items() if bucket_from_ms <= b < bucket_to_ms}
+            if chosen:
+                out[key] = chosen
+        return out
 
     def _info(self, view: str, n: int) -> VersionInfo:
         lineage = self._guard(self.store.lineage, view, n)

@@ -30,7 +30,7 @@ from lambdalab.errors import (
 from lambdalab.settings import Settings
 from serving.auth import check_keys, require
 from serving.models import AUTH_ERRORS, errors
-from serving.routes import dashboard, health, metrics, sql, views
+from serving.routes import dashboard, health, metrics, rows, sql, views
 from serving.telemetry import Telemetry
 
 log = logging.getLogger("lambdalab.serving")
@@ -97,7 +97,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.telemetry = Telemetry()
     app.state.ingest = None
-    for module in (views, sql, health, metrics, dashboard):
+    for module in (views, rows, sql, health, metrics, dashboard):
         app.include_router(module.router)
     ingest = _ingest_http()
     if ingest is not None:
@@ -123,6 +123,7 @@ def _openapi(app: FastAPI, ingest: Any | None) -> Callable[[], dict[str, Any]]:
         if app.openapi_schema is None:
             doc = build()  # FastAPI caches it in app.openapi_schema: completed in place
             _errors_as_sent(doc)
+            rows.document(doc)  # before views.document: one path per view replaces {view}
             views.document(doc)
             if ingest is not None:
                 ingest.document(doc, app.state.settings)

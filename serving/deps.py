@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Annotated, Any, Protocol
 
 from fastapi import Depends, Request
@@ -39,6 +40,20 @@ class BatchSource(Protocol):
             ServiceUnavailable: HDFS did not answer.
         """
 
+    def cells(
+        self,
+        view: str,
+        version: int,
+        bucket_from_ms: int,
+        bucket_to_ms: int,
+        keep: Callable[[str], bool] | None = None,
+    ) -> dict[str, dict[int, dict[str, Any]]]:
+        """Per key ``keep`` accepts: bucket_ms -> measures, in one version.
+
+        Raises:
+            ServiceUnavailable: HDFS did not answer.
+        """
+
 
 class SpeedSource(Protocol):
     """What the serving layer needs from ``speed.reader.SpeedReader``."""
@@ -52,6 +67,20 @@ class SpeedSource(Protocol):
         self, view: str, key: str, since_window_ms: int, bucket_from_ms: int, bucket_to_ms: int
     ) -> Any:
         """The partials with the offsets and freshness they reflect, read atomically.
+
+        Raises:
+            ServiceUnavailable: Redis did not answer.
+        """
+
+    def view_snapshot(
+        self,
+        view: str,
+        since_window_ms: int,
+        bucket_from_ms: int,
+        bucket_to_ms: int,
+        keep: Callable[[str], bool] | None = None,
+    ) -> Any:
+        """Partials of every key ``keep`` accepts, with their offsets, read at one instant.
 
         Raises:
             ServiceUnavailable: Redis did not answer.
@@ -116,6 +145,17 @@ class PointerCache:
     ) -> dict[int, dict[str, Any]]:
         """The inner source's rows (not cached here: the reader caches whole versions)."""
         return self.inner.rows(view, version, key, bucket_from_ms, bucket_to_ms)
+
+    def cells(
+        self,
+        view: str,
+        version: int,
+        bucket_from_ms: int,
+        bucket_to_ms: int,
+        keep: Callable[[str], bool] | None = None,
+    ) -> dict[str, dict[int, dict[str, Any]]]:
+        """The inner source's cells (not cached here, like :meth:`rows`)."""
+        return self.inner.cells(view, version, bucket_from_ms, bucket_to_ms, keep)
 
     def close(self) -> None:
         """Close the inner source, if it has anything to close (the app's shutdown)."""

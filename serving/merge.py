@@ -100,19 +100,34 @@ def answer(
         in bucket order, freshness, speed offsets, and partial/missing flags.
     """
     merged = merge_rows(view, batch, realtime)
-    fresh = freshness(prov)
+    sources = provenance(prov)
     return {
         "view": view.name,
         "key": key,
-        "version": prov.version,
-        "cut": iso_ms(prov.cut_ms),
-        "cut_ms": prov.cut_ms,
+        "version": sources.pop("version"),
+        "cut": sources.pop("cut"),
+        "cut_ms": sources.pop("cut_ms"),
         "batch": _part(view, batch, sketches),
         "realtime": _part(view, realtime, sketches),
         "merged": [
             {"bucket": iso_ms(b), "bucket_ms": b, **render_row(view, row, sketches=sketches)}
             for b, row in merged.items()
         ],
+        **sources,
+    }
+
+
+def provenance(prov: Provenance) -> dict[str, Any]:
+    """The provenance fields of every merged answer, JSON-ready.
+
+    version, cut (ISO and ms), freshness (ISO and ms), speed offsets per partition, and
+    whether (and which) parts were missing.
+    """
+    fresh = freshness(prov)
+    return {
+        "version": prov.version,
+        "cut": iso_ms(prov.cut_ms),
+        "cut_ms": prov.cut_ms,
         "freshness": iso_ms(fresh),
         "freshness_ms": fresh,
         "speed_offsets": {str(p): o for p, o in sorted((prov.speed_offsets or {}).items())},

@@ -49,6 +49,67 @@ class MergedAnswer(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
 
+class Sourced(BaseModel):
+    """The provenance of a merged answer over many keys: one version, one realtime snapshot."""
+
+    view: str
+    version: int | None = Field(description="batch version read (None: none published)")
+    cut: str | None = Field(description="that version's ingest-time cut, ISO-8601 UTC")
+    cut_ms: int | None
+    freshness: str | None = Field(description="newest ingest time reflected, ISO-8601 UTC")
+    freshness_ms: int | None
+    speed_offsets: dict[str, int] = Field(description="next offset per partition, speed part")
+    partial: bool = Field(description="true when a part was unavailable (availability mode)")
+    missing: list[str] = Field(description="unavailable parts: 'batch' and/or 'realtime'")
+    next_cursor: str | None = Field(
+        description="pass as `cursor` (with the same other parameters) for the next page; "
+        "null on the last page"
+    )
+    changed_since_first_page: list[str] = Field(
+        description="what differs from the page the cursor started at: 'version' (another "
+        "batch version) and/or 'realtime' (other speed-layer offsets); empty on a first page "
+        "and while nothing changed. Each page is exact for its own version and snapshot"
+    )
+
+
+class QueryRow(BaseModel):
+    """One row of a query: a group of keys and a (rolled-up) bucket; one field per measure."""
+
+    model_config = ConfigDict(extra="allow")
+
+    key: dict[str, str] = Field(
+        description="the grouped key fields, rendered as key parts ('(none)' for a missing value)"
+    )
+    bucket: str = Field(description="bucket start, ISO-8601 UTC")
+    bucket_ms: int = Field(description="bucket start, ms since the epoch")
+
+
+class QueryAnswer(Sourced):
+    """Rows of ``batch view @ cut ⊕ realtime since cut``, filtered, grouped, rolled up, ordered."""
+
+    from_: str = Field(alias="from", description="first bucket start, ISO-8601 UTC")
+    to: str = Field(description="end of the range (exclusive), ISO-8601 UTC")
+    group_by: list[str] = Field(description="the key fields rows are grouped by")
+    rollup_s: int | None = Field(description="bucket width in seconds (null: the whole range)")
+    order_by: list[str] = Field(description="order terms ('-' descending), then key, bucket")
+    rows: list[QueryRow]
+
+    model_config = ConfigDict(populate_by_name=True)
+
+
+class ViewKey(BaseModel):
+    """One view key: as the point query's ``key`` takes it, and field by field."""
+
+    key: str = Field(description="the view key (key fields joined by \\x1f)")
+    fields: dict[str, str] = Field(description="each key field, rendered as a key part")
+
+
+class KeysAnswer(Sourced):
+    """View keys with data in the batch version or the realtime part, in key order."""
+
+    keys: list[ViewKey]
+
+
 class ViewSummary(BaseModel):
     """A view's definition and its current batch version."""
 

@@ -10,12 +10,14 @@ decides what an unavailable backend does: 503 (consistent) or a partial answer (
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from lambdalab.errors import PartUnavailable, ServiceUnavailable
 from lambdalab.settings import Settings
 from serving.deps import BatchSource, SpeedSource
 from serving.merge import Provenance, Rows, answer
+from serving.selection import Cells
 from views.definition import ViewDef
 
 
@@ -91,3 +93,47 @@ def merged_query(
         missing=[p for p, gone in (("batch", batch_missing), ("realtime", rt_missing)) if gone],
     )
     return answer(view, key, batch_rows, rt_rows, prov, sketches=sketches)
+
+
+def merged_cells(
+    settings: Settings,
+    batch: BatchSource,
+    speed: SpeedSource,
+    view: ViewDef,
+    span: tuple[int, int],
+    keep: Callable[[str], bool],
+) -> tuple[list[Cells], Provenance]:
+    """Both parts of the merged answer over many keys, and where they came from.
+
+    One version pointer (and its cut) and one realtime snapshot
+    (:meth:`speed.reader.SpeedReader.view_snapshot`) for the whole request, as for one key:
+    the batch cells of that version, the realtime cells of the windows at or after its cut,
+    of every key ``keep`` accepts with buckets in ``span``.
+
+    Raises:
+        PartUnavailable: a backend did not answer and api.availability is "consistent".
+    """
+    info, batch_cells, batch_missing = None, {}, False
+    try:
+        info = batch.current(view.name)
+        if info is not None:
+            batch_cells = batch.cells(view.name, info.version, *span, keep)
+    except ServiceUnavailable as exc:
+        _unavailable(settings, "batch", exc)
+        batch_missing = True
+    cut_ms = info.cut_ms if info is not None else None
+    rt_cells, fresh, offsets, rt_missing = {}, None, None, False
+    try:
+        snap = speed.view_snapshot(view.name, cut_ms or 0, *span, keep)
+        rt_cells, fresh, offsets = snap.cells, snap.freshness_ms, snap.offsets
+    except ServiceUnavailable as exc:
+        _unavailable(settings, "realtime", exc)
+        rt_missing = True
+    prov = Provenance(
+        version=info.version if info is not None else None,
+        cut_ms=cut_ms,
+        freshness_ms=fresh,
+        speed_offsets=offsets,
+        missing=[p for p, gone in (("batch", batch_missing), ("realtime", rt_missing)) if gone],
+    )
+    return [batch_cells, rt_cells], prov

@@ -8,6 +8,7 @@ atomic, so a read never sees half of a poll batch.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,22 @@ from speed.store import connect, decode_value, redis_call
 from views.compute import combine
 from views.definition import ViewDef
 from views.registry import get_view, views_of
+
+SNAPSHOT_ATTEMPTS = 5  # a consumer commits once per poll batch: a read rarely loses twice
+# The fallback of view_snapshot: offsets, freshness, the keys of the windows >= ARGV[1]
+# (their rtk sets), then each key's hash, all in one atomic script.
+SNAPSHOT_SCRIPT = """
+local out = {redis.call('HGETALL', KEYS[1]), redis.call('HGET', KEYS[2], 'freshness_ms')}
+local seen, keys = {}, {}
+for _, w in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], ARGV[1], '+inf')) do
+  for _, k in ipairs(redis.call('SMEMBERS', ARGV[2] .. w)) do
+    if not seen[k] then seen[k] = true; table.insert(keys, k) end
+  end
+end
+table.insert(out, keys)
+for _, k in ipairs(keys) do table.insert(out, redis.call('HGETALL', ARGV[3] .. k)) end
+return out
+"""
 
 
 class SpeedReader:
@@ -74,6 +91,89 @@ class SpeedReader:
             offsets={int(p): int(o) for p, o in offsets.items()},
         )
 
+    def view_snapshot(
+        self,
+        view: str,
+        since_window_ms: int,
+        bucket_from_ms: int,
+        bucket_to_ms: int,
+        keep: Callable[[str], bool] | None = None,
+    ) -> ViewSnapshot:
+        """The partials of every view key (that ``keep`` accepts), read at one instant.
+
+        Which keys have realtime data is read first (the windows ≥ ``since_window_ms`` and
+        their key sets) with the offsets hash and the window index WATCHed; then one
+        MULTI/EXEC reads the offsets, the freshness and every such key's hash. Each speed
+        layer transaction writes the offsets hash (and a rebuild or FLUSHALL resets it), so
+        any write between the two steps aborts the EXEC and the read starts over. After
+        SNAPSHOT_ATTEMPTS lost races (a consumer committing back to back) one Lua script
+        does the same reads atomically. Either way the cells and offsets returned come from
+        one instant, the guarantee of :meth:`snapshot`, over many keys.
+
+        Raises:
+            NotFound: unknown view.
+            ServiceUnavailable: Redis did not answer.
+        """
+        vdef = get_view(view)
+        offsets_key = self.keys.offsets(self.settings.topic_for(vdef.stream))
+        read = None
+        for _ in range(SNAPSHOT_ATTEMPTS):
+            try:
+                read = self._call(self._read_keys, view, offsets_key, since_window_ms, keep)
+                break
+            except redis.WatchError:
+                continue
+        if read is None:  # a consumer committing back to back: one atomic script instead
+            read = self._call(self._read_all, view, offsets_key, since_window_ms, keep)
+        offsets, fresh, keys, hashes = read
+        cells = {
+            key: rows
+            for key, raw in zip(keys, hashes, strict=True)
+            if (rows := _merge_windows(vdef, raw, since_window_ms, bucket_from_ms, bucket_to_ms))
+        }
+        return ViewSnapshot(
+            cells=cells,
+            freshness_ms=None if fresh is None else int(fresh),
+            offsets={int(p): int(o) for p, o in offsets.items()},
+        )
+
+    def _read_all(
+        self, view: str, offsets_key: str, since_window_ms: int, keep: Callable[[str], bool] | None
+    ) -> tuple[Any, Any, list[str], list[Any]]:
+        """The same reads as :meth:`_read_keys` in one Lua script: atomic, never retried.
+
+        Redis runs a script with nothing in between, so it cannot lose to a commit; it
+        reads every key with realtime data since the window (the filter runs here, after).
+        """
+        window_keys = self.keys.window_keys(view, 0)[:-1]  # "…rtk:{view}:" + window
+        args = [since_window_ms, window_keys, self.keys.rt(view, "")]
+        names = [offsets_key, self.keys.meta(view), self.keys.windows(view)]
+        offsets, fresh, members, *hashes = self.client.eval(SNAPSHOT_SCRIPT, 3, *names, *args)
+        named = [(member.decode(), raw) for member, raw in zip(members, hashes, strict=True)]
+        pairs = [(key, _pairs(raw)) for key, raw in named if keep is None or keep(key)]
+        return _pairs(offsets), fresh, [k for k, _ in pairs], [h for _, h in pairs]
+
+    def _read_keys(
+        self, view: str, offsets_key: str, since_window_ms: int, keep: Callable[[str], bool] | None
+    ) -> tuple[Any, Any, list[str], list[Any]]:
+        with self.client.pipeline(transaction=True) as pipe:
+            pipe.watch(offsets_key, self.keys.windows(view))
+            # after WATCH a pipeline runs commands at once, until MULTI
+            windows: list[bytes] = pipe.zrangebyscore(  # type: ignore[assignment]
+                self.keys.windows(view), since_window_ms, "+inf"
+            )
+            sets = [self.keys.window_keys(view, int(w)) for w in windows]
+            members: set[bytes] = pipe.sunion(sets) if sets else set()  # type: ignore[assignment]
+            named = (member.decode() for member in members)
+            keys = sorted(k for k in named if keep is None or keep(k))
+            pipe.multi()
+            pipe.hgetall(offsets_key)
+            pipe.hget(self.keys.meta(view), "freshness_ms")
+            for key in keys:
+                pipe.hgetall(self.keys.rt(view, key))
+            offsets, fresh, *hashes = pipe.execute()
+        return offsets, fresh, keys, hashes
+
     def offsets(self, view: str) -> dict[int, int]:
         """Partition -> next offset committed together with the increments of ``view``.
 
@@ -121,6 +221,15 @@ class SpeedReader:
 
 
 @dataclass(frozen=True)
+class ViewSnapshot:
+    """The realtime part of a query over many keys and the speed-layer state it reflects."""
+
+    cells: dict[str, dict[int, dict[str, Any]]]  # view key -> bucket_ms -> measures
+    freshness_ms: int | None
+    offsets: dict[int, int]
+
+
+@dataclass(frozen=True)
 class Snapshot:
     """The realtime part of one answer and the speed-layer state it reflects."""
 
@@ -142,6 +251,11 @@ def _merge_windows(
         if measure in kinds:
             parts[bucket].setdefault(window, {})[measure] = decode_value(kinds[measure], value)
     return {b: combine(vdef, per_window.values()) for b, per_window in sorted(parts.items())}
+
+
+def _pairs(flat: list[bytes]) -> dict[bytes, bytes]:
+    """A hash as a script returns it (field, value, field, value, ...) as a dict."""
+    return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
 def _int(value: str | None) -> int | None:

@@ -91,3 +91,72 @@ def measures_by_window(
 def by_bucket(cells: dict[Cell, Row], key: str) -> dict[int, Row]:
     """The rows of one key, by bucket start (the shape of a merged answer)."""
     return {bucket: row for (k, bucket), row in cells.items() if k == key}
+
+
+def selected(
+    view: ViewDef,
+    events: Iterable[dict[str, Any]],
+    *,
+    span: tuple[int, int],
+    width_ms: int | None,
+    group_by: tuple[str, ...] = (),
+    equals: dict[str, set[str]] | None = None,
+    prefixes: dict[str, list[str]] | None = None,
+) -> list[dict[str, Any]]:
+    """What a many-key query must answer: exact rows per (group, rollup bucket).
+
+    A cell counts when its bucket is in ``span`` = [from, to) and its rendered key fields
+    pass the filters (a field equals one of ``equals[field]`` and starts with one of
+    ``prefixes[field]``). Rollup buckets start at ``from``, ``width_ms`` apart (None: one
+    for the whole span). Rows are ``{"key": {field: part}, "bucket_ms": ..., measure: ...}``
+    in the default order (group fields, then bucket); hll values are exact sets.
+    """
+    lo, hi = span
+    out: dict[tuple[tuple[str, ...], int], Row] = {}
+    for (key, bucket), row in measures(view, events).items():
+        fields = dict(zip(view.keys, key.split("\x1f"), strict=True))
+        if not lo <= bucket < hi or not _passes(fields, equals or {}, prefixes or {}):
+            continue
+        start = lo if width_ms is None else lo + (bucket - lo) // width_ms * width_ms
+        acc = out.setdefault((tuple(fields[f] for f in group_by), start), empty_row(view))
+        for m in view.measures:
+            acc[m.name] = _union(m.kind, acc[m.name], row[m.name])
+    return [
+        {"key": dict(zip(group_by, group, strict=True)), "bucket_ms": bucket, **row}
+        for (group, bucket), row in sorted(out.items())
+    ]
+
+
+def ordered(
+    rows: list[dict[str, Any]], group_by: tuple[str, ...], order: list[tuple[str, bool]]
+) -> list[dict[str, Any]]:
+    """``rows`` by (measure or "bucket", descending) terms, rows without a value last in
+    either direction, ties by the group's fields then the bucket (an hll by its exact count)."""
+
+    def position(row: dict[str, Any]) -> tuple[Any, ...]:
+        terms = []
+        for name, descending in order:
+            value = row["bucket_ms"] if name == "bucket" else row[name]
+            value = len(value) if isinstance(value, set) else value
+            terms.append((1, 0) if value is None else (0, -value if descending else value))
+        return (*terms, *(row["key"][f] for f in group_by), row["bucket_ms"])
+
+    return sorted(rows, key=position)
+
+
+def _passes(
+    fields: dict[str, str], equals: dict[str, set[str]], prefixes: dict[str, list[str]]
+) -> bool:
+    return all(fields[f] in values for f, values in equals.items()) and all(
+        any(fields[f].startswith(p) for p in ps) for f, ps in prefixes.items()
+    )
+
+
+def _union(kind: str, a: Any, b: Any) -> Any:
+    if kind in ("count", "sum"):
+        return a + b
+    if kind == "hll":
+        return a | b
+    if a is None or b is None:
+        return b if a is None else a
+    return min(a, b) if kind == "min" else max(a, b)

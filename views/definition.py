@@ -79,6 +79,13 @@ class ViewDef:
         """
         return KEY_SEP.join(key_part(event.get(k)) for k in self.keys)
 
+    def parts_of(self, key: str) -> dict[str, str]:
+        """The rendered key fields of a view key, by name: the inverse of :meth:`key_of`'s join.
+
+        :func:`key_part` escapes KEY_SEP inside a value, so splitting on it is exact.
+        """
+        return dict(zip(self.keys, key.split(KEY_SEP), strict=False))
+
     def bucket_of(self, event_ms: int) -> int:
         """Start (ms since epoch) of the event-time bucket holding ``event_ms``."""
         width = self.bucket_s * 1000

@@ -44,14 +44,15 @@ END = {
 }
 
 
-def _view(name: str) -> ViewDef:
+def known_view(name: str) -> ViewDef:
+    """The registered view ``name``, or 404 naming the known ones."""
     try:
         return get_view(name)
     except NotFound as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from exc
 
 
-def _ms(name: str, text: str) -> int:
+def moment_ms(name: str, text: str) -> int:
     """Milliseconds since the epoch of the query bound ``name`` (its documented form)."""
     if not BOUNDS[name].fullmatch(text):
         within = RANGE if name == "from" else f"{RANGE[:-1]}]"
@@ -67,8 +68,8 @@ def _ms(name: str, text: str) -> int:
 def bucket_span(view: ViewDef, start: str | None, end: str | None) -> tuple[int, int]:
     """[from, to) in ms: ``from`` aligned down to its bucket; defaults to the last 24 buckets."""
     width = view.bucket_s * 1000
-    to_ms = _ms("to", end) if end is not None else view.bucket_of(now_ms()) + width
-    from_ms = _ms("from", start) if start is not None else to_ms - DEFAULT_BUCKETS * width
+    to_ms = moment_ms("to", end) if end is not None else view.bucket_of(now_ms()) + width
+    from_ms = moment_ms("from", start) if start is not None else to_ms - DEFAULT_BUCKETS * width
     from_ms = view.bucket_of(from_ms)
     if to_ms <= from_ms:
         msg = f"'to' ({iso_ms(to_ms)}) must be after 'from' ({iso_ms(from_ms)})"
@@ -118,7 +119,7 @@ def query_view(
     ``to`` (exclusive) defaults to the end of the current bucket. ``to`` must be after
     ``from``, and [from, to) at most 10,000 buckets of the view's width: 422 otherwise.
     """
-    definition = _view(view)
+    definition = known_view(view)
     span = bucket_span(definition, start, end)
     started = time.perf_counter()
     out = merged_query(settings, batch, speed, definition, key, span, sketches=sketches)
@@ -134,7 +135,7 @@ def query_view(
 )
 def lineage(view: str, _: ReadKey, batch: BatchDep) -> dict[str, Any]:
     """The ``_lineage.json`` of the view's current version: cut, inputs, offsets, timings."""
-    _view(view)
+    known_view(view)
     info = batch.current(view)
     if info is None:
         msg = f"view {view!r} has no published batch version yet; run a batch cycle"
@@ -154,4 +155,4 @@ def document(openapi: dict[str, Any]) -> None:
                     parameter["schema"]["enum"] = names
 
 
-__all__ = ["bucket_span", "document", "router"]
+__all__ = ["bucket_span", "document", "known_view", "moment_ms", "router"]

@@ -39,7 +39,9 @@ from schemathesis.python.asgi import shutdown_lifespans
 from lambdalab.schema import MAX_STRING, TS_MAX, format_ts
 from lambdalab.settings import Settings
 from serving.app import create_app
+from serving.routes.rows import key_span
 from serving.routes.views import EPOCH, MAX_BUCKETS, bucket_span
+from views.definition import ViewDef
 from views.registry import all_views
 
 EXAMPLES = int(os.environ.get("LAMBDALAB_SCHEMATHESIS_EXAMPLES", "20"))
@@ -118,16 +120,22 @@ def map_case(context: schemathesis.HookContext, case: Any) -> Any:
 
     The one rule between two parameters, which OpenAPI cannot state (the operation's
     description does). A positive case that breaks it keeps its ``from`` and gets a ``to``
-    as many buckets later as it asked for, between 1 and MAX_BUCKETS; every other case is
-    sent as generated, negative ones included.
+    as many buckets later as it asked for, between 1 and MAX_BUCKETS. A ``cursor`` is
+    opaque, valid only as the API issued it (``next_cursor``): a positive case drops a
+    generated one. Every other case is sent as generated, negative ones included.
     """
     positive = case.meta is not None and case.meta.generation.mode.is_positive
-    if case.operation.label != "GET /views/{view}" or not positive:
+    view = _view_of(case) if positive else None
+    if view is None:
         return case
-    view = all_views()[case.path_parameters["view"]]
-    start, end = case.query.get("from"), case.query.get("to")
+    if case.query and "cursor" in case.query:
+        del case.query["cursor"]
+    start, end = (case.query or {}).get("from"), (case.query or {}).get("to")
     try:
-        bucket_span(view, start, end)
+        if case.operation.label.endswith("/keys"):
+            key_span(view, start, end)
+        else:
+            bucket_span(view, start, end)
         return case
     except HTTPException:  # `to` before `from` or too far after it (`from` alone: before now)
         pass
@@ -137,6 +145,18 @@ def map_case(context: schemathesis.HookContext, case: Any) -> Any:
     hi = min(lo + min(max(asked, 1), MAX_BUCKETS) * width, _ms(format_ts(TS_MAX)))
     case.query["to"] = format_ts(EPOCH + timedelta(milliseconds=hi))
     return case
+
+
+def _view_of(case: Any) -> ViewDef | None:
+    """The view a ranged query reads (the point query's path parameter, or a view's own
+    ``/rows`` or ``/keys`` path); None for every other operation."""
+    label = case.operation.label
+    if label == "GET /views/{view}":
+        return all_views().get(case.path_parameters["view"])
+    parts = label.split("/")
+    if len(parts) == 4 and parts[3] in ("rows", "keys"):
+        return all_views().get(parts[2])
+    return None
 
 
 def _ms(text: str) -> int:

@@ -64,6 +64,42 @@ def test_every_snapshot_matches_the_offsets_it_reports(stack: Settings, settings
     assert seen > 10
 
 
+@pytest.mark.parametrize("attempts", [5, 0])  # 0: always the atomic script
+def test_a_snapshot_of_every_key_matches_the_offsets_it_reports(
+    stack: Settings, settings: Settings, monkeypatch: pytest.MonkeyPatch, attempts: int
+) -> None:
+    import speed.reader
+
+    monkeypatch.setattr(speed.reader, "SNAPSHOT_ATTEMPTS", attempts)
+    store = _store(settings)
+    store.reset({VIEW.name: VIEW}, {0: 0}, {})
+    stop = threading.Event()
+
+    def write() -> None:
+        position = {0: 0}
+        for n in range(800):
+            cells = aggregate(VIEW, [(WINDOW + 1, {**_event(n), "url": f"/k{n % 40}"})], 60)
+            nxt = {0: position[0] + 1}
+            store.apply({VIEW: cells}, position, nxt, {"freshness_ms": WINDOW + n})
+            position = nxt
+        stop.set()
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    reader, seen = SpeedReader(settings), 0
+    while not stop.is_set():
+        snap = reader.view_snapshot(VIEW.name, 0, 0, 2**62)
+        views = sum(row["views"] for rows in snap.cells.values() for row in rows.values())
+        assert views == snap.offsets.get(0, 0), snap.offsets  # never a mix of transactions
+        seen += 1
+    writer.join()
+    assert seen > 10
+    final = reader.view_snapshot(VIEW.name, 0, 0, 2**62, keep=lambda key: key.endswith("7"))
+    assert sorted(final.cells) == ["/k17", "/k27", "/k37", "/k7"]
+    assert sum(row["views"] for rows in final.cells.values() for row in rows.values()) == 80
+    assert final.freshness_ms == WINDOW + 799 and final.offsets == {0: 800}
+
+
 def test_a_rebuild_fences_the_live_consumer(
     stack: Settings, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -24,6 +24,7 @@ from lambdalab.schema import PAGE_VIEWS, STREAMS, TS_MAX, Field, Stream, format_
 from lambdalab.settings import Settings
 from serving.app import create_app
 from tests.events import pageview
+from views.definition import Measure, ViewDef
 from views.registry import all_views
 
 AUTH = {401, 403}
@@ -34,6 +35,12 @@ STATUSES = {
     ("get", "/views"): SECURED,
     ("get", "/views/{view}"): {*SECURED, 404, 422, 503},  # unknown view, bad range, backend down
     ("get", "/views/{view}/lineage"): {*SECURED, 404, 503},
+    # one path per view (its own key fields): bad parameters or cursor, backend down
+    **{
+        ("get", f"/views/{name}/{op}"): {*SECURED, 422, 503}
+        for name in all_views()
+        for op in ("rows", "keys")
+    },
     ("post", "/sql"): {*SECURED, 400, 422, 503, 504},  # refused, bad body, Trino down, timeout
     ("get", "/pipeline"): SECURED,  # a backend down is an `error` in the snapshot, not a 503
     ("get", "/health"): {200, 500},
@@ -254,3 +261,49 @@ def test_the_range_edges_of_the_documented_times(text: str, documented: bool) ->
     if documented:
         event, reason = PAGE_VIEWS.validate(pageview(event_time=text))
         assert event is not None, reason
+
+
+def test_each_view_has_its_own_rows_and_keys_paths_with_its_own_parameters(
+    document: dict[str, Any],
+) -> None:
+    assert "/views/{view}/rows" not in document["paths"]
+    assert "/views/{view}/keys" not in document["paths"]
+    for name, view in all_views().items():
+        rows = {p["name"]: p for p in document["paths"][f"/views/{name}/rows"]["get"]["parameters"]}
+        keys = {p["name"]: p for p in document["paths"][f"/views/{name}/keys"]["get"]["parameters"]}
+        for field in view.keys:
+            for params in (rows, keys):
+                assert params[field]["schema"] == {"type": "array", "items": {"type": "string"}}
+                assert params[f"{field}.prefix"]["explode"] is True
+        assert rows["group_by"]["schema"]["items"]["enum"] == list(view.keys)
+        measures = [m.name for m in view.measures] + ["bucket"]
+        assert rows["order_by"]["schema"]["items"]["enum"] == [
+            *measures,
+            *(f"-{m}" for m in measures),
+        ]
+        assert "view" not in rows and "prefix" in keys
+
+
+@pytest.mark.parametrize(
+    ("bucket_s", "admitted", "refused"),
+    [
+        (3600, ["all", "1h", "6h", "1d", "2w"], ["30m", "3600s", "0h", "1", "", "1H", "1d "]),
+        (86400, ["all", "1d", "7d", "1w"], ["24h", "1h"]),
+        (60, ["5m", "1h", "1d"], ["30s", "90s"]),
+        (5400, ["all", "1d", "1w"], ["90m", "3h"]),
+        (7, ["all", "1w"], ["7s", "1d"]),
+    ],
+)
+def test_rollup_admits_exactly_the_multiples_of_the_bucket_it_documents(
+    bucket_s: int, admitted: list[str], refused: list[str]
+) -> None:
+    from serving.routes.rows import rollup_ms, rollup_pattern
+
+    view = ViewDef("v", "pageviews", ("url",), bucket_s, (Measure("n", "count"),))
+    pattern = re.compile(rollup_pattern(view))
+    for text in admitted:
+        assert pattern.fullmatch(text), text
+        width = rollup_ms(view, text)
+        assert width is None or width % (bucket_s * 1000) == 0, text
+    for text in refused:
+        assert not pattern.fullmatch(text), text
