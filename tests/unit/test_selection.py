@@ -10,6 +10,7 @@ and paging through it must return every row exactly once, in order.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from datasketches import hll_sketch
@@ -19,6 +20,9 @@ from hypothesis import strategies as st
 from serving.selection import KeyFilter, Order, Selection, keys_in, page, rows
 from tests import oracle
 from views.definition import HLL_LG_K, Measure, ViewDef, hll_item
+
+# The unit suite stays under 10 s; LAMBDALAB_HYPOTHESIS_EXAMPLES=1000 for a long run.
+EXAMPLES = int(os.environ.get("LAMBDALAB_HYPOTHESIS_EXAMPLES", "100"))
 
 HOUR = 3_600_000
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
@@ -142,7 +146,7 @@ def _comparable(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=EXAMPLES, deadline=None)
 @given(timed_events(), st.integers(0, 41), selections())
 def test_any_split_answers_as_the_oracle_over_all_events(
     timed: list[tuple[int, dict[str, Any]]], cut_index: int, sel: Selection
@@ -152,7 +156,7 @@ def test_any_split_answers_as_the_oracle_over_all_events(
     assert [_comparable(r) for r in got] == [_comparable(r) for r in want]
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=EXAMPLES // 2, deadline=None)
 @given(timed_events(), st.integers(0, 41), selections(), st.integers(1, 7))
 def test_paging_returns_every_row_once_in_order(
     timed: list[tuple[int, dict[str, Any]]], cut_index: int, sel: Selection, limit: int
@@ -171,7 +175,7 @@ def test_paging_returns_every_row_once_in_order(
     assert seen == listed
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=EXAMPLES // 2, deadline=None)
 @given(timed_events(), st.integers(0, 41), st.sampled_from(PREFIXES), st.integers(1, 5))
 def test_the_key_listing_is_every_key_of_either_part_once(
     timed: list[tuple[int, dict[str, Any]]], cut_index: int, prefix: str, limit: int
