@@ -109,6 +109,8 @@ class ApiSettings(BaseModel):
     availability: Literal["consistent", "available"] = "consistent"
     sql_row_limit: int = Field(1000, ge=1)
     sql_timeout_s: float = Field(30.0, gt=0)
+    sql_memory: str = Field("1GB", description="DuckDB memory limit of one POST /sql/merged")
+    local_versions_kept: int = Field(4, ge=2, description="local batch version copies per view")
     trino_user: str = Field(
         "lambdalab_reader",
         description="Trino user of /sql: read-only in Trino itself (infra/conf/trino/rules.json)",
@@ -145,8 +147,12 @@ class PathSettings(BaseModel):
 
     state_dir: Path = Path(".lambdalab")
     cache_dir: Path = Path("~/.cache/lambdalab").expanduser()
+    local_versions_dir: Path = Field(
+        Path("~/.cache/lambdalab/versions").expanduser(),
+        description="this host's local copies of batch versions, shared by its API workers",
+    )
 
-    @field_validator("state_dir", "cache_dir")
+    @field_validator("state_dir", "cache_dir", "local_versions_dir")
     @classmethod
     def _absolute(cls, value: Path) -> Path:
         return value.expanduser().resolve()
