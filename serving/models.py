@@ -143,6 +143,46 @@ class SqlResult(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
 
+class MergedSqlRequest(BaseModel):
+    """One read-only SQL statement over the merged views (batch ⊕ realtime), for DuckDB."""
+
+    sql: str = Field(
+        min_length=1,
+        max_length=100_000,
+        examples=[
+            "SELECT url, sum(views) AS views FROM pageviews_by_url_hourly "
+            "GROUP BY url ORDER BY views DESC LIMIT 10",
+            "SELECT url, hll_estimate(unique_visitors) AS visitors "
+            "FROM visitors_by_url_hourly GROUP BY url ORDER BY visitors DESC LIMIT 10",
+        ],
+    )
+
+
+class ViewRead(BaseModel):
+    """What a merged SQL answer read of one view: one batch version and one speed snapshot."""
+
+    version: int | None = Field(description="batch version read (None: none published)")
+    cut: str | None
+    cut_ms: int | None = Field(description="its ingest-time cut: realtime windows >= it")
+    freshness: str | None
+    freshness_ms: int | None
+    speed_offsets: dict[str, int] = Field(description="partition -> next offset covered")
+    partial: bool
+    missing: list[str]
+
+
+class MergedSqlResult(BaseModel):
+    """Rows of a read-only query over the merged views, at most ``api.sql_row_limit``."""
+
+    columns: list[str]
+    rows: list[list[Any]]
+    row_count: int
+    truncated: bool = Field(description="true when more rows existed than the row limit")
+    engine: str = Field(description="'duckdb': in the API process, over the parts below")
+    views: dict[str, ViewRead] = Field(description="per view the statement read: its parts")
+    elapsed_s: float
+
+
 class Health(BaseModel):
     """Liveness of the API and reachability of each backend."""
 
@@ -171,7 +211,7 @@ class Pipeline(BaseModel):
 
 
 DESCRIPTIONS = {
-    400: "not a single read-only query, or Trino refused it",
+    400: "not a single read-only query, or Trino (/sql) or DuckDB (/sql/merged) refused it",
     401: "missing API key: send it in the X-API-Key header",
     403: "the API key lacks the scope (read for queries, write for ingest)",
     404: "unknown view, or no published batch version",

@@ -113,11 +113,47 @@ def merged_cells(
     Raises:
         PartUnavailable: a backend did not answer and api.availability is "consistent".
     """
-    info, batch_cells, batch_missing = None, {}, False
+
+    def read(info: Any) -> Cells:
+        return batch.cells(view.name, info.version, *span, keep)
+
+    batch_cells, rt_cells, prov = _merged(settings, batch, speed, view, read, span, keep)
+    return [batch_cells or {}, rt_cells], prov
+
+
+def merged_parts(
+    settings: Settings, batch: BatchSource, speed: SpeedSource, view: ViewDef
+) -> tuple[Any, Cells, Provenance]:
+    """The whole merged view as its two parts, read as :func:`merged_cells` reads them.
+
+    Returns this host's local copy of the current batch version (None when none is
+    published, or HDFS is away and api.availability allows a partial answer), the realtime
+    cells of every key since that version's cut, and their provenance.
+
+    Raises:
+        PartUnavailable: a backend did not answer and api.availability is "consistent".
+    """
+
+    def read(info: Any) -> Any:
+        return batch.local(view.name, info.version)
+
+    return _merged(settings, batch, speed, view, read, (-(2**62), 2**62), None)
+
+
+def _merged(
+    settings: Settings,
+    batch: BatchSource,
+    speed: SpeedSource,
+    view: ViewDef,
+    read: Callable[[Any], Any],
+    span: tuple[int, int],
+    keep: Callable[[str], bool] | None,
+) -> tuple[Any, Cells, Provenance]:
+    info, batch_part, batch_missing = None, None, False
     try:
         info = batch.current(view.name)
         if info is not None:
-            batch_cells = batch.cells(view.name, info.version, *span, keep)
+            batch_part = read(info)
     except ServiceUnavailable as exc:
         _unavailable(settings, "batch", exc)
         batch_missing = True
@@ -136,4 +172,4 @@ def merged_cells(
         speed_offsets=offsets,
         missing=[p for p, gone in (("batch", batch_missing), ("realtime", rt_missing)) if gone],
     )
-    return [batch_cells, rt_cells], prov
+    return batch_part, rt_cells, prov
