@@ -24,6 +24,7 @@ the speed consumer.
 
 from __future__ import annotations
 
+import os
 import statistics
 import tempfile
 import time
@@ -176,6 +177,7 @@ def run(settings: Settings) -> dict[str, Any]:
     _realtime(settings, con)
     con.execute("INSERT INTO events SELECT * FROM rt")
     api_port, ping_port = _port(), _port()
+    os.environ.setdefault("LAMBDALAB_DEMO", "true")  # the API children take the dev read key
     procs = [
         _spawn(["-m", "lambdalab.cli", "serve", "--port", str(api_port)], settings),
         _spawn(["-c", TRIVIAL, str(ping_port)], settings),
