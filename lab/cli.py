@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -75,6 +76,29 @@ def kappa_cmd(
     console.print("[red]MISMATCH[/]" if report.mismatches else "[green]Kappa == Lambda[/]")
     if report.mismatches:
         raise typer.Exit(1)
+
+
+@lab_app.command("report")
+@friendly
+def report_cmd(
+    sizes: Annotated[
+        str, typer.Option(help="history sizes in events, comma-separated (at least three)")
+    ] = "20000,40000,80000",
+    probes: Annotated[int, typer.Option(min=10, help="freshness probes")] = 200,
+    out: Annotated[Path, typer.Option(help="where report.md and its plot go")] = Path("docs/lab"),
+) -> None:
+    """Measure the tradeoff on this machine; write docs/lab/report.md and its plot."""
+    from lab.report import render, run, write
+
+    report = run(
+        get_settings(),
+        [int(n) for n in sizes.split(",") if n.strip()],
+        probes,
+        progress=console.print,
+    )
+    path = write(report, out)
+    console.print(render(report))
+    console.print(f"written to {path}")
 
 
 def register(app: typer.Typer) -> None:
