@@ -78,6 +78,35 @@ def kappa_cmd(
         raise typer.Exit(1)
 
 
+@lab_app.command("deploy")
+@friendly
+def deploy_cmd(
+    view: Annotated[str, typer.Argument(help="the view to deploy a version of")],
+    buggy: Annotated[
+        bool, typer.Option("--buggy/--fixed", help="the lab's buggy version, or the coded one")
+    ] = True,
+) -> None:
+    """Deploy the lab's buggy version of a view (a min computed as max), or take it back out."""
+    from lab.baddeploy import deploy_buggy, fix
+    from views.registry import deployed_dir
+
+    if buggy:
+        bad = deploy_buggy(view)
+        broken = ", ".join(f"{m.name}={m.kind}({m.field or ''})" for m in bad.measures)
+        console.print(f"deployed a BUGGY {view} (fingerprint {bad.fingerprint}): {broken}")
+    else:
+        took = fix(view)
+        console.print(
+            f"{view}: {'the coded definition serves again' if took else 'nothing deployed'}"
+        )
+    console.print(
+        f"deployed definitions: {deployed_dir()}. The API uses it from its next request, the "
+        "next batch cycle builds a new version with it; restart the speed consumer "
+        "so it rebuilds its windows: under `make demo`, `.venv/bin/supervisorctl -c "
+        ".lambdalab/conf/supervisord.conf restart speed-pageviews`."
+    )
+
+
 @lab_app.command("report")
 @friendly
 def report_cmd(

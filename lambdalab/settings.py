@@ -145,11 +145,22 @@ class PathSettings(BaseModel):
 
     state_dir: Path = Path(".lambdalab")
     cache_dir: Path = Path("~/.cache/lambdalab").expanduser()
+    deployed_dir: Path | None = Field(
+        None,
+        description="deployed view definitions (`lambdalab lab deploy`); {state_dir}/deployed",
+    )
 
     @field_validator("state_dir", "cache_dir")
     @classmethod
     def _absolute(cls, value: Path) -> Path:
         return value.expanduser().resolve()
+
+    @property
+    def deployed(self) -> Path:
+        """The folder of deployed view definitions (see ``views.registry``)."""
+        if self.deployed_dir is not None:
+            return self.deployed_dir.expanduser().resolve()
+        return self.state_dir / "deployed"
 
 
 class Settings(BaseSettings):
