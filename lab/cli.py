@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -76,6 +76,53 @@ def kappa_cmd(
     console.print("[red]MISMATCH[/]" if report.mismatches else "[green]Kappa == Lambda[/]")
     if report.mismatches:
         raise typer.Exit(1)
+
+
+@lab_app.command("replay")
+@friendly
+def replay_cmd(
+    view: Annotated[str, typer.Argument(help="the view to recompute by replay")],
+    follow: Annotated[
+        bool, typer.Option("--follow/--once", help="keep the replay running as the live job")
+    ] = False,
+    back: Annotated[
+        bool, typer.Option("--back", help="switch back to batch ⊕ realtime and drop the replay")
+    ] = False,
+    grace_s: Annotated[float, typer.Option(help="how long the old output stays")] = 5.0,
+) -> None:
+    """Kappa: replay the log into a new output, switch serving to it in one step."""
+    import threading
+
+    from lab.kappa import back_to_lambda, replay_and_switch
+
+    settings = get_settings()
+    if back:
+        dropped = back_to_lambda(settings, view, grace_s)
+        console.print(
+            f"{view}: served by batch ⊕ realtime again"
+            + (f"; dropped {dropped}" if dropped else " (it was)")
+        )
+        return
+
+    def switched(report: Any) -> None:
+        console.print(
+            f"{view}: replayed {report.records} records into {report.output} in "
+            f"{report.caught_up_s:.2f}s; serving switched to {report.output}"
+            + (f" (was {report.previous})" if report.previous else " (was batch ⊕ realtime)")
+        )
+
+    stop = threading.Event() if follow else None
+    with console.status(f"replaying {view} from offset 0…"):
+        try:
+            report = replay_and_switch(
+                settings, view, grace_s=grace_s, follow=stop, on_switch=switched
+            )
+        except KeyboardInterrupt:
+            if stop is not None:
+                stop.set()
+            raise
+    if report.dropped:
+        console.print(f"dropped the previous output {', '.join(report.dropped)}")
 
 
 @lab_app.command("deploy")

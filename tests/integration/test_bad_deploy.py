@@ -20,7 +20,7 @@ import pytest
 from batch.reader import BatchReader
 from batch.tasks import run_cycle
 from ingest.producer import EventProducer
-from lab import baddeploy
+from lab import baddeploy, kappa
 from lambdalab.schema import PAGE_VIEWS
 from lambdalab.settings import Settings, get_settings
 from serving.query import merged_query
@@ -104,4 +104,19 @@ def test_bad_deploy_then_lambda_recovery(
     catch_up(settings, PAGE_VIEWS)
     everything += last
     assert served(settings, coded, keys) == oracle.measures(coded, everything)
+    assert baddeploy.untouched(before, baddeploy.raw_fingerprint(settings, PAGE_VIEWS.name)) == []
+
+    # the same bug, recovered the Kappa way: replays of the log through the streaming code
+    baddeploy.deploy_buggy(VIEW)
+    first = kappa.replay_and_switch(settings, VIEW, grace_s=0.2)
+    assert served(settings, bad, keys) == oracle.measures(bad, everything)
+    assert baddeploy.fix(VIEW)
+    second = kappa.replay_and_switch(settings, VIEW, grace_s=0.2)
+    assert (second.previous, second.output) == (first.output, f"{VIEW}__k2")
+    fixed = served(settings, coded, keys)
+    assert fixed == oracle.measures(coded, everything)
+    answer = merged_query(
+        settings, BatchReader(settings), SpeedReader(settings), coded, keys[0], (0, 2**53)
+    )
+    assert answer["kappa"]["output"] == second.output and answer["version"] is None
     assert baddeploy.untouched(before, baddeploy.raw_fingerprint(settings, PAGE_VIEWS.name)) == []
