@@ -78,6 +78,27 @@ def kappa_cmd(
         raise typer.Exit(1)
 
 
+@lab_app.command("verify")
+@friendly
+def verify_cmd(
+    view: Annotated[str, typer.Argument(help="the view whose served answers to check")],
+) -> None:
+    """Check the served answers against the CODED definition, replayed over the whole log."""
+    from lab.kappa import compare
+    from views.registry import coded_views, get_view
+
+    served = get_view(view)  # an unknown name says which views exist
+    with console.status("replaying the log with the coded definition…"):
+        report = compare(get_settings(), coded_views()[view], served=served)
+    if report.mismatches:
+        console.print(
+            f"{view}: answers differ from the coded definition in {len(report.mismatches)} "
+            f"of {report.cells} cells, e.g. {report.mismatches[0]}"
+        )
+        raise typer.Exit(1)
+    console.print(f"{view}: answers equal the coded definition ({report.cells} cells)")
+
+
 @lab_app.command("replay")
 @friendly
 def replay_cmd(

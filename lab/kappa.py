@@ -59,8 +59,12 @@ def replay(
     return [(d.ingest_ms, d.event) for d in good]
 
 
-def compare(settings: Settings, view: ViewDef) -> KappaReport:
-    """Replay the log for ``view`` and compare with the serving layer's merged answers."""
+def compare(settings: Settings, view: ViewDef, served: ViewDef | None = None) -> KappaReport:
+    """Replay the log for ``view`` and compare with the serving layer's merged answers.
+
+    ``served`` is the definition the serving layer answers with (default ``view``): the
+    lab's ``verify`` replays with the coded definition while a deployed one serves.
+    """
     speed = SpeedReader(settings)
     until = speed.offsets(view.name)
     if not until:
@@ -80,7 +84,7 @@ def compare(settings: Settings, view: ViewDef) -> KappaReport:
     for key in sorted({k for k, _b in kappa}):
         buckets = [b for k, b in kappa if k == key]
         answer = merged_query(
-            settings, batch, speed, view, key, (min(buckets), max(buckets) + width)
+            settings, batch, speed, served or view, key, (min(buckets), max(buckets) + width)
         )
         if {int(p): o for p, o in (answer.get("speed_offsets") or {}).items()} != until:
             msg = "the speed layer moved during the comparison: re-run when ingest is quiet"

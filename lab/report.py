@@ -151,9 +151,13 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 def scratch(settings: Any, tag: str) -> Any:
     """A settings copy in a namespace of its own, with a short ingest window."""
-    ns = f"{settings.namespace}_{tag}{uuid.uuid4().hex[:6]}"[:40]
+    return in_namespace(settings, f"{settings.namespace}_{tag}{uuid.uuid4().hex[:6]}"[:40])
+
+
+def in_namespace(settings: Any, namespace: str) -> Any:
+    """``settings`` in ``namespace`` with 2-second ingest windows (cuts after seconds)."""
     batch = settings.batch.model_copy(update={"window_s": 2, "clock_skew_s": 0})
-    return settings.model_copy(update={"namespace": ns, "batch": batch})
+    return settings.model_copy(update={"namespace": namespace, "batch": batch})
 
 
 def generated(count: int, seed: int) -> list[dict[str, Any]]:
@@ -292,6 +296,92 @@ def measure_drift(settings: Any) -> tuple[int, int]:
     return len(drift.differences), drift.records
 
 
+def measure_fix(settings: Any, spark: Any) -> dict[str, float]:
+    """Seconds from the fix of a bad deploy to correct answers: recompute vs replay.
+
+    In ``settings``'s namespace (a history of its own, nothing arriving meanwhile): the
+    answers before the bad deploy are the reference; each recovery ends when the served
+    answers equal them again (checked). Deployed definitions go to a private folder, so
+    the platform's own processes never see the bug.
+    """
+    import tempfile
+
+    from batch.reader import BatchReader
+    from batch.tasks import run_cycle
+    from lab import baddeploy, kappa
+    from lambdalab.schema import PAGE_VIEWS
+    from lambdalab.settings import get_settings
+    from serving.query import merged_cells
+    from speed.consumer import catch_up
+    from speed.reader import SpeedReader
+    from views.registry import get_view
+
+    def answers() -> Any:
+        parts, _prov = merged_cells(
+            settings,
+            BatchReader(settings),
+            SpeedReader(settings),
+            get_view(VIEW),
+            (0, 2**53),
+            lambda _k: True,
+        )
+        return parts_total(parts)
+
+    saved = os.environ.get("LAMBDALAB_PATHS__DEPLOYED_DIR")
+    with tempfile.TemporaryDirectory() as folder:
+        os.environ["LAMBDALAB_PATHS__DEPLOYED_DIR"] = folder
+        get_settings.cache_clear()
+        try:
+            reference = answers()
+            baddeploy.deploy_buggy(VIEW)
+            catch_up(settings, PAGE_VIEWS)
+            run_cycle(settings, land=False, trino=False, spark=spark, views=[VIEW])
+            if answers() == reference:
+                msg = "the bad deploy changed no answer: nothing to recover"
+                raise RuntimeError(msg)
+            baddeploy.fix(VIEW)
+            started = time.perf_counter()
+            catch_up(settings, PAGE_VIEWS)  # the restarted speed layer rebuilds its windows
+            run_cycle(settings, land=False, trino=False, spark=spark, views=[VIEW])
+            recompute_s = time.perf_counter() - started
+            _check(answers(), reference, "recompute")
+            baddeploy.deploy_buggy(VIEW)
+            kappa.replay_and_switch(settings, VIEW, grace_s=0.0)
+            baddeploy.fix(VIEW)
+            started = time.perf_counter()
+            kappa.replay_and_switch(settings, VIEW, grace_s=0.0)
+            replay_s = time.perf_counter() - started
+            _check(answers(), reference, "replay")
+            kappa.back_to_lambda(settings, VIEW, grace_s=0.0)
+        finally:
+            if saved is None:
+                os.environ.pop("LAMBDALAB_PATHS__DEPLOYED_DIR", None)
+            else:
+                os.environ["LAMBDALAB_PATHS__DEPLOYED_DIR"] = saved
+            get_settings.cache_clear()
+    return {"recompute (Lambda)": recompute_s, "replay (Kappa)": replay_s}
+
+
+def parts_total(parts: list[Any]) -> dict[tuple[str, int], dict[str, Any]]:
+    """The merged cells of a many-key read, (key, bucket) -> measures (no HLL in VIEW)."""
+    from views.compute import combine
+    from views.registry import get_view
+
+    view = get_view(VIEW)
+    rows: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for part in parts:
+        for key, buckets in part.items():
+            for bucket, row in buckets.items():
+                rows.setdefault((key, bucket), []).append(row)
+    return {cell: combine(view, found) for cell, found in rows.items()}
+
+
+def _check(got: Any, want: Any, how: str) -> None:
+    if got != want:
+        msg = f"after the {how} recovery the answers still differ from before the bad deploy"
+        raise RuntimeError(msg)
+
+
 def run(
     settings: Any,
     sizes: Iterable[int] = (20_000, 40_000, 80_000),
@@ -311,8 +401,10 @@ def run(
     if report.sizes:
         progress("drift between the two hand-written copies over the largest history")
         largest = report.sizes[-1]
-        s = settings.model_copy(update={"namespace": largest.namespace})
+        s = in_namespace(settings, largest.namespace)
         report.drift_cells, report.drift_records = measure_drift(s)
+        progress("a bad deploy, fixed: time to correct answers by recompute and by replay")
+        report.fix = measure_fix(s, spark)
     progress(f"freshness: {probes} probes under background load")
     report.freshness = measure_freshness(settings, probes)
     return report
@@ -383,6 +475,12 @@ def render(report: Report) -> str:
     if report.fix is not None:
         out += [
             "## From a fix to a correct answer",
+            "",
+            "The lab's bad deploy (`lambdalab lab deploy VIEW --buggy`: a min computed as max) "
+            "over the largest history, then the fix. Recompute: the restarted speed layer "
+            "rebuilds its windows and one batch cycle rebuilds the view from the master "
+            "dataset. Replay: `lab replay` from offset 0 and the switch. Each ends when the "
+            "served answers equal those before the bad deploy (checked).",
             "",
             "| recovery | seconds |",
             "|---|---:|",
