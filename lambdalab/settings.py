@@ -151,11 +151,22 @@ class PathSettings(BaseModel):
         Path("~/.cache/lambdalab/versions").expanduser(),
         description="this host's local copies of batch versions, shared by its API workers",
     )
+    deployed_dir: Path | None = Field(
+        None,
+        description="deployed view definitions (`lambdalab lab deploy`); {state_dir}/deployed",
+    )
 
     @field_validator("state_dir", "cache_dir", "local_versions_dir")
     @classmethod
     def _absolute(cls, value: Path) -> Path:
         return value.expanduser().resolve()
+
+    @property
+    def deployed(self) -> Path:
+        """The folder of deployed view definitions (see ``views.registry``)."""
+        if self.deployed_dir is not None:
+            return self.deployed_dir.expanduser().resolve()
+        return self.state_dir / "deployed"
 
 
 class Settings(BaseSettings):

@@ -27,6 +27,14 @@ class MergedRow(BaseModel):
     bucket_ms: int = Field(description="bucket start, ms since the epoch")
 
 
+class KappaSource(BaseModel):
+    """The Kappa replay output that served an answer (``lambdalab lab replay``)."""
+
+    output: str = Field(description="the replay's output, `{view}__k{generation}`")
+    generation: int = Field(description="which replay of the view")
+    switched_ms: int = Field(description="when serving switched to it, ms since the epoch")
+
+
 class MergedAnswer(BaseModel):
     """``batch view @ cut ⊕ realtime since cut`` for one view key, with provenance."""
 
@@ -43,6 +51,12 @@ class MergedAnswer(BaseModel):
     speed_offsets: dict[str, int] = Field(description="next offset per partition, speed part")
     partial: bool = Field(description="true when a part was unavailable (availability mode)")
     missing: list[str] = Field(description="unavailable parts: 'batch' and/or 'realtime'")
+    kappa: KappaSource | None = Field(
+        None,
+        description="set when a Kappa replay serves the view instead of batch ⊕ realtime "
+        "(`lambdalab lab replay`): then version and cut are null and speed_offsets are the "
+        "replay's",
+    )
     from_: str = Field(alias="from", description="first bucket start asked, ISO-8601 UTC")
     to: str = Field(description="end of the range (exclusive), ISO-8601 UTC")
 
@@ -61,6 +75,12 @@ class Sourced(BaseModel):
     speed_offsets: dict[str, int] = Field(description="next offset per partition, speed part")
     partial: bool = Field(description="true when a part was unavailable (availability mode)")
     missing: list[str] = Field(description="unavailable parts: 'batch' and/or 'realtime'")
+    kappa: KappaSource | None = Field(
+        None,
+        description="set when a Kappa replay serves the view instead of batch ⊕ realtime "
+        "(`lambdalab lab replay`): then version and cut are null and speed_offsets are the "
+        "replay's",
+    )
     next_cursor: str | None = Field(
         description="pass as `cursor` (with the same other parameters) for the next page; "
         "null on the last page"
