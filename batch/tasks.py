@@ -80,27 +80,31 @@ class HdfsTarget(luigi.Target):
 
 
 class PublishedTarget(HdfsTarget):
-    """A version with this fingerprint was published: its marker, or the newest lineage."""
+    """The view's newest published version has this fingerprint (its marker is a record).
+
+    Only the *newest* version counts: a definition changed and changed back (a bad deploy
+    and its fix) must publish again, although a version with this fingerprint was
+    published before it, or the buggy version would stay current.
+    """
 
     def __init__(self, store: VersionStore, view: str, fingerprint: str) -> None:
         super().__init__(store, store.marker(view, fingerprint))
         self.view, self.fingerprint = view, fingerprint
 
     def exists(self) -> bool:
-        """The marker exists, or the newest version has this fingerprint.
+        """The newest version has this fingerprint (its marker is written if missing).
 
-        The second case is a publisher killed after the swap and before the marker: the
-        marker is written now (repair), so the version is not built and published twice.
+        A missing marker is a publisher killed after the swap and before the marker: it is
+        written now (repair), so the version is not built and published twice.
         """
-        if super().exists():
-            return True
         numbers = self.store.published(self.view)
-        if numbers and self.store.lineage(self.view, numbers[0]).get("fingerprint") == (
-            self.fingerprint
-        ):
+        if not numbers:
+            return False
+        if self.store.lineage(self.view, numbers[0]).get("fingerprint") != self.fingerprint:
+            return False
+        if not super().exists():
             self.store.touch(self.path, str(numbers[0]))  # killed after the swap: repair
-            return True
-        return False
+        return True
 
 
 T = TypeVar("T", bound="_ViewTask")

@@ -120,3 +120,36 @@ def test_bad_deploy_then_lambda_recovery(
     )
     assert answer["kappa"]["output"] == second.output and answer["version"] is None
     assert baddeploy.untouched(before, baddeploy.raw_fingerprint(settings, PAGE_VIEWS.name)) == []
+
+
+def test_a_definition_changed_back_is_published_again(
+    stack: Settings, settings: Settings, make_event: EventFactory, deployed_dir: Path
+) -> None:
+    """The fix restores an earlier fingerprint: the next cycle must still make it current.
+
+    Found by ``lab report``: with no new events between the bad deploy's version and the
+    fix, the cycle found the first version's marker, published nothing, and the buggy
+    version stayed current.
+    """
+    settings = settings.model_copy(
+        update={"batch": settings.batch.model_copy(update={"window_s": 2, "clock_skew_s": 0})}
+    )
+    make = make_event.configured(urls=tuple(f"/cb{i}" for i in range(3)), sizes=(1, 999))
+    events = make.many(200)
+    producer = EventProducer(settings, PAGE_VIEWS)
+    producer.send_many(events)
+    producer.close()
+    time.sleep(2.5)
+    coded = coded_views()[VIEW]
+    first = run_cycle(settings, trino=False, views=[VIEW])["views"][VIEW]
+    bad = baddeploy.deploy_buggy(VIEW)
+    second = run_cycle(settings, trino=False, views=[VIEW])["views"][VIEW]
+    assert second["status"] == "published" and second["version"] == first["version"] + 1
+    assert baddeploy.fix(VIEW)
+    third = run_cycle(settings, trino=False, views=[VIEW])["views"][VIEW]
+    assert third["status"] == "published" and third["fingerprint"] == first["fingerprint"]
+    catch_up(settings, PAGE_VIEWS)
+    keys = sorted({coded.key_of(e) for e in events})
+    assert served(settings, coded, keys) == oracle.measures(coded, events)
+    assert served(settings, coded, keys) != oracle.measures(bad, events)
+    assert run_cycle(settings, trino=False, views=[VIEW])["views"][VIEW]["status"] == "unchanged"
