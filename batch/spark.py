@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import os
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -44,6 +45,7 @@ def spark_session(settings: Settings, app_name: str = "lambdalab") -> SparkSessi
         .config("spark.driver.memory", sp.driver_memory)
         .config("spark.driver.extraJavaOptions", f"-Dlog4j.configurationFile={LOG4J}")
         .config("spark.sql.shuffle.partitions", str(sp.shuffle_partitions))
+        .config("spark.sql.adaptive.enabled", "true")  # coalesces small shuffles
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
@@ -54,3 +56,16 @@ def spark_session(settings: Settings, app_name: str = "lambdalab") -> SparkSessi
     )
     os.environ["HADOOP_USER_NAME"] = settings.hdfs.user
     return builder.getOrCreate()
+
+
+def start_in_background(settings: Settings, app_name: str = "lambdalab") -> Future[SparkSession]:
+    """Start the session in a thread, so a batch cycle lands while the JVM starts.
+
+    Starting the JVM takes seconds (most of a small cycle's fixed cost); the session is
+    ready, or nearly, by the time the landing and the planning are done. A thread is
+    enough: the work is in the JVM, not in Python.
+    """
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spark-start")
+    future = pool.submit(spark_session, settings, app_name)
+    pool.shutdown(wait=False)
+    return future
