@@ -1,17 +1,19 @@
 """Benchmark of the batch layer: at scale, and the fixed cost of a small cycle.
 
-Scale: a master dataset of ``LAMBDALAB_BENCH_BATCH_EVENTS`` events (20 million for
-``make bench``). The first ``LAMBDALAB_BENCH_BATCH_ARCHIVED`` of them go the whole way:
-generated, produced to Kafka with the platform's producer and landed by the archiver,
-whose rate is measured. Landing all of them that way would take hours here (the archiver
-lands about 5,000 events/s on this 2-core machine), so the rest is written straight into
-the master dataset by :func:`batch.master.commit_file` -- the archiver's own commit, file
-size cap and format -- on partitions numbered from ``BACKFILL_PARTITION`` (past the topic's
-partitions, so no Kafka offset is claimed twice); a sample of every generated file is
-checked against :func:`batch.master.to_table` of its decoded raw records. Then one batch
-cycle of every default view, and, over the same files in the same Spark session, the
-compiled view against a hand-written Spark groupBy of the same aggregates (target: at
-least 0.8 of its speed), with DuckDB over a local copy of the same Parquet beside them.
+Scale: a master dataset of ``LAMBDALAB_BENCH_BATCH_EVENTS`` events (20 million for ``make
+bench``). The first ``LAMBDALAB_BENCH_BATCH_ARCHIVED`` of them go the whole way: generated,
+produced to Kafka with the platform's producer and landed by the archiver, whose rate is
+measured. Landing all of them that way would take 50 minutes to two hours here (the
+archiver lands 5,000 to 12,000 events/s on this 2-core machine), so the rest is written
+straight into the master dataset by :func:`batch.master.commit_file` -- the archiver's own
+commit, file size cap and format -- on partitions numbered from ``BACKFILL_PARTITION``
+(past the topic's partitions, so no Kafka offset is claimed twice); the first 500 rows
+of three generated files are checked against :func:`batch.master.to_table` of their
+decoded raw records.
+Then one batch cycle of every default view, and, over the same files in the same Spark
+session, the compiled view against a hand-written Spark groupBy of the same aggregates
+(target: at least 0.8 of its speed), with DuckDB over a local copy of the same Parquet
+beside them.
 
 Fixed cost: a cycle over a few thousand new events, once cold (the JVM starts, as for
 ``lambdalab batch run``) and ``REPEATS`` times warm (the session kept, as ``batch loop``
