@@ -117,3 +117,27 @@ def test_the_reader_says_hdfs_is_down_instead_of_crashing(loopback: Loopback) ->
     down = Settings(hdfs={"webhdfs_url": f"http://127.0.0.1:{port}"})
     with pytest.raises(ServiceUnavailable, match=rf"127\.0\.0\.1:{port}"):
         BatchReader(down).current("pageviews_by_url_hourly")
+
+
+def test_phases_add_up_by_name_and_prefix() -> None:
+    from batch.phases import Phases
+
+    phases = Phases()
+    for name in ("build:a", "build:b", "build:a", "trino"):
+        with phases.phase(name):
+            pass
+    assert list(phases.seconds) == ["build:a", "build:b", "trino"]
+    assert phases.total("build:") == phases.seconds["build:a"] + phases.seconds["build:b"]
+    failure = "a failed phase is still timed"
+    with pytest.raises(RuntimeError), phases.phase("land"):
+        raise RuntimeError(failure)
+    assert "land" in phases.rounded()
+
+
+def test_registered_versions_are_read_from_table_names_only() -> None:
+    from batch.trino_tables import TrinoTables
+
+    tables = TrinoTables(Settings())
+    names = ["v__v1", "v__v12", "v", "master_pageviews", "a__vx", "a_b__v3", "__v4"]
+    tables.query = lambda sql: (["Table"], [(n,) for n in names])  # type: ignore[method-assign]
+    assert tables.registered() == {"v": {1, 12}, "a_b": {3}}
