@@ -23,7 +23,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from rich.console import Console
 from rich.table import Table
 
-from lambdalab.schema import PAGE_VIEWS
+from lambdalab.schema import PAGE_VIEWS, format_ts
 from lambdalab.settings import Settings, load_settings
 from lambdalab.topics import ensure_topics
 from speed.consumer import SpeedConsumer
@@ -45,7 +45,7 @@ def produce(settings: Settings, count: int, seed: int = 7) -> None:
             "user_id": f"u{rng.randint(0, 5000)}",
             "referrer": rng.choice([None, "google", "news"]),
             "bytes": rng.randint(0, 100_000),
-            "event_time": moment.isoformat().replace("+00:00", "Z"),
+            "event_time": format_ts(moment),  # the normal form the edge writes
         }
         producer.send(settings.topic_for(PAGE_VIEWS.name), orjson.dumps(event))
     producer.flush()

@@ -22,22 +22,27 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from lambdalab.boundary import window_of
 from lambdalab.deadletters import DeadLetters, Decoded, split
 from lambdalab.errors import DefinitionError, ServiceUnavailable
 from lambdalab.paths import RedisKeys
-from lambdalab.schema import Stream
+from lambdalab.schema import Stream, parse_ts_ms
 from lambdalab.settings import Settings
 from lambdalab.topics import end_offsets_of, ensure_topics, kafka_consumer, partitions
 from speed.expiry import expire
 from speed.metrics import SpeedMetrics
 from speed.rebuild import horizons, needs_rebuild, rebuild
 from speed.store import RealtimeStore
-from views.compute import Cell, aggregate
+from views.compute import Cell, TimedEvent, aggregate_timed
 from views.definition import ViewDef
 from views.registry import views_of
 
 log = logging.getLogger(__name__)
 EXPIRY_EVERY_S = 15.0
+# Records per poll batch, at most. Redis work grows with the cells a batch touches, not
+# with its records (a batch is aggregated in memory first), so under load a big batch
+# costs far less per event; with little load a poll returns whatever has arrived.
+MAX_POLL_RECORDS = 20_000
 
 
 @dataclass
@@ -66,7 +71,7 @@ class SpeedConsumer:
         views: Mapping[str, ViewDef] | None = None,
         metrics: SpeedMetrics | None = None,
         redis_client: Any | None = None,
-        max_poll_records: int = 2000,
+        max_poll_records: int = MAX_POLL_RECORDS,
     ) -> None:
         self.settings = settings
         self.views = dict(views) if views is not None else views_of(stream.name)
@@ -147,7 +152,8 @@ class SpeedConsumer:
         if records:
             newest = max(r.timestamp for r in records)
             self.freshness_ms = max(self.freshness_ms or newest, newest)
-        batch = {view: self._cells(view, good) for view in self.views.values()}
+        timed = self._timed(good)
+        batch = {view: self._cells(view, timed) for view in self.views.values()}
         meta = {"freshness_ms": self.freshness_ms, "updated_ms": _now_ms()}
         self.store.apply(batch, self.position, nxt, meta)
         self.position = nxt
@@ -156,9 +162,16 @@ class SpeedConsumer:
         self.rate = self.metrics.batch(len(good), len(dead))
         return len(records)
 
-    def _cells(self, view: ViewDef, good: list[Decoded]) -> dict[Cell, Any]:
-        pairs = [(d.ingest_ms, d.event) for d in good]
-        cells = aggregate(view, pairs, self.settings.batch.window_s)
+    def _timed(self, good: list[Decoded]) -> list[TimedEvent]:
+        """Each event's ingest window and event time, computed once for every view."""
+        window_s, time_field = self.settings.batch.window_s, self.stream.time_field
+        return [
+            (window_of(d.ingest_ms, window_s), parse_ts_ms(d.event[time_field]), d.event)
+            for d in good
+        ]
+
+    def _cells(self, view: ViewDef, timed: list[TimedEvent]) -> dict[Cell, Any]:
+        cells = aggregate_timed(view, timed)
         floor = self.horizon.get(view.name)
         if floor is None:
             return cells
