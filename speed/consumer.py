@@ -140,22 +140,29 @@ class SpeedConsumer:
         records, which carry offsets but no record. A poll that only moved positions
         still commits them (with no increments).
         """
+        clock = _StageClock(self.metrics)
         polled = self.consumer.poll(timeout_ms=timeout_ms)
         records = [r for recs in polled.values() for r in recs]
         nxt = {tp.partition: self.consumer.position(tp) for tp in self.parts}
+        clock.lap("poll")
         if not records and nxt == self.position:
             return 0
         good, dead = split(self.stream, records)
+        clock.lap("decode")
         if dead:
             self.dead_letters.report(dead)
             self.dead_letters.flush()
+            clock.lap("dead_letters")
         if records:
             newest = max(r.timestamp for r in records)
             self.freshness_ms = max(self.freshness_ms or newest, newest)
         timed = self._timed(good)
+        clock.lap("time")
         batch = {view: self._cells(view, timed) for view in self.views.values()}
+        clock.lap("aggregate")
         meta = {"freshness_ms": self.freshness_ms, "updated_ms": _now_ms()}
         self.store.apply(batch, self.position, nxt, meta)
+        clock.lap("redis")
         self.position = nxt
         self.applied += len(good)
         self.dead += len(dead)
@@ -237,6 +244,19 @@ class SpeedConsumer:
                 end[tp.partition] = high
         lag = self.metrics.positions(self.position, end)
         return Status(self.applied, self.dead, self.rate, lag, self.freshness_ms)
+
+
+class _StageClock:
+    """Adds the wall time since the previous lap to ``lambdalab_speed_stage_seconds``."""
+
+    def __init__(self, metrics: SpeedMetrics) -> None:
+        self.stage = metrics.stage
+        self.last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.stage.labels(stage).inc(now - self.last)
+        self.last = now
 
 
 def _now_ms() -> int:
