@@ -5,7 +5,8 @@ assigned manually (no consumer group, no auto-commit): the only committed positi
 the offsets hash in Redis, written in the same MULTI/EXEC as the increments it covers
 (:mod:`speed.store`). Each poll batch is split into events and dead letters
 (:func:`lambdalab.deadletters.split`), aggregated in memory for every view of the stream
-(:func:`views.compute.aggregate`, keyed by ingest window, key and event bucket) and
+(:func:`views.compute.aggregate_timed`, keyed by ingest window, key and event bucket;
+the event time and ingest window of each record are computed once for all views) and
 written once. Malformed records go to the
 dead-letter topic, which is flushed *before* the EXEC that moves the offsets past them:
 a crash in between only reports them again under the same key (kept once by compaction).
