@@ -13,7 +13,11 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+from hdfs import InsecureClient
+
+from batch.master import landed_offsets
 from lambdalab.errors import LambdaLabError
+from lambdalab.hdfs import answering
 from lambdalab.schema import STREAMS
 from lambdalab.settings import Settings
 from serving.deps import BatchSource, SpeedSource
@@ -99,6 +103,43 @@ def stream_status(
     return out
 
 
+def archiver_status(
+    settings: Settings, client: InsecureClient, stream: str, ingest: dict[str, Any]
+) -> dict[str, Any]:
+    """How far the archiver landed one stream into the master dataset, and what is left.
+
+    ``landed``: per partition, the offset after the last record landed; ``pending``: end
+    offset minus that (what a batch cycle would still have to land).
+    """
+    ends = {int(p): o for p, o in ingest.get("end_offsets", {}).items()}
+    with answering(settings, f"the master dataset of {stream}"):
+        landed = landed_offsets(client, settings, stream, ends)
+    pending = {p: max(0, ends[p] - landed[p]) for p in sorted(ends)}
+    return {
+        "landed": {str(p): o for p, o in landed.items()},
+        "pending": {str(p): n for p, n in pending.items()},
+        "pending_total": sum(pending.values()),
+    }
+
+
+def streams_status(
+    settings: Settings, speed: SpeedSource, probe: KafkaProbe, at_ms: int
+) -> dict[str, dict[str, Any]]:
+    """:func:`stream_status` of every declared stream (what the history sampler keeps)."""
+    return {name: stream_status(settings, speed, probe, name, at_ms) for name in STREAMS}
+
+
+def _with_archiver(
+    settings: Settings, client: InsecureClient, streams: dict[str, dict[str, Any]]
+) -> None:
+    for name, status in streams.items():
+        ingest = status["ingest"]
+        if "error" in ingest:
+            status["archiver"] = {"error": f"ingest unknown: {ingest['error']}"}
+        else:
+            status["archiver"] = _guard(partial(archiver_status, settings, client, name, ingest))
+
+
 def _totals(streams: dict[str, dict[str, Any]], part: str) -> dict[str, Any]:
     """One part (ingest or speed) summed over every stream; partitions as ``stream/p``."""
     found = {name: s[part] for name, s in streams.items() if part in s}
@@ -123,15 +164,20 @@ def _totals(streams: dict[str, dict[str, Any]], part: str) -> dict[str, Any]:
 
 
 def snapshot(
-    settings: Settings, batch: BatchSource, speed: SpeedSource, probe: KafkaProbe
+    settings: Settings,
+    batch: BatchSource,
+    speed: SpeedSource,
+    probe: KafkaProbe,
+    hdfs: InsecureClient,
 ) -> dict[str, Any]:
-    """The whole health snapshot, taken now, for ``/health/pipeline`` and ``/metrics``.
+    """The whole health snapshot, taken now, for ``/pipeline`` and ``/metrics``.
 
-    Every declared stream (ingest and speed), the totals over them, the batch views, and
-    the dead letters.
+    Every declared stream (ingest, archiver and speed), the totals over them, the batch
+    views, and the dead letters.
     """
     at = now_ms()
-    streams = {name: stream_status(settings, speed, probe, name, at) for name in STREAMS}
+    streams = streams_status(settings, speed, probe, at)
+    _with_archiver(settings, hdfs, streams)
     return {
         "at": iso_ms(at),
         "at_ms": at,
