@@ -29,6 +29,7 @@ import httpx
 import pytest
 import uvicorn
 from kafka import KafkaProducer
+from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import sync_playwright
 
 from batch.tasks import run_cycle
@@ -36,12 +37,15 @@ from ingest.producer import EventProducer
 from lambdalab.schema import PAGE_VIEWS
 from lambdalab.settings import Settings
 from lambdalab.topics import ensure_topics
+from serving import pipeline as health_snapshot
 from serving.app import create_app
+from serving.routes import views as views_route
 from speed.consumer import SpeedConsumer
 from tests import oracle
 from tests.events import EventFactory, pageview
 from tests.namespaces import namespace
-from views.definition import KEY_SEP
+from views import registry
+from views.definition import KEY_SEP, Measure, ViewDef
 from views.registry import get_view
 
 CHROMIUM = "/usr/bin/chromium"
@@ -60,6 +64,14 @@ VIEW, HLL_VIEW, URL = "pageviews_by_url_hourly", "visitors_by_url_hourly", "/das
 # the other URLs, drawn in turn: /p/1 most often, then /other and /p/2, ...
 OTHERS = ("/p/1", "/other", "/p/2", "/p/1", "/p/10", "/q/1", "/p/1", "/p/2", "/p/3", "/other")
 READ = {"X-API-Key": "dev-read-key"}
+# a view with a two-field key, registered for this module only (test_queries does the same)
+MULTI = ViewDef(
+    name="dash_by_url_referrer",
+    stream="pageviews",
+    keys=("url", "referrer"),
+    bucket_s=3600,
+    measures=(Measure("views", "count"), Measure("top_bytes", "max", "bytes")),
+)
 BAD = [b"not json", b'{"url": "/p/1"}', b"\xff\xfe"]  # three dead letters
 
 
@@ -127,10 +139,14 @@ def _speed_catch_up(settings: Settings, timeout_s: float = 90.0) -> None:
 
 @pytest.fixture(scope="module")
 def ns(stack: Settings) -> Iterator[Settings]:
-    """This module's namespace: 2-second ingest windows, history sampled every 0.5 s."""
+    """This module's namespace: 2-second ingest windows, history sampled every 0.5 s, and
+    MULTI registered beside the project's views."""
     batch = stack.batch.model_copy(update={"window_s": 2, "clock_skew_s": 0})
     api = stack.api.model_copy(update={"history_interval_s": 0.5, "history_points": 2_000})
-    with namespace(stack, batch=batch, api=api) as fresh:
+    known = registry.all_views()
+    with pytest.MonkeyPatch.context() as patch, namespace(stack, batch=batch, api=api) as fresh:
+        for module in (registry, views_route, health_snapshot):  # each that imported it
+            patch.setattr(module, "all_views", lambda: {**known, MULTI.name: MULTI})
         yield fresh
 
 
@@ -159,7 +175,7 @@ def pipeline(ns: Settings) -> Produced:
         producer.send_many(before)
         _speed_catch_up(settings)
         time.sleep(2.5)  # the next ingest window boundary passes: the cut covers `before`
-        report = run_cycle(settings, trino=False, views=[VIEW, HLL_VIEW])
+        report = run_cycle(settings, trino=False, views=[VIEW, HLL_VIEW, MULTI])
         assert report["ok"], report
         producer.send_many(after)
     finally:
@@ -272,9 +288,14 @@ def test_dashboard_answers_like_the_oracle(pipeline: Produced) -> None:
             page.add_init_script("localStorage.setItem('lambdalab-key', 'dev-read-key')")
             page.goto(f"{base}/dashboard?view={VIEW}&vkey={URL}&refresh=2&key=leaked")
             assert "key" not in parse_qs(urlparse(page.url).query)  # dropped from the URL
-            page.wait_for_function(
-                "Number(document.body.dataset.refreshed || 0) >= 1", timeout=30_000
-            )
+            try:
+                page.wait_for_function(
+                    "Number(document.body.dataset.refreshed || 0) >= 1", timeout=30_000
+                )
+            except PlaywrightError as exc:
+                status = page.inner_text("#status")
+                msg = f"no refresh: {status}; console: {problems}"
+                raise AssertionError(msg) from exc
             _series_and_health(page, pipeline, answer)
             _top_n(page, events)
             _key_picker(page, events)
@@ -282,6 +303,7 @@ def test_dashboard_answers_like_the_oracle(pipeline: Produced) -> None:
             for path in (ARTIFACTS / "dashboard.png", DOCS / "dashboard.png"):
                 page.screenshot(path=str(path), full_page=True)
             _hll_top_n(page, pipeline.events)
+            _multi_field_key(page, pipeline.events)
             browser.close()
     assert problems == []
     assert (DOCS / "dashboard.png").stat().st_size > 10_000
@@ -411,6 +433,31 @@ def _hll_top_n(page: Any, events: list[dict[str, Any]]) -> None:
         assert abs(values["unique_visitors"] - count) <= 0.02 * count, key
     assert sorted(round(e) for e in estimates) == sorted(v["unique_visitors"] for _, v in expected)
     assert page.inner_text("#top-n-table tbody tr td[data-measure]").startswith("≈")
+
+
+def _multi_field_key(page: Any, events: list[dict[str, Any]]) -> None:
+    """A two-field key: top N by both fields; a prefix ending in one whole field; its series."""
+    page.select_option("#view", MULTI.name)
+    span = _top_settled(page, MULTI.name, "views", 10, 21_600)
+    assert _table(page) == _top_oracle(events, MULTI.name, span, "views", 10)
+    page.fill("#key-prefix", "/p/1 · ")  # the url /p/1 exactly, any referrer
+    page.wait_for_function("() => document.getElementById('key-list').dataset.prefix === '/p/1 · '")
+    shown = [
+        li.get_attribute("data-key") for li in page.query_selector_all("#key-list li[data-key]")
+    ]
+    expected = sorted({MULTI.key_of(e) for e in events if MULTI.key_of(e).startswith("/p/1\x1f")})
+    assert shown == expected and len(expected) > 1
+    page.click(f'#key-list li[data-key="{expected[-1]}"]')
+    page.wait_for_function(
+        "k => document.getElementById('series').dataset.key === k", arg=expected[-1]
+    )
+    assert page.input_value("#key-prefix") == expected[-1].replace(KEY_SEP, " · ")
+    merged = {
+        int(c.get_attribute("data-bucket")): float(c.get_attribute("data-value"))
+        for c in page.query_selector_all("#series circle.merged-dot")
+    }
+    rows = oracle.by_bucket(oracle.measures(MULTI, events), expected[-1])
+    assert {b: v for b, v in merged.items() if v} == {b: r["views"] for b, r in rows.items()}
 
 
 def _last(page: Any, chart: str) -> float | None:
