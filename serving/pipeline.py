@@ -59,9 +59,12 @@ def _one_view(batch: BatchSource, view: str, at_ms: int) -> dict[str, Any]:
 
 
 def speed_status(
-    settings: Settings, speed: SpeedSource, probe: KafkaProbe, stream: str, at_ms: int
+    speed: SpeedSource, stream: str, at_ms: int, ends: dict[int, int] | None
 ) -> dict[str, Any]:
-    """Freshness, committed offsets and lag per partition of one stream's speed consumer."""
+    """Freshness, committed offsets and lag per partition of one stream's speed consumer.
+
+    ``ends`` are the topic's end offsets (None when Kafka did not answer: no lag then).
+    """
     reported = speed.status(stream)
     fresh = reported.get("freshness_ms")
     offsets = {int(p): o for p, o in reported.get("offsets", {}).items()}
@@ -71,18 +74,16 @@ def speed_status(
         "freshness_age_s": None if fresh is None else round((at_ms - fresh) / 1000, 3),
         "offsets": {str(p): o for p, o in sorted(offsets.items())},
     }
-    ends = _guard(lambda: {"ends": probe.end_offsets(settings.topic_for(stream))})
-    if "ends" in ends:
-        lag = {p: max(0, end - offsets.get(p, 0)) for p, end in sorted(ends["ends"].items())}
+    if ends is not None:
+        lag = {p: max(0, end - offsets.get(p, 0)) for p, end in sorted(ends.items())}
         out["lag"] = {str(p): n for p, n in lag.items()}
         out["lag_total"] = sum(lag.values())
     out["reported"] = reported
     return out
 
 
-def ingest_status(settings: Settings, probe: KafkaProbe, stream: str) -> dict[str, Any]:
-    """Records accepted into one stream's topic so far (its end offsets)."""
-    ends = probe.end_offsets(settings.topic_for(stream))
+def ingest_status(ends: dict[int, int]) -> dict[str, Any]:
+    """Records accepted into one stream's topic so far, from its end offsets."""
     return {"end_offsets": {str(p): o for p, o in ends.items()}, "records": sum(ends.values())}
 
 
@@ -91,15 +92,19 @@ def stream_status(
 ) -> dict[str, Any]:
     """One declared stream: its topic, what was ingested, and its speed consumer.
 
+    The topic's end offsets are read once, for both the ingest part and the speed lag.
     The speed part is present only when the stream has views to keep.
     """
+    topic = settings.topic_for(stream)
+    read = _guard(lambda: {"ends": probe.end_offsets(topic)})
+    ends: dict[int, int] | None = read.get("ends")
     out: dict[str, Any] = {
-        "topic": settings.topic_for(stream),
+        "topic": topic,
         "views": sorted(views_of(stream)),
-        "ingest": _guard(lambda: ingest_status(settings, probe, stream)),
+        "ingest": read if ends is None else ingest_status(ends),
     }
     if out["views"]:
-        out["speed"] = _guard(lambda: speed_status(settings, speed, probe, stream, at_ms))
+        out["speed"] = _guard(lambda: speed_status(speed, stream, at_ms, ends))
     return out
 
 
