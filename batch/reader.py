@@ -3,25 +3,26 @@
 The serving layer asks :class:`BatchReader` for the current version of a view (its number
 and cut, from one listing of ``versions/``) and then for rows of that same version only,
 so one query never mixes two versions. A version is immutable once published, which is
-why a whole version may be cached in memory by its number.
+why it is read from a local copy on this host (:mod:`batch.localcopy`): built once from
+the version's Parquet on HDFS, then memory-mapped and searched by key, never loaded whole.
 """
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from hdfs import InsecureClient
 
+from batch.localcopy import LocalCopies, LocalVersion
 from batch.publish import VersionStore
 from lambdalab.errors import NotFound
 from lambdalab.hdfs import guarded
 from lambdalab.settings import Settings
 
-_MAX_CACHED = 8
+_LINEAGES_KEPT = 64
 
 
 @dataclass(frozen=True)
@@ -41,10 +42,17 @@ class BatchReader:
     Raises ServiceUnavailable from every method when HDFS does not answer.
     """
 
-    def __init__(self, settings: Settings, client: InsecureClient | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        client: InsecureClient | None = None,
+        copies: LocalCopies | None = None,
+    ) -> None:
         self.settings = settings
         self.store = VersionStore(settings, client)
-        self._cache: dict[tuple[str, int], dict[str, dict[int, dict[str, Any]]]] = {}
+        root = settings.paths.local_versions_dir / settings.namespace
+        self.copies = copies or LocalCopies(root, settings.api.local_versions_kept)
+        self._lineages: dict[tuple[str, int], dict[str, Any]] = {}  # immutable per version
 
     def versions(self, view: str) -> list[VersionInfo]:
         """Published versions of ``view``, newest first."""
@@ -55,13 +63,27 @@ class BatchReader:
         numbers = self._guard(self.store.published, view)
         return self._info(view, numbers[0]) if numbers else None
 
+    def info(self, view: str, version: int) -> VersionInfo:
+        """Version ``version`` of ``view`` (its cut and lineage).
+
+        Raises:
+            NotFound: it is not published (or was pruned).
+        """
+        return self._info(view, version)
+
+    def ready(self, info: VersionInfo) -> bool:
+        """Whether this host's local copy of the version is built (reads are fast)."""
+        return self.copies.ready(info.view, info.version, info.lineage)
+
+    def prepare(self, info: VersionInfo) -> None:
+        """Build this host's local copy of the version (blocks; once per host)."""
+        self._guard(self.copies.build, info.view, info.version, info.lineage, self._fetcher(info))
+
     def rows(
         self, view: str, version: int, key: str, bucket_from_ms: int, bucket_to_ms: int
     ) -> dict[int, dict[str, Any]]:
         """bucket_ms -> {measure: value} of one key, buckets in [from, to), as in Parquet."""
-        table = self._table(view, version)
-        buckets = table.get(key, {})
-        return {b: dict(v) for b, v in buckets.items() if bucket_from_ms <= b < bucket_to_ms}
+        return self._copy(view, version).rows(key, bucket_from_ms, bucket_to_ms)
 
     def cells(
         self,
@@ -73,61 +95,58 @@ class BatchReader:
     ) -> dict[str, dict[int, dict[str, Any]]]:
         """Per key ``keep`` accepts: bucket_ms -> {measure: value}, buckets in [from, to).
 
-        The many-key form of :meth:`rows`, read from the same cached version.
+        The many-key form of :meth:`rows`, read from the same local copy.
         """
-        out: dict[str, dict[int, dict[str, Any]]] = {}
-        for key, buckets in self._table(view, version).items():
-            if keep is not None and not keep(key):
-                continue
-            chosen = {b: dict(v) for b, v in buckets.items() if bucket_from_ms <= b < bucket_to_ms}
-            if chosen:
-                out[key] = chosen
-        return out
+        return self._copy(view, version).cells(bucket_from_ms, bucket_to_ms, keep)
+
+    def local(self, view: str, version: int) -> LocalVersion:
+        """The memory-mapped local copy of a version (built first if needed)."""
+        return self._copy(view, version)
 
     def _info(self, view: str, n: int) -> VersionInfo:
         lineage = self._guard(self.store.lineage, view, n)
         path = self.store.paths.version(view, n)
         return VersionInfo(view, n, int(lineage["cut_ms"]), path, lineage)
 
-    def _table(self, view: str, version: int) -> dict[str, dict[int, dict[str, Any]]]:
-        cached = self._cache.get((view, version))
-        if cached is None:
-            cached = self._guard(self._load, view, version)
-            if len(self._cache) >= _MAX_CACHED:
-                self._cache.pop(next(iter(self._cache)))
-            self._cache[(view, version)] = cached
-        return cached
+    def _copy(self, view: str, version: int) -> LocalVersion:
+        lineage = self._lineages.get((view, version))
+        if lineage is None:
+            lineage = self._info(view, version).lineage
+            if len(self._lineages) >= _LINEAGES_KEPT:
+                self._lineages.pop(next(iter(self._lineages)))
+            self._lineages[(view, version)] = lineage
+        info = VersionInfo(view, version, int(lineage["cut_ms"]), "", lineage)
+        copy: LocalVersion = self._guard(
+            self.copies.open, view, version, lineage, self._fetcher(info)
+        )
+        return copy
 
-    def _load(self, view: str, version: int) -> dict[str, dict[int, dict[str, Any]]]:
-        import pyarrow.parquet as pq
+    def _fetcher(self, info: VersionInfo) -> Callable[[Path], list[Path]]:
+        def fetch(into: Path) -> list[Path]:
+            return self.fetch(info.view, info.version, into)
 
+        return fetch
+
+    def fetch(self, view: str, version: int, into: Path) -> list[Path]:
+        """Download the Parquet files of a version into ``into``; return their paths.
+
+        Raises:
+            NotFound: the version is not published (or was pruned meanwhile).
+        """
         data = f"{self.store.paths.version(view, version)}/data"
         if not self.store.exists(data):
             msg = f"view {view}: version {version} is not published ({data})"
             raise NotFound(msg)
-        keys = tuple(self.store.lineage(view, version)["view_definition"]["keys"])
-        out: dict[str, dict[int, dict[str, Any]]] = {}
+        out = []
         for name in sorted(self.store.client.list(data)):
             if name.startswith(("_", ".")) or not name.endswith(".parquet"):
                 continue
-            with self.store.client.read(f"{data}/{name}") as reader:
-                table = pq.read_table(io.BytesIO(reader.read()))
-            _index(table.to_pylist(), keys, out)
+            target = into / name
+            with self.store.client.read(f"{data}/{name}") as reader, open(target, "wb") as f:
+                while chunk := reader.read(1 << 20):
+                    f.write(chunk)
+            out.append(target)
         return out
 
     def _guard(self, func: Any, *args: Any) -> Any:
         return guarded(self.settings, f"view {args[0]}", func, *args)
-
-
-_NOT_MEASURES = ("key", "bucket_ms")
-
-
-def _index(
-    rows: list[dict[str, Any]], keys: tuple[str, ...], out: dict[str, dict[int, dict[str, Any]]]
-) -> None:
-    skip = set(_NOT_MEASURES) | set(keys)
-    for row in rows:
-        key, bucket = row["key"], int(row["bucket_ms"])
-        out.setdefault(key, {})[bucket] = {
-            k: int(v) if isinstance(v, Decimal) else v for k, v in row.items() if k not in skip
-        }

@@ -20,7 +20,7 @@ from typing import Any
 from bench.summary import rows, svg, table
 from lambdalab.settings import load_settings
 
-BENCHES = ("ingest", "batch", "speed", "serving")
+BENCHES = ("ingest", "batch", "speed", "serving", "queries")
 
 
 def main(names: list[str]) -> int:

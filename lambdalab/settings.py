@@ -109,6 +109,8 @@ class ApiSettings(BaseModel):
     availability: Literal["consistent", "available"] = "consistent"
     sql_row_limit: int = Field(1000, ge=1)
     sql_timeout_s: float = Field(30.0, gt=0)
+    sql_memory: str = Field("1GB", description="DuckDB memory limit of one POST /sql/merged")
+    local_versions_kept: int = Field(4, ge=2, description="local batch version copies per view")
     history_interval_s: float = Field(
         5.0, ge=0, description="pipeline history sampling period per API process (0: off)"
     )
@@ -151,11 +153,26 @@ class PathSettings(BaseModel):
 
     state_dir: Path = Path(".lambdalab")
     cache_dir: Path = Path("~/.cache/lambdalab").expanduser()
+    local_versions_dir: Path = Field(
+        Path("~/.cache/lambdalab/versions").expanduser(),
+        description="this host's local copies of batch versions, shared by its API workers",
+    )
+    deployed_dir: Path | None = Field(
+        None,
+        description="deployed view definitions (`lambdalab lab deploy`); {state_dir}/deployed",
+    )
 
-    @field_validator("state_dir", "cache_dir")
+    @field_validator("state_dir", "cache_dir", "local_versions_dir")
     @classmethod
     def _absolute(cls, value: Path) -> Path:
         return value.expanduser().resolve()
+
+    @property
+    def deployed(self) -> Path:
+        """The folder of deployed view definitions (see ``views.registry``)."""
+        if self.deployed_dir is not None:
+            return self.deployed_dir.expanduser().resolve()
+        return self.state_dir / "deployed"
 
 
 class Settings(BaseSettings):

@@ -7,6 +7,7 @@ app, lazily, and kept in ``app.state``; tests swap them with
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -15,11 +16,13 @@ from typing import Annotated, Any, Protocol
 from fastapi import Depends, Request
 from hdfs import InsecureClient
 
+from lambdalab.errors import LambdaLabError
 from lambdalab.hdfs import webhdfs
 from lambdalab.settings import Settings
 from serving.auth import require
 from serving.kafkaprobe import KafkaProbe
 
+log = logging.getLogger(__name__)
 _lock = threading.Lock()
 VERSION_TTL_S = 1.0
 
@@ -55,6 +58,22 @@ class BatchSource(Protocol):
         Raises:
             ServiceUnavailable: HDFS did not answer.
         """
+
+    def info(self, view: str, version: int) -> Any:
+        """Version ``version`` of ``view`` (``VersionInfo``); NotFound when not published."""
+
+    def ready(self, info: Any) -> bool:
+        """Whether this host's local copy of the version is built."""
+
+    def prepare(self, info: Any) -> None:
+        """Build this host's local copy of the version (blocks).
+
+        Raises:
+            ServiceUnavailable: HDFS did not answer.
+        """
+
+    def local(self, view: str, version: int) -> Any:
+        """The local copy of a version (``batch.localcopy.LocalVersion``), built if needed."""
 
 
 class SpeedSource(Protocol):
@@ -124,24 +143,51 @@ def _cached(request: Request, attr: str, factory: Any) -> Any:
 
 
 class PointerCache:
-    """A batch source whose version pointer (``current``) is cached for ``ttl_s`` seconds.
+    """A batch source whose version pointer is cached briefly and only names ready versions.
 
-    Reading the pointer costs two WebHDFS round trips (~8 ms), most of a merged query.
-    A pointer at most ``ttl_s`` old is still exact: the answer uses that version's cut
-    throughout, and the speed layer keeps the realtime windows of two generations.
+    Reading the pointer costs two WebHDFS round trips (~8 ms), most of a merged query, so
+    it is read at most every ``ttl_s`` seconds. A pointer at most ``ttl_s`` old is still
+    exact: the answer uses that version's cut throughout, and the speed layer keeps the
+    realtime windows of two generations.
+
+    A newly published version becomes current here only once this host's local copy of it
+    is built (``BatchReader.ready``): until then a background thread builds it and queries
+    keep reading the version just before it, which is exact for the same reason (its cut
+    is the expiry horizon). When no such version is ready (a fresh process, or two
+    publications during one build) the query waits for the build instead.
     """
 
     def __init__(self, inner: BatchSource, ttl_s: float = VERSION_TTL_S) -> None:
         self.inner = inner
         self.ttl_s = ttl_s
         self._pointers: dict[str, tuple[float, Any]] = {}
+        self._served: dict[str, Any] = {}  # view -> the newest version served (ready)
+        self._builds: dict[tuple[str, int], threading.Thread] = {}
+        self._lock = threading.Lock()
 
     def versions(self, view: str) -> list[Any]:
         """Published versions of ``view`` from the inner source (not cached)."""
         return self.inner.versions(view)
 
     def current(self, view: str) -> Any:
-        """The newest version of ``view``, as read at most ``ttl_s`` seconds ago."""
+        """The newest version of ``view`` (read at most ``ttl_s`` ago) once its copy is ready.
+
+        While that copy builds: the version just before it, when this host has its copy.
+        """
+        newest = self._newest(view)
+        if newest is None or not hasattr(self.inner, "ready") or self.inner.ready(newest):
+            self._served[view] = newest
+            return newest
+        build = self._prefetch(newest)
+        older = self._older(view, newest)
+        if older is not None:
+            return older
+        build.join()
+        self.inner.prepare(newest)  # re-raises what the background build hit, if anything
+        self._served[view] = newest
+        return newest
+
+    def _newest(self, view: str) -> Any:
         now = time.monotonic()
         hit = self._pointers.get(view)
         if hit is not None and now - hit[0] < self.ttl_s:
@@ -150,10 +196,45 @@ class PointerCache:
         self._pointers[view] = (now, info)
         return info
 
+    def _older(self, view: str, newest: Any) -> Any:
+        """The ready version just before ``newest``, if there is one (else None)."""
+        served = self._served.get(view)
+        if served is not None and served.version == newest.version - 1:
+            return served
+        try:
+            before = self.inner.info(view, newest.version - 1)
+        except LambdaLabError:  # not published (pruned or the first version): wait instead
+            return None
+        if self.inner.ready(before):
+            self._served[view] = before
+            return before
+        return None
+
+    def _prefetch(self, info: Any) -> threading.Thread:
+        """The thread building ``info``'s local copy (started on first sight)."""
+        with self._lock:
+            build = self._builds.get((info.view, info.version))
+            if build is None:
+                build = threading.Thread(
+                    target=self._build, args=(info,), name=f"copy-{info.view}", daemon=True
+                )
+                self._builds[(info.view, info.version)] = build
+                build.start()
+            return build
+
+    def _build(self, info: Any) -> None:
+        try:
+            self.inner.prepare(info)
+        except LambdaLabError as exc:  # HDFS away or version pruned: the next query retries
+            log.warning("view %s: local copy of v%06d failed: %s", info.view, info.version, exc)
+        finally:
+            with self._lock:
+                self._builds.pop((info.view, info.version), None)
+
     def rows(
         self, view: str, version: int, key: str, bucket_from_ms: int, bucket_to_ms: int
     ) -> dict[int, dict[str, Any]]:
-        """The inner source's rows (not cached here: the reader caches whole versions)."""
+        """The inner source's rows (from its local copy of the version)."""
         return self.inner.rows(view, version, key, bucket_from_ms, bucket_to_ms)
 
     def cells(
@@ -164,8 +245,12 @@ class PointerCache:
         bucket_to_ms: int,
         keep: Callable[[str], bool] | None = None,
     ) -> dict[str, dict[int, dict[str, Any]]]:
-        """The inner source's cells (not cached here, like :meth:`rows`)."""
+        """The inner source's cells (from its local copy, like :meth:`rows`)."""
         return self.inner.cells(view, version, bucket_from_ms, bucket_to_ms, keep)
+
+    def local(self, view: str, version: int) -> Any:
+        """The inner source's local copy of a version (what merged SQL scans)."""
+        return self.inner.local(view, version)
 
     def close(self) -> None:
         """Close the inner source, if it has anything to close (the app's shutdown)."""

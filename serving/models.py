@@ -27,6 +27,14 @@ class MergedRow(BaseModel):
     bucket_ms: int = Field(description="bucket start, ms since the epoch")
 
 
+class KappaSource(BaseModel):
+    """The Kappa replay output that served an answer (``lambdalab lab replay``)."""
+
+    output: str = Field(description="the replay's output, `{view}__k{generation}`")
+    generation: int = Field(description="which replay of the view")
+    switched_ms: int = Field(description="when serving switched to it, ms since the epoch")
+
+
 class MergedAnswer(BaseModel):
     """``batch view @ cut ⊕ realtime since cut`` for one view key, with provenance."""
 
@@ -43,6 +51,12 @@ class MergedAnswer(BaseModel):
     speed_offsets: dict[str, int] = Field(description="next offset per partition, speed part")
     partial: bool = Field(description="true when a part was unavailable (availability mode)")
     missing: list[str] = Field(description="unavailable parts: 'batch' and/or 'realtime'")
+    kappa: KappaSource | None = Field(
+        None,
+        description="set when a Kappa replay serves the view instead of batch ⊕ realtime "
+        "(`lambdalab lab replay`): then version and cut are null and speed_offsets are the "
+        "replay's",
+    )
     from_: str = Field(alias="from", description="first bucket start asked, ISO-8601 UTC")
     to: str = Field(description="end of the range (exclusive), ISO-8601 UTC")
 
@@ -61,6 +75,12 @@ class Sourced(BaseModel):
     speed_offsets: dict[str, int] = Field(description="next offset per partition, speed part")
     partial: bool = Field(description="true when a part was unavailable (availability mode)")
     missing: list[str] = Field(description="unavailable parts: 'batch' and/or 'realtime'")
+    kappa: KappaSource | None = Field(
+        None,
+        description="set when a Kappa replay serves the view instead of batch ⊕ realtime "
+        "(`lambdalab lab replay`): then version and cut are null and speed_offsets are the "
+        "replay's",
+    )
     next_cursor: str | None = Field(
         description="pass as `cursor` (with the same other parameters) for the next page; "
         "null on the last page"
@@ -143,6 +163,46 @@ class SqlResult(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
 
+class MergedSqlRequest(BaseModel):
+    """One read-only SQL statement over the merged views (batch ⊕ realtime), for DuckDB."""
+
+    sql: str = Field(
+        min_length=1,
+        max_length=100_000,
+        examples=[
+            "SELECT url, sum(views) AS views FROM pageviews_by_url_hourly "
+            "GROUP BY url ORDER BY views DESC LIMIT 10",
+            "SELECT url, hll_estimate(unique_visitors) AS visitors "
+            "FROM visitors_by_url_hourly GROUP BY url ORDER BY visitors DESC LIMIT 10",
+        ],
+    )
+
+
+class ViewRead(BaseModel):
+    """What a merged SQL answer read of one view: one batch version and one speed snapshot."""
+
+    version: int | None = Field(description="batch version read (None: none published)")
+    cut: str | None
+    cut_ms: int | None = Field(description="its ingest-time cut: realtime windows >= it")
+    freshness: str | None
+    freshness_ms: int | None
+    speed_offsets: dict[str, int] = Field(description="partition -> next offset covered")
+    partial: bool
+    missing: list[str]
+
+
+class MergedSqlResult(BaseModel):
+    """Rows of a read-only query over the merged views, at most ``api.sql_row_limit``."""
+
+    columns: list[str]
+    rows: list[list[Any]]
+    row_count: int
+    truncated: bool = Field(description="true when more rows existed than the row limit")
+    engine: str = Field(description="'duckdb': in the API process, over the parts below")
+    views: dict[str, ViewRead] = Field(description="per view the statement read: its parts")
+    elapsed_s: float
+
+
 class Health(BaseModel):
     """Liveness of the API and reachability of each backend."""
 
@@ -200,7 +260,7 @@ class PipelineHistory(BaseModel):
 
 
 DESCRIPTIONS = {
-    400: "not a single read-only query, or Trino refused it",
+    400: "not a single read-only query, or Trino (/sql) or DuckDB (/sql/merged) refused it",
     401: "missing API key: send it in the X-API-Key header",
     403: "the API key lacks the scope (read for queries, write for ingest)",
     404: "unknown view, or no published batch version",

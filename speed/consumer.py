@@ -67,8 +67,15 @@ class SpeedConsumer:
         metrics: SpeedMetrics | None = None,
         redis_client: Any | None = None,
         max_poll_records: int = 2000,
+        output: str | None = None,
     ) -> None:
+        """A consumer of ``stream``; see the class docstring.
+
+        ``output`` runs it as a second instance with offsets of its own (a Kappa replay into
+        the views given in ``views``), beside the stream's usual consumer.
+        """
         self.settings = settings
+        self.output = output
         self.views = dict(views) if views is not None else views_of(stream.name)
         if not self.views:
             msg = f"no registered view reads stream {stream.name!r}: nothing to keep in Redis"
@@ -90,7 +97,9 @@ class SpeedConsumer:
     def setup(self) -> None:
         """Connect to Kafka and Redis; resume from the stored offsets or rebuild."""
         ensure_topics(self.settings)
-        self.store = RealtimeStore(self.settings, self.topic, self._redis_client)
+        self.store = RealtimeStore(
+            self.settings, self.topic, self._redis_client, output=self.output
+        )
         self.consumer = kafka_consumer(self.settings, max_poll_records=self._max_poll)
         self.dead_letters = DeadLetters(
             self.settings, layer="speed", registry=self.metrics.registry

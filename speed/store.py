@@ -99,11 +99,19 @@ def connect(settings: Settings) -> redis.Redis:
 class RealtimeStore:
     """The Redis side of the speed layer for one namespace."""
 
-    def __init__(self, settings: Settings, topic: str, client: redis.Redis | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        topic: str,
+        client: redis.Redis | None = None,
+        *,
+        output: str | None = None,
+    ) -> None:
+        """``output`` names a second instance's own offsets (a Kappa replay, ``lab.kappa``)."""
         self.settings = settings
         self.keys = RedisKeys(settings)
         self.client = client if client is not None else connect(settings)
-        self.offsets_key = self.keys.offsets(topic)
+        self.offsets_key = self.keys.offsets(f"{topic}@{output}" if output else topic)
 
     def read_offsets(self) -> dict[int, int] | None:
         """Partition -> next offset committed with the increments; None if never written."""

@@ -40,7 +40,7 @@ def namespace(base: Settings, **updates: Any) -> Iterator[Settings]:
 
 
 def drop(settings: Settings) -> list[str]:
-    """Remove the namespace's Trino schema, HDFS root, Kafka topics and Redis keys.
+    """Remove the namespace's Trino schema, HDFS root, Kafka topics, Redis keys, local copies.
 
     Trino goes first: its tables point into the HDFS root. Returns the parts that could not
     be removed, each also reported as a :class:`NamespaceLeft` warning.
@@ -50,6 +50,7 @@ def drop(settings: Settings) -> list[str]:
         ("HDFS root", drop_hdfs_root),
         ("Kafka topics", drop_topics),
         ("Redis keys", drop_redis_keys),
+        ("local version copies", drop_local_copies),
     ]
     left = []
     for part, remove in parts:
@@ -68,6 +69,13 @@ def topics_of(settings: Settings, existing: set[str]) -> list[str]:
     declared = {settings.topic_for(name) for name in STREAMS} | {settings.dlq_topic}
     prefix = f"{settings.namespace}."
     return sorted(t for t in existing if t in declared or t.startswith(prefix))
+
+
+def drop_local_copies(settings: Settings) -> None:
+    """Remove this host's local copies of the namespace's batch versions (batch.localcopy)."""
+    import shutil
+
+    shutil.rmtree(settings.paths.local_versions_dir / settings.namespace, ignore_errors=True)
 
 
 def drop_topics(settings: Settings) -> None:

@@ -1,4 +1,8 @@
-"""Read-only SQL over the master dataset and the batch views, through Trino."""
+"""Read-only SQL: Trino over the batch tables, DuckDB over the merged views.
+
+``/sql`` runs on Trino over the master dataset and the batch views; ``/sql/merged`` runs
+in the API process over batch ⊕ realtime (:mod:`serving.mergedsql`).
+"""
 
 from __future__ import annotations
 
@@ -12,8 +16,9 @@ from fastapi.concurrency import run_in_threadpool
 
 from lambdalab.errors import ServiceUnavailable, ValidationFailed
 from lambdalab.settings import Settings
-from serving.deps import ReadKey, SettingsDep
-from serving.models import SqlRequest, SqlResult, errors
+from serving.deps import BatchDep, ReadKey, SettingsDep, SpeedDep
+from serving.mergedsql import SqlTimeout, run_merged_sql
+from serving.models import MergedSqlRequest, MergedSqlResult, SqlRequest, SqlResult, errors
 from serving.sqlguard import check_read_only
 
 router = APIRouter(tags=["sql"], responses=errors(400, 401, 403, 422, 503, 504))
@@ -92,3 +97,34 @@ async def sql(body: SqlRequest, _: ReadKey, settings: SettingsDep) -> dict[str, 
         return await run_in_threadpool(run_sql, settings, statement)
     except (trino.exceptions.Error, trino.exceptions.HttpError, OSError) as exc:
         raise _translate(settings, exc) from exc
+
+
+@router.post("/sql/merged", response_model=MergedSqlResult)
+async def sql_merged(
+    body: MergedSqlRequest, _: ReadKey, settings: SettingsDep, batch: BatchDep, speed: SpeedDep
+) -> dict[str, Any]:
+    """Run one read-only statement over the merged views it names (batch ⊕ realtime).
+
+    Each view named (unquoted) is a relation of that name: the rows of its current batch
+    version and the realtime partials since that version's cut, a column ``part`` telling
+    which. Aggregate measures with ``sum`` (count, sum: exact integers), ``min``/``max``
+    and ``hll_estimate(sketch)`` (the estimate of the merged sketch of each result row).
+    The answer names, per view, the version, cut and speed offsets it read. Limits as
+    ``/sql``: ``api.sql_row_limit`` rows (``truncated``), ``api.sql_timeout_s`` (504),
+    ``api.sql_memory``; writes, file access and settings are refused (400).
+    """
+    try:
+        result = await run_in_threadpool(run_merged_sql, settings, batch, speed, body.sql)
+    except ValidationFailed as exc:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=str(exc)) from exc
+    except SqlTimeout as exc:
+        raise HTTPException(status.HTTP_504_GATEWAY_TIMEOUT, detail=str(exc)) from exc
+    return {
+        "columns": result.columns,
+        "rows": result.rows,
+        "row_count": len(result.rows),
+        "truncated": result.truncated,
+        "engine": "duckdb",
+        "views": result.views,
+        "elapsed_s": result.elapsed_s,
+    }

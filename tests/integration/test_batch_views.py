@@ -137,7 +137,7 @@ def served(settings: Settings, view: ViewDef) -> dict[tuple[str, int], dict[str,
     reader = BatchReader(settings)
     info = reader.current(view.name)
     assert info is not None
-    table = reader._table(view.name, info.version)
+    table = reader.cells(view.name, info.version, -(2**62), 2**62)
     return {(k, b): row for k, buckets in table.items() for b, row in buckets.items()}
 
 

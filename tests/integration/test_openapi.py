@@ -8,7 +8,8 @@ positive and negative data, under every check schemathesis has (14 in 4.32) plus
 response-time limit. None is disabled; what each exception below means:
 
 - 413 counts as a rejection of negative data (it answers documented size limits);
-- ``POST /sql`` may refuse schema-valid SQL with 400: SQL's grammar is no JSON Schema;
+- ``POST /sql`` and ``POST /sql/merged`` may refuse schema-valid SQL with 400: SQL's
+  grammar is no JSON Schema;
 - a positive view query keeps ``to`` after ``from`` (:func:`map_case`);
 - three checks run but find nothing to act on here: ``object_level_authorization``
   needs objects owned by one identity (keys are scopes over shared data), and
@@ -76,6 +77,11 @@ CONFIG = {
             # can run is SQL's grammar, which no schema expresses: a refusal is 400 naming
             # why (tests/integration/test_sql_readonly.py pins which statements pass).
             "include-name": "POST /sql",
+            "checks": {"positive_data_acceptance": {"expected-statuses": [*ACCEPTED, "400"]}},
+        },
+        {
+            # the same for DuckDB's grammar (tests/integration/test_sql_merged.py)
+            "include-name": "POST /sql/merged",
             "checks": {"positive_data_acceptance": {"expected-statuses": [*ACCEPTED, "400"]}},
         },
     ],

@@ -42,6 +42,7 @@ STATUSES = {
         for op in ("rows", "keys")
     },
     ("post", "/sql"): {*SECURED, 400, 422, 503, 504},  # refused, bad body, Trino down, timeout
+    ("post", "/sql/merged"): {*SECURED, 400, 422, 503, 504},  # refused, body, a part down, timeout
     ("get", "/pipeline"): SECURED,  # a backend down is an `error` in the snapshot, not a 503
     ("get", "/pipeline/history"): SECURED,  # samples kept in memory: nothing to be down
     ("get", "/health"): {200, 500},

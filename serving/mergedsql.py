@@ -1,0 +1,214 @@
+"""SQL over the merged views: batch version at its cut ⊕ realtime since the cut, in DuckDB.
+
+``POST /sql/merged`` answers one read-only statement over relations named like the views
+it mentions. Each such relation is the union of two parts, read once per request exactly
+as a merged point query reads them (:mod:`serving.query`): the rows of one batch version
+(this host's local copy, :mod:`batch.localcopy`, scanned zero-copy from its memory map)
+and one realtime snapshot of every key since that version's cut
+(``SpeedReader.view_snapshot``). A (key, bucket) may thus appear twice, once per part
+(column ``part``): the measures are partial aggregates and queries aggregate them with
+``sum`` (count and sum measures, exact integers), ``min``/``max``, and
+``hll_estimate(sketch)`` -- the estimate of the union of the HLL sketches it aggregates,
+i.e. of the merged sketch of each result row. Because ⊕ is associative and commutative
+any grouping of the partials is exact whichever side of the cut a record fell on.
+
+The statement runs in a fresh in-memory DuckDB with file access disabled and its
+configuration locked, after the same lexical read-only gate as ``/sql``
+(:mod:`serving.sqlguard`), with ``api.sql_row_limit``, ``api.sql_timeout_s`` and the
+``api.sql_memory`` limit.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import pyarrow as pa
+
+from lambdalab.errors import LambdaLabError, ValidationFailed
+from lambdalab.settings import Settings
+from serving.deps import BatchSource, SpeedSource
+from serving.merge import provenance
+from serving.query import merged_parts
+from serving.sqlguard import check_read_only, strip_noise
+from views import registry
+from views.definition import ESCAPE, KEY_SEP, NULL_KEY, ViewDef, hll_estimate, hll_union
+
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_ESCAPED = re.compile(r"\\(\\|u001f)")
+_TYPES = {"count": pa.int64(), "sum": pa.decimal128(38, 0), "min": pa.int64(), "max": pa.int64()}
+
+
+class SqlTimeout(LambdaLabError):
+    """The statement ran longer than ``api.sql_timeout_s`` and was interrupted."""
+
+
+@dataclass(frozen=True)
+class MergedSql:
+    """One answered statement: its rows and, per view it read, the parts' provenance."""
+
+    columns: list[str]
+    rows: list[list[Any]]
+    truncated: bool
+    views: dict[str, dict[str, Any]]
+    elapsed_s: float
+
+
+def referenced(statement: str) -> list[ViewDef]:
+    """The registered views a statement names (unquoted), in name order.
+
+    Raises:
+        ValidationFailed: it names none (the message lists the views there are).
+    """
+    words = {w.lower() for w in _WORD.findall(strip_noise(statement))}
+    views = registry.all_views()
+    named = [views[n] for n in sorted(views) if n in words]
+    if not named:
+        msg = f"the statement reads no view: name one of {', '.join(sorted(views))} (unquoted)"
+        raise ValidationFailed(msg)
+    return named
+
+
+def run_merged_sql(
+    settings: Settings, batch: BatchSource, speed: SpeedSource, sql: str
+) -> MergedSql:
+    """Run one read-only statement over the merged views it names.
+
+    Raises:
+        ValidationFailed: not a single read-only statement, names no view, or DuckDB
+            refused it (syntax, unknown column, types, the memory limit).
+        SqlTimeout: it ran longer than ``api.sql_timeout_s``.
+        PartUnavailable: a backend did not answer and api.availability is "consistent".
+    """
+    import duckdb
+
+    statement = check_read_only(sql)
+    started = time.perf_counter()
+    con = duckdb.connect(config={"memory_limit": settings.api.sql_memory, "threads": 2})
+    try:
+        views = {v.name: _relation(con, settings, batch, speed, v) for v in referenced(statement)}
+        _functions(con)
+        con.execute("SET enable_external_access = false")
+        con.execute("SET lock_configuration = true")
+        columns, rows, truncated = _execute(con, statement, settings)
+    finally:
+        con.close()
+    return MergedSql(columns, rows, truncated, views, round(time.perf_counter() - started, 3))
+
+
+def _relation(
+    con: Any, settings: Settings, batch: BatchSource, speed: SpeedSource, view: ViewDef
+) -> dict[str, Any]:
+    """Register ``view``'s two parts and the relation unioning them; return its provenance."""
+    local, cells, prov = merged_parts(settings, batch, speed, view)
+    con.register(f"__rt_{view.name}", realtime_table(view, cells))
+    parts = [_part_select(view, f"__rt_{view.name}", "realtime")]
+    if local is not None:
+        con.register(f"__batch_{view.name}", local.table)
+        parts.insert(0, _part_select(view, f"__batch_{view.name}", "batch"))
+    con.execute(f'CREATE TEMP VIEW "{view.name}" AS {" UNION ALL ".join(parts)}')
+    return provenance(prov)
+
+
+def _part_select(view: ViewDef, source: str, part: str) -> str:
+    keys = [f'"{k}"' for k in view.keys]
+    measures = [
+        f'CAST("{m.name}" AS DECIMAL(38, 0)) AS "{m.name}"' if m.kind == "sum" else f'"{m.name}"'
+        for m in view.measures
+    ]
+    cols = [f"'{part}' AS part", *keys, "key", "bucket_ms", "epoch_ms(bucket_ms) AS bucket"]
+    return f"SELECT {', '.join(cols + measures)} FROM {source}"
+
+
+def realtime_table(view: ViewDef, cells: dict[str, dict[int, dict[str, Any]]]) -> pa.Table:
+    """The realtime cells as an Arrow table with the batch version's columns and types."""
+    flat = [(key, bucket, row) for key, buckets in cells.items() for bucket, row in buckets.items()]
+    keys = [key for key, _, _ in flat]
+    split: list[list[str]] = [keys]
+    if len(view.keys) > 1:
+        parts = [k.split(KEY_SEP) for k in keys]
+        split = [[p[i] for p in parts] for i in range(len(view.keys))]
+    columns: dict[str, pa.Array] = {
+        name: pa.array([_field(p) for p in parts], pa.string())
+        for name, parts in zip(view.keys, split, strict=True)
+    }
+    columns["key"] = pa.array(keys, pa.string())
+    columns["bucket_ms"] = pa.array([bucket for _, bucket, _ in flat], pa.int64())
+    for m in view.measures:
+        values = [row.get(m.name) for _, _, row in flat]
+        if m.kind == "sum":
+            values = [Decimal(int(v or 0)) for v in values]
+        columns[m.name] = pa.array(values, _TYPES.get(m.kind, pa.binary()))
+    return pa.table(columns)
+
+
+def _field(part: str) -> str | None:
+    """:func:`field_value`, skipping the work for the common part with nothing escaped."""
+    if "\\" not in part and part != NULL_KEY:
+        return part
+    return field_value(part)
+
+
+def field_value(part: str) -> str | None:
+    """A key field's value as text (None when missing), from its rendered key part.
+
+    The inverse of :func:`views.definition.key_part`: the batch version stores each key
+    field this way, so both parts of a merged relation filter and group alike.
+    """
+    if part == NULL_KEY:
+        return None
+    if part == ESCAPE + NULL_KEY:
+        return NULL_KEY
+    return _ESCAPED.sub(lambda m: ESCAPE if m.group(1) == ESCAPE else KEY_SEP, part)
+
+
+def _functions(con: Any) -> None:
+    """``hll_estimate(sketch)``: the estimate of the union of the sketches it aggregates."""
+    import duckdb
+    from duckdb.sqltypes import BLOB, DOUBLE
+
+    def union_estimate(sketches: list[bytes | None]) -> float:
+        present = [s for s in sketches if s]
+        return hll_estimate(hll_union(present)) if present else 0.0
+
+    con.create_function("hll_union_estimate", union_estimate, [duckdb.list_type(BLOB)], DOUBLE)
+    con.execute("CREATE TEMP MACRO hll_estimate(sketch) AS hll_union_estimate(list(sketch))")
+
+
+def _execute(con: Any, statement: str, settings: Settings) -> tuple[list[str], list[Any], bool]:
+    import duckdb
+
+    limit = settings.api.sql_row_limit
+    timer = threading.Timer(settings.api.sql_timeout_s, con.interrupt)
+    timer.start()
+    try:
+        cursor = con.execute(statement)
+        rows = cursor.fetchmany(limit + 1)
+        columns = [d[0] for d in cursor.description or []]
+    except duckdb.InterruptException as exc:
+        msg = f"query exceeded api.sql_timeout_s={settings.api.sql_timeout_s}s"
+        raise SqlTimeout(msg) from exc
+    except duckdb.Error as exc:
+        msg = f"DuckDB refused the query ({type(exc).__name__}): {exc}"
+        raise ValidationFailed(msg) from exc
+    finally:
+        timer.cancel()
+    return columns, [[_json(v) for v in r] for r in rows[:limit]], len(rows) > limit
+
+
+def _json(value: Any) -> Any:
+    """A JSON-ready value: exact sums as ints, instants as ISO text, sketches as base64."""
+    if isinstance(value, Decimal) and value == value.to_integral_value():
+        return int(value)
+    if isinstance(value, datetime):
+        text = value.isoformat()
+        return text + "Z" if value.tzinfo is None else text.replace("+00:00", "Z")
+    if isinstance(value, bytes | bytearray | memoryview):
+        return base64.b64encode(bytes(value)).decode()
+    return value
