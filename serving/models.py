@@ -230,6 +230,35 @@ class Pipeline(BaseModel):
     dead_letters: dict[str, Any] = Field(description="total and count per reason")
 
 
+class StreamSample(BaseModel):
+    """One stream at one sampling instant; ``None`` where its backend did not answer."""
+
+    records: int | None = Field(description="records accepted into the stream's topic so far")
+    rate_per_s: float | None = Field(
+        description="ingest rate since the previous sample, records per second (None: first)"
+    )
+    lag_total: int | None = Field(description="speed-layer lag, records over all partitions")
+    freshness_age_s: float | None = Field(
+        description="seconds since the newest ingest time the speed layer applied"
+    )
+
+
+class HistoryPoint(BaseModel):
+    """One sample of every declared stream."""
+
+    at: str = Field(description="when the sample was taken, ISO-8601 UTC")
+    at_ms: int
+    streams: dict[str, StreamSample]
+
+
+class PipelineHistory(BaseModel):
+    """The samples this API process kept, oldest first (its own ring buffer, not shared)."""
+
+    interval_s: float = Field(description="sampling period in seconds (0: sampling is off)")
+    capacity: int = Field(description="samples kept at most; older ones are dropped")
+    points: list[HistoryPoint]
+
+
 DESCRIPTIONS = {
     400: "not a single read-only query, or Trino (/sql) or DuckDB (/sql/merged) refused it",
     401: "missing API key: send it in the X-API-Key header",
