@@ -226,6 +226,15 @@ class ExposeInTrino(_CycleTask):
         store = self.ctx.store
         return [HdfsTarget(store, f"{store.marker(v, f)}.trino") for v, f in self.pairs]
 
+    def complete(self) -> bool:
+        """The markers exist AND every view's newest version has the planned fingerprint.
+
+        The markers alone would say "done" for a fingerprint registered once before: a
+        definition changed and changed back (a bad deploy, then its fix) would leave the
+        other version current, and Luigi would never look at the publications.
+        """
+        return super().complete() and all(task.complete() for task in self.requires())
+
     def run(self) -> None:
         """Register the master and version tables, point the stable names, drop pruned ones."""
         from batch.trino_tables import TrinoTables, expose
