@@ -53,9 +53,9 @@ def scopes_of(settings: Settings, key: str | None) -> set[str]:
 
 
 def require(scope: Scope) -> Callable[..., str]:
-    """A FastAPI dependency that admits only keys holding ``scope``."""
+    """A FastAPI dependency that admits only keys holding ``scope`` (async: no threadpool hop)."""
 
-    def check(request: Request, key: Annotated[str | None, Depends(_header)]) -> str:
+    async def check(request: Request, key: Annotated[str | None, Depends(_header)]) -> str:
         settings: Settings = request.app.state.settings
         if key is None:
             raise HTTPException(

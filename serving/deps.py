@@ -118,7 +118,11 @@ class SpeedSource(Protocol):
         """The speed consumer of ``stream``: offsets, freshness, rebuild, windows held."""
 
 
-def get_settings(request: Request) -> Settings:
+# The dependencies below are ``async def`` although they do no I/O: FastAPI runs a plain
+# ``def`` dependency in its threadpool, a hop per dependency per request.
+
+
+async def get_settings(request: Request) -> Settings:
     """The settings the app was created with."""
     settings: Settings = request.app.state.settings
     return settings
@@ -176,6 +180,17 @@ class PointerCache:
         self.inner.prepare(newest)  # re-raises what the background build hit, if anything
         self._served[view] = newest
         return newest
+
+    def fresh(self, view: str) -> bool:
+        """Whether :meth:`current` answers from memory (no HDFS read, no build to wait for).
+
+        The async point query runs inline when it does, in the threadpool otherwise.
+        """
+        hit = self._pointers.get(view)
+        if hit is None or time.monotonic() - hit[0] >= self.ttl_s:
+            return False
+        served = self._served.get(view)
+        return hit[1] is None or (served is not None and served.version == hit[1].version)
 
     def _newest(self, view: str) -> Any:
         now = time.monotonic()
@@ -249,7 +264,7 @@ class PointerCache:
             close()
 
 
-def get_batch(request: Request) -> BatchSource:
+async def get_batch(request: Request) -> BatchSource:
     """The app's batch reader (``batch.reader.BatchReader`` behind a pointer cache)."""
     from batch.reader import BatchReader
 
@@ -257,7 +272,7 @@ def get_batch(request: Request) -> BatchSource:
     return reader
 
 
-def get_speed(request: Request) -> SpeedSource:
+async def get_speed(request: Request) -> SpeedSource:
     """The app's speed reader (``speed.reader.SpeedReader``), created on first use."""
     from speed.reader import SpeedReader
 
@@ -265,7 +280,7 @@ def get_speed(request: Request) -> SpeedSource:
     return reader
 
 
-def get_probe(request: Request) -> KafkaProbe:
+async def get_probe(request: Request) -> KafkaProbe:
     """The app's Kafka probe (end offsets, dead letters), created on first use."""
     probe: KafkaProbe = _cached(request, "kafka_probe", KafkaProbe)
     return probe
