@@ -122,13 +122,19 @@ def merged_cells(
 
 
 def merged_parts(
-    settings: Settings, batch: BatchSource, speed: SpeedSource, view: ViewDef
+    settings: Settings,
+    batch: BatchSource,
+    speed: SpeedSource,
+    view: ViewDef,
+    span: tuple[int, int] = (-(2**62), 2**62),
+    keep: Callable[[str], bool] | None = None,
 ) -> tuple[Any, Cells, Provenance]:
-    """The whole merged view as its two parts, read as :func:`merged_cells` reads them.
+    """The merged view as its two parts, read as :func:`merged_cells` reads them.
 
     Returns this host's local copy of the current batch version (None when none is
     published, or HDFS is away and api.availability allows a partial answer), the realtime
-    cells of every key since that version's cut, and their provenance.
+    cells since that version's cut of every key ``keep`` accepts (all by default) with
+    buckets in ``span`` (all by default), and their provenance.
 
     Raises:
         PartUnavailable: a backend did not answer and api.availability is "consistent".
@@ -137,7 +143,7 @@ def merged_parts(
     def read(info: Any) -> Any:
         return batch.local(view.name, info.version)
 
-    return _merged(settings, batch, speed, view, read, (-(2**62), 2**62), None)
+    return _merged(settings, batch, speed, view, read, span, keep)
 
 
 def _merged(
