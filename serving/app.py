@@ -31,6 +31,7 @@ from lambdalab.errors import (
 from lambdalab.settings import Settings
 from serving.auth import check_keys, require
 from serving.models import AUTH_ERRORS, errors
+from serving.realtime import RealtimeTables
 from serving.routes import dashboard, health, metrics, rows, sql, views
 from serving.telemetry import Telemetry
 
@@ -97,6 +98,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.settings = settings
     app.state.telemetry = Telemetry()
+    app.state.realtime_tables = RealtimeTables()
     app.state.ingest = None
     for module in (views, rows, sql, health, metrics, dashboard):
         app.include_router(module.router)

@@ -13,6 +13,7 @@ each form with curl.
 from __future__ import annotations
 
 import copy
+import functools
 import re
 import time
 from typing import Annotated, Any
@@ -32,10 +33,10 @@ from serving.cursor import (
 )
 from serving.deps import BatchDep, BatchSource, ReadKey, SettingsDep, SpeedDep, SpeedSource
 from serving.merge import Provenance, iso_ms, provenance
-from serving.mergedsql import realtime_table
 from serving.models import KeysAnswer, QueryAnswer, errors
 from serving.pushdown import select_page, supported
 from serving.query import merged_cells, merged_parts
+from serving.realtime import RealtimeTables
 from serving.routes.views import (
     END,
     EPOCH,
@@ -231,7 +232,8 @@ def query_rows(
         raise HTTPException(UNPROCESSABLE, detail="'cursor': not a cursor this API issued")
     began = time.perf_counter()
     after = first.after if first is not None else None
-    chosen, prov = _page(settings, batch, speed, definition, selection, after, limit)
+    tables = request.app.state.realtime_tables
+    chosen, prov = _page(settings, batch, speed, tables, definition, selection, after, limit)
     out = provenance(prov)
     request.app.state.telemetry.observe_query(view, time.perf_counter() - began, out)
     digest = snapshot_digest(prov.speed_offsets)
@@ -252,6 +254,7 @@ def _page(
     settings: Settings,
     batch: BatchSource,
     speed: SpeedSource,
+    tables: RealtimeTables,
     view: ViewDef,
     selection: Selection,
     after: list[Any] | None,
@@ -266,9 +269,9 @@ def _page(
     """
     keep = selection.keys.matcher(view)
     if supported(view) and callable(getattr(batch, "local", None)):
-        local, cells, prov = merged_parts(settings, batch, speed, view, selection.span, keep)
+        read = functools.partial(tables.read, speed, view)  # every key: DuckDB filters
+        local, realtime, prov = merged_parts(settings, batch, speed, view, realtime=read)
         table = None if local is None else local.table
-        realtime = realtime_table(view, cells)
         memory = settings.api.sql_memory
         return select_page(view, table, realtime, selection, after, limit, memory), prov
     parts, prov = merged_cells(settings, batch, speed, view, selection.span, keep)
