@@ -279,12 +279,13 @@ def _after_commit(settings: Settings, con: Any, sql: Any, rows: Any) -> dict[str
     from ingest.producer import EventProducer
     from speed.consumer import catch_up
 
-    sql_ms, rows_ms = [], []
+    sql_ms: list[float] = []
+    rows_ms: list[float] = []
     producer = EventProducer(settings, PAGE_VIEWS)
     try:
         for i in range(REPEATS):
-            event = {"event_id": f"commit{i}", "url": "/k7", "user_id": "u1", "referrer": None}
-            event |= {"bytes": 1, "event_time": "2026-03-01T10:30:00.000Z"}
+            event: dict[str, Any] = {"event_id": f"commit{i}", "url": "/k7", "user_id": "u1"}
+            event |= {"referrer": None, "bytes": 1, "event_time": "2026-03-01T10:30:00.000Z"}
             for call, out in ((sql, sql_ms), (rows, rows_ms)):
                 producer.send_many([event | {"event_id": f"{event['event_id']}-{len(out)}"}])
                 catch_up(settings, PAGE_VIEWS)
