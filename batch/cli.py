@@ -45,6 +45,8 @@ def _print_cycle(report: dict[str, Any]) -> None:
             console.print(f"{stream}: waited {landed['waited_s']:.1f} s for the archiver")
         else:
             console.print(f"{stream}: landed {landed.get('rows', 0)} rows")
+    phases = ", ".join(f"{name} {s:.2f}" for name, s in (report.get("phases") or {}).items())
+    console.print(f"phases (s): {phases}")
     if not report["ok"]:
         console.print(f"[red]batch cycle failed[/]\n{report['summary']}")
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -176,6 +177,32 @@ def next_offsets(files: list[tuple[str, MasterFile]]) -> dict[int, int]:
     for _path, mf in files:
         nxt[mf.partition] = max(nxt.get(mf.partition, 0), mf.last_offset + 1)
     return nxt
+
+
+def landed_offsets(
+    client: InsecureClient, settings: Settings, stream: str, partitions: Iterable[int]
+) -> dict[int, int]:
+    """Per partition of ``partitions``, the offset after the last one landed (0: none yet).
+
+    What :func:`next_offsets` answers over :func:`list_files`, read from the newest
+    ``ingest_date=`` folder back only until every partition was seen, so a health probe
+    lists one or two folders rather than the whole history. A partition's files go to
+    folders in offset order (ingest windows grow with offsets), so the newest folder that
+    holds one of its files holds its last one.
+    """
+    root = HdfsPaths(settings).master(stream)
+    wanted = set(partitions)
+    found: dict[int, int] = {}
+    if not wanted or client.status(root, strict=False) is None:
+        return dict.fromkeys(sorted(wanted), 0)
+    days = sorted((d for d in client.list(root) if d.startswith("ingest_date=")), reverse=True)
+    for day in days:
+        if wanted <= found.keys():
+            break
+        day_files = [(day, mf) for mf in map(MasterFile.parse, client.list(f"{root}/{day}")) if mf]
+        for partition, nxt in next_offsets(day_files).items():
+            found.setdefault(partition, nxt)
+    return {p: found.get(p, 0) for p in sorted(wanted)}
 
 
 def read_master(

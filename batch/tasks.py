@@ -14,6 +14,7 @@ import time
 import traceback
 import warnings
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -23,6 +24,7 @@ from luigi.parameter import ParameterVisibility
 
 from batch.build import Plan, build, new_run_id
 from batch.notify import notify_failure
+from batch.phases import Phases
 from batch.publish import VersionStore
 from lambdalab.boundary import cut_at
 from lambdalab.errors import BatchError
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 log = logging.getLogger(__name__)
+SPARK_APP = "lambdalab-batch"
 
 
 @dataclass(eq=False)
@@ -46,6 +49,8 @@ class BatchContext:
     run_id: str = field(default_factory=new_run_id)
     trino: bool = True
     spark_session: SparkSession | None = None
+    phases: Phases = field(default_factory=Phases)
+    spark_starting: Future[SparkSession] | None = None
 
     def __repr__(self) -> str:
         return f"BatchContext({self.settings.namespace}, run {self.run_id})"
@@ -56,7 +61,11 @@ class BatchContext:
         if self.spark_session is None:
             from batch.spark import spark_session
 
-            self.spark_session = spark_session(self.settings, app_name="lambdalab-batch")
+            with self.phases.phase("spark_start"):
+                if self.spark_starting is not None:  # started beside the landing
+                    self.spark_session = self.spark_starting.result()
+                else:
+                    self.spark_session = spark_session(self.settings, app_name=SPARK_APP)
         return self.spark_session
 
 
@@ -80,27 +89,31 @@ class HdfsTarget(luigi.Target):
 
 
 class PublishedTarget(HdfsTarget):
-    """A version with this fingerprint was published: its marker, or the newest lineage."""
+    """The view's newest published version has this fingerprint (its marker is a record).
+
+    Only the *newest* version counts: a definition changed and changed back (a bad deploy
+    and its fix) must publish again, although a version with this fingerprint was
+    published before it, or the buggy version would stay current.
+    """
 
     def __init__(self, store: VersionStore, view: str, fingerprint: str) -> None:
         super().__init__(store, store.marker(view, fingerprint))
         self.view, self.fingerprint = view, fingerprint
 
     def exists(self) -> bool:
-        """The marker exists, or the newest version has this fingerprint.
+        """The newest version has this fingerprint (its marker is written if missing).
 
-        The second case is a publisher killed after the swap and before the marker: the
-        marker is written now (repair), so the version is not built and published twice.
+        A missing marker is a publisher killed after the swap and before the marker: it is
+        written now (repair), so the version is not built and published twice.
         """
-        if super().exists():
-            return True
         numbers = self.store.published(self.view)
-        if numbers and self.store.lineage(self.view, numbers[0]).get("fingerprint") == (
-            self.fingerprint
-        ):
+        if not numbers:
+            return False
+        if self.store.lineage(self.view, numbers[0]).get("fingerprint") != self.fingerprint:
+            return False
+        if not super().exists():
             self.store.touch(self.path, str(numbers[0]))  # killed after the swap: repair
-            return True
-        return False
+        return True
 
 
 T = TypeVar("T", bound="_ViewTask")
@@ -112,15 +125,33 @@ def make_task(cls: type[T], view: str, fingerprint: str, ctx: BatchContext) -> T
     return cls(**params)
 
 
-class _ViewTask(luigi.Task):
-    view = luigi.Parameter()
-    fingerprint = luigi.Parameter()
+class _CycleTask(luigi.Task):
     context: Any = ContextParameter(significant=False, visibility=ParameterVisibility.PRIVATE)
 
     @property
     def ctx(self) -> BatchContext:
         """The shared context of this batch cycle (not part of the task's identity)."""
         return cast(BatchContext, self.context)
+
+    def subject(self) -> str:
+        """What failed, for the failure mail's subject."""
+        return str(self.task_family)
+
+    def on_failure(self, exception: BaseException) -> str:
+        """Luigi's failure hook: mail the failure and its traceback (nothing served changed)."""
+        trace = "".join(traceback.format_exception(exception))
+        body = f"run {self.ctx.run_id}: {exception}\n\nnothing served has changed\n\n{trace}"
+        notify_failure(self.ctx.settings, f"{self.subject()} failed", body)
+        return str(super().on_failure(exception))
+
+
+class _ViewTask(_CycleTask):
+    view = luigi.Parameter()
+    fingerprint = luigi.Parameter()
+
+    def subject(self) -> str:
+        """The task and its view, e.g. ``BuildVersion pageviews_by_url_hourly``."""
+        return f"{self.task_family} {self.view}"
 
     def _sibling(self, cls: type[T]) -> T:
         return make_task(cls, str(self.view), str(self.fingerprint), self.ctx)
@@ -129,13 +160,6 @@ class _ViewTask(luigi.Task):
     def plan(self) -> Plan:
         """What this view's version is computed from (planned once per cycle)."""
         return self.ctx.plans[self.view]
-
-    def on_failure(self, exception: BaseException) -> str:
-        """Luigi's failure hook: mail the failure and its traceback (nothing served changed)."""
-        trace = "".join(traceback.format_exception(exception))
-        body = f"run {self.ctx.run_id}: {exception}\n\nnothing served has changed\n\n{trace}"
-        notify_failure(self.ctx.settings, f"{self.task_family} {self.view} failed", body)
-        return str(super().on_failure(exception))
 
 
 class BuildVersion(_ViewTask):
@@ -150,10 +174,12 @@ class BuildVersion(_ViewTask):
         """Compute the version with Spark into this run's staging folder."""
         import json
 
-        staged, lineage = build(
-            self.ctx.settings, self.ctx.spark, self.plan, self.ctx.store, self.ctx.run_id
-        )
-        self.ctx.store.touch(f"{staged}/{LINEAGE}", json.dumps(lineage))
+        spark = self.ctx.spark
+        with self.ctx.phases.phase(f"build:{self.view}"):
+            staged, lineage = build(
+                self.ctx.settings, spark, self.plan, self.ctx.store, self.ctx.run_id
+            )
+            self.ctx.store.touch(f"{staged}/{LINEAGE}", json.dumps(lineage))
 
 
 class PublishVersion(_ViewTask):
@@ -173,54 +199,61 @@ class PublishVersion(_ViewTask):
 
         store = self.ctx.store
         staged = self.input().path.rsplit("/", 1)[0]
-        with store.client.read(f"{staged}/{LINEAGE}") as reader:
-            lineage = json.loads(reader.read())
-        n = store.publish(self.view, staged, lineage)
-        store.touch(self.output().path, str(n))
-        store.prune(self.view, self.ctx.settings.batch.keep_versions)
+        with self.ctx.phases.phase(f"publish:{self.view}"):
+            with store.client.read(f"{staged}/{LINEAGE}") as reader:
+                lineage = json.loads(reader.read())
+            n = store.publish(self.view, staged, lineage)
+            store.touch(self.output().path, str(n))
+            store.prune(self.view, self.ctx.settings.batch.keep_versions)
 
 
-class ExposeInTrino(_ViewTask):
-    """Register the master table and the version's table; point ``{view}`` at the newest."""
+class ExposeInTrino(_CycleTask):
+    """Register the cycle's versions in Trino at once, after every view is published.
 
-    def requires(self) -> PublishVersion:
-        """The publication of the same view and fingerprint."""
-        return self._sibling(PublishVersion)
+    One task for all views rather than one per view: the statements of the views run
+    side by side (:func:`batch.trino_tables.expose`), so a cycle pays about one Trino
+    round trip per step instead of one per view and step.
+    """
 
-    def output(self) -> HdfsTarget:
-        """A ``.trino`` marker beside the publication marker, written after registering."""
-        marker = self.ctx.store.marker(self.view, self.fingerprint)
-        return HdfsTarget(self.ctx.store, f"{marker}.trino")
+    pairs = luigi.TupleParameter()  # ((view, fingerprint), ...) of this cycle
+
+    def requires(self) -> list[PublishVersion]:
+        """The publication of every view of the cycle."""
+        return [make_task(PublishVersion, v, f, self.ctx) for v, f in self.pairs]
+
+    def output(self) -> list[HdfsTarget]:
+        """A ``.trino`` marker beside each publication marker, written after registering."""
+        store = self.ctx.store
+        return [HdfsTarget(store, f"{store.marker(v, f)}.trino") for v, f in self.pairs]
+
+    def complete(self) -> bool:
+        """The markers exist AND every view's newest version has the planned fingerprint.
+
+        The markers alone would say "done" for a fingerprint registered once before: a
+        definition changed and changed back (a bad deploy, then its fix) would leave the
+        other version current, and Luigi would never look at the publications.
+        """
+        return super().complete() and all(task.complete() for task in self.requires())
 
     def run(self) -> None:
-        """Register the tables, point the view's stable name, drop pruned versions' tables."""
-        from batch.trino_tables import TrinoTables
-        from lambdalab.schema import get_stream
+        """Register the master and version tables, point the stable names, drop pruned ones."""
+        from batch.trino_tables import TrinoTables, expose
 
-        tables = TrinoTables(self.ctx.settings)
-        tables.ensure_schema()
-        tables.register_master(get_stream(self.plan.view.stream))
-        published = self.ctx.store.published(self.view)
-        for n in published:
-            tables.register_version(self.plan.view, n)
-        tables.point_current(self.view, published[0])
-        _drop_pruned(tables, self.view, published)
-        self.ctx.store.touch(self.output().path, str(published[0]))
-
-
-def _drop_pruned(tables: Any, view: str, published: list[int]) -> None:
-    _, rows = tables.query("SHOW TABLES")
-    prefix = f"{view}__v"
-    for (name,) in rows:
-        tail = name[len(prefix) :] if name.startswith(prefix) else ""
-        if tail.isdigit() and int(tail) not in published:
-            tables.drop_version(view, int(tail))
+        markers = {v: target.path for (v, _), target in zip(self.pairs, self.output(), strict=True)}
+        views = [self.ctx.plans[v].view for v in markers]
+        with self.ctx.phases.phase("trino"):
+            expose(TrinoTables(self.ctx.settings), self.ctx.store, views, markers)
 
 
 def run_tasks(ctx: BatchContext) -> dict[str, Any]:
     """Run the tasks of every planned view with Luigi's local scheduler, in-process."""
-    final: type[_ViewTask] = ExposeInTrino if ctx.trino else PublishVersion
-    tasks = [make_task(final, v, p.fingerprint, ctx) for v, p in ctx.plans.items()]
+    tasks: list[luigi.Task]
+    if ctx.trino:
+        pairs = tuple((v, p.fingerprint) for v, p in ctx.plans.items())
+        params: dict[str, Any] = {"pairs": pairs, "context": ctx}
+        tasks = [ExposeInTrino(**params)]
+    else:
+        tasks = [make_task(PublishVersion, v, p.fingerprint, ctx) for v, p in ctx.plans.items()]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = luigi.build(
@@ -281,17 +314,29 @@ def run_cycle(
     # back (no master file below it) is refused like any other older cut.
     before = {v.name: store.published(v.name) for v in defs}
     _refuse_older_cut(store, cut, before)
+    phases = Phases()
+    starting = None
+    if spark is None and land:  # the JVM starts while the log lands (seconds saved)
+        from batch.spark import start_in_background
+
+        starting = start_in_background(settings, SPARK_APP)
     try:
-        landed = _land(settings) if land else None
+        with phases.phase("land"):
+            landed = _land(settings) if land else None
     except Exception as exc:  # landing is outside Luigi: report it the same way
         notify_failure(settings, "landing failed", f"{type(exc).__name__}: {exc}")
         raise
-    plans = {v.name: plan(settings, v, cut, store) for v in defs}
+    with phases.phase("plan"):
+        plans = {v.name: plan(settings, v, cut, store) for v in defs}
     plans = {name: p for name, p in plans.items() if p.inputs}
-    ctx = BatchContext(settings, store, plans, trino=trino, spark_session=spark)
-    result = run_tasks(ctx) if plans else {"ok": True, "summary": "no input"}
-    report = {name: _outcome(store, name, p, before[name]) for name, p in plans.items()}
-    return {"cut_ms": cut, "landed": landed, "views": report, **result}
+    ctx = BatchContext(settings, store, plans, trino=trino, spark_session=spark, phases=phases)
+    ctx.spark_starting = starting
+    with phases.phase("tasks"):
+        result = run_tasks(ctx) if plans else {"ok": True, "summary": "no input"}
+    with phases.phase("report"):
+        report = {name: _outcome(store, name, p, before[name]) for name, p in plans.items()}
+    timings = {**phases.rounded(), "total": round(time.time() - snapshot_ms / 1000, 3)}
+    return {"cut_ms": cut, "landed": landed, "views": report, "phases": timings, **result}
 
 
 def _refuse_older_cut(store: VersionStore, cut: int, published: dict[str, list[int]]) -> None:

@@ -9,7 +9,8 @@ so older versions stay queryable by version while SQL users see one name.
 
 from __future__ import annotations
 
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
 
 from batch.compile import output_columns
 from lambdalab.errors import ServiceUnavailable
@@ -17,6 +18,11 @@ from lambdalab.paths import HdfsPaths
 from lambdalab.schema import Stream
 from lambdalab.settings import Settings
 from views.definition import ViewDef
+
+if TYPE_CHECKING:
+    from batch.publish import VersionStore
+
+PARALLEL = 4  # statements in flight: Trino and HDFS latency, not CPU, bound this step
 
 _TRINO_TYPES = {"string": "varchar", "int": "bigint", "timestamp": "timestamp(3)"}
 _COORDINATES = [
@@ -101,6 +107,16 @@ class TrinoTables:
         )
         return table
 
+    def registered(self) -> dict[str, set[int]]:
+        """Per view, the version numbers that have a table in the schema (one query)."""
+        _, rows = self.query("SHOW TABLES")
+        found: dict[str, set[int]] = {}
+        for (name,) in rows:
+            view, _, tail = str(name).rpartition("__v")
+            if view and tail.isdigit():
+                found.setdefault(view, set()).add(int(tail))
+        return found
+
     def point_current(self, view: str, n: int) -> None:
         """Point the stable name ``{view}`` at version ``n``."""
         self.query(
@@ -125,3 +141,38 @@ class TrinoTables:
 
     def _name(self, table: str) -> str:
         return f'{self.catalog}.{self.schema}."{table}"'
+
+
+def expose(
+    tables: TrinoTables, store: VersionStore, views: list[ViewDef], markers: dict[str, str]
+) -> dict[str, int]:
+    """Make a cycle's published versions queryable; return each view's current version.
+
+    The schema first; then, side by side, each stream's master table (partitions synced)
+    and each view: a table for every published version not registered yet (new, or missed
+    by a failed cycle), the stable name pointed at the newest, tables of pruned versions
+    dropped, and its ``markers[view]`` file written last (the step is done).
+    """
+    from lambdalab.schema import get_stream
+
+    tables.ensure_schema()
+    registered = tables.registered()
+
+    def one_view(view: ViewDef) -> int:
+        published = store.published(view.name)
+        held = registered.get(view.name, set())
+        for n in sorted(set(published) - held):
+            tables.register_version(view, n)
+        tables.point_current(view.name, published[0])
+        for n in sorted(held - set(published)):  # their data is already gone from HDFS
+            tables.drop_version(view.name, n)
+        store.touch(markers[view.name], str(published[0]))
+        return published[0]
+
+    streams = sorted({v.stream for v in views})
+    with ThreadPoolExecutor(max_workers=PARALLEL, thread_name_prefix="trino") as pool:
+        masters = [pool.submit(tables.register_master, get_stream(s)) for s in streams]
+        current = {v.name: pool.submit(one_view, v) for v in views}
+        for future in masters:
+            future.result()
+        return {name: future.result() for name, future in current.items()}

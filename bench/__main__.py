@@ -1,9 +1,11 @@
 """Run every benchmark against the local stack and keep the numbers.
 
 ``python -m bench [name ...]`` runs ``bench/bench_<name>.py``'s ``run(settings)`` for each
-(all by default) in a namespace of its own, prints each result, and writes them all to
-``bench/results/<UTC time>.json``. Every result holds the platform's number, the
-same-run baseline and their ratio; timed assertions live nowhere in the test suite.
+(all by default) in a namespace of its own, prints the figures, writes the raw results to
+``bench/results/<UTC time>.json`` (not committed) and the page that lasts, docs/bench.md
+with its plot docs/bench.svg (committed). Each bench returns figures in the format of
+:mod:`bench.summary`: the platform's number, the same-run baseline, their ratio, the
+target and the spread over repeated runs. Timed assertions live nowhere in the test suite.
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.summary import rows, svg, table
+from bench.summary import figures, notes_of, page, svg, table
 from lambdalab.settings import load_settings
 
-BENCHES = ("ingest", "batch", "speed", "serving", "queries")
+BENCHES = ("ingest", "batch", "speed", "freshness", "serving", "queries")
+DOCS = Path(__file__).parent.parent / "docs"
 
 
 def main(names: list[str]) -> int:
@@ -46,10 +49,15 @@ def main(names: list[str]) -> int:
     out.mkdir(exist_ok=True)
     path = out / f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
     path.write_text(json.dumps(results, indent=2, default=str))
-    summary = rows(results)
-    path.with_suffix(".svg").write_text(svg(summary, f"lambda-lab bench {path.stem}"))
-    print(table(summary))
-    print(f"results written to {path} (and {path.with_suffix('.svg').name})")
+    figs = figures(results)
+    picture = svg(figs, f"lambda-lab bench {path.stem}: ratio to the same-run baseline")
+    path.with_suffix(".svg").write_text(picture)
+    (DOCS / "bench.svg").write_text(picture)
+    doc = DOCS / "bench.md"
+    notes = notes_of(doc.read_text()) if doc.exists() else ""
+    doc.write_text(page(results, "bench.svg", notes))
+    print(table(figs))
+    print(f"results written to {path}; docs/bench.md and docs/bench.svg rewritten")
     return 1 if failed else 0
 
 
@@ -57,7 +65,22 @@ def _machine() -> dict[str, Any]:
     import os
     import platform
 
-    return {"cpus": os.cpu_count(), "python": platform.python_version(), "node": platform.node()}
+    model = "?"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        names = [
+            ln.split(":", 1)[1].strip()
+            for ln in cpuinfo.read_text().splitlines()
+            if ln.startswith("model name")
+        ]
+        model = names[0] if names else model
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "python": platform.python_version(),
+        "node": platform.node(),
+        "loadavg": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+    }
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 import redis
 
+from bench.summary import figure
 from lambdalab.schema import PAGE_VIEWS
 from lambdalab.settings import Settings
 from lambdalab.wait import wait_until
@@ -35,6 +36,7 @@ KEY = "/bench"
 SEQUENTIAL = 300
 THREADS = 4
 PER_THREAD = 150
+REPEATS = 3
 TRIVIAL = (
     "import sys, uvicorn\nfrom fastapi import FastAPI\napp = FastAPI()\n"
     "@app.get('/ping')\ndef ping() -> dict:\n    return {'ok': True}\n"
@@ -165,11 +167,17 @@ def run(settings: Settings) -> dict[str, Any]:
         _wait(f"http://127.0.0.1:{ping_port}/ping", {})
         client = redis.Redis.from_url(settings.redis.url)
         client.set(f"{settings.redis_prefix}bench", b"x" * 64)
-        results = {
-            "merged_query": measure(_http(query_url, span, read)),
-            "trivial_fastapi": measure(_http(f"http://127.0.0.1:{ping_port}/ping", {}, {})),
-            "redis_get": measure(_redis_get(client, f"{settings.redis_prefix}bench")),
+        calls = {
+            "merged_query": _http(query_url, span, read),
+            "trivial_fastapi": _http(f"http://127.0.0.1:{ping_port}/ping", {}, {}),
+            "redis_get": _redis_get(client, f"{settings.redis_prefix}bench"),
         }
+        runs = [{name: measure(call) for name, call in calls.items()} for _ in range(REPEATS)]
+        results: dict[str, Any] = {
+            name: {k: statistics.median(r[name][k] for r in runs) for k in runs[0][name]}
+            for name in calls
+        }
+        results["runs"] = runs
         client.delete(f"{settings.redis_prefix}bench")
     finally:
         for p in procs:
@@ -183,8 +191,26 @@ def run(settings: Settings) -> dict[str, Any]:
             results["merged_query"]["p50_ms"] / results["redis_get"]["p50_ms"], 1
         ),
     }
+    results["figures"] = _figures(runs)
     print(table(results))
     return results
+
+
+def _figures(runs: list[dict[str, dict[str, float]]]) -> list[dict[str, Any]]:
+    def col(name: str, what: str) -> list[float]:
+        return [r[name][what] for r in runs]
+
+    trivial = "trivial FastAPI app under uvicorn, same run"
+    return [
+        figure("serving", "merged query p50", "ms", col("merged_query", "p50_ms"),
+               col("trivial_fastapi", "p50_ms"), baseline_name=trivial),
+        figure("serving", "merged query p99", "ms", col("merged_query", "p99_ms"),
+               col("trivial_fastapi", "p99_ms"), baseline_name=trivial),
+        figure("serving", "merged query req/s", "req/s", col("merged_query", "rps"),
+               col("trivial_fastapi", "rps"), baseline_name=trivial),
+        figure("serving", "merged query p50 vs raw Redis GET", "ms", col("merged_query", "p50_ms"),
+               col("redis_get", "p50_ms"), baseline_name="raw Redis GET, same run"),
+    ]  # fmt: skip
 
 
 def table(results: dict[str, Any]) -> str:

@@ -10,9 +10,11 @@ Both must be equal; the report also says what each way cost.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from batch.reader import BatchReader
@@ -57,8 +59,12 @@ def replay(
     return [(d.ingest_ms, d.event) for d in good]
 
 
-def compare(settings: Settings, view: ViewDef) -> KappaReport:
-    """Replay the log for ``view`` and compare with the serving layer's merged answers."""
+def compare(settings: Settings, view: ViewDef, served: ViewDef | None = None) -> KappaReport:
+    """Replay the log for ``view`` and compare with the serving layer's merged answers.
+
+    ``served`` is the definition the serving layer answers with (default ``view``): the
+    lab's ``verify`` replays with the coded definition while a deployed one serves.
+    """
     speed = SpeedReader(settings)
     until = speed.offsets(view.name)
     if not until:
@@ -78,7 +84,7 @@ def compare(settings: Settings, view: ViewDef) -> KappaReport:
     for key in sorted({k for k, _b in kappa}):
         buckets = [b for k, b in kappa if k == key]
         answer = merged_query(
-            settings, batch, speed, view, key, (min(buckets), max(buckets) + width)
+            settings, batch, speed, served or view, key, (min(buckets), max(buckets) + width)
         )
         if {int(p): o for p, o in (answer.get("speed_offsets") or {}).items()} != until:
             msg = "the speed layer moved during the comparison: re-run when ingest is quiet"
@@ -116,3 +122,164 @@ def _compare_cell(
         report.mismatches.append(
             {"key": key, "bucket_ms": bucket, "kappa": expected, "lambda": actual}
         )
+
+
+# --- Kreps' recipe: a second instance from offset 0, then one atomic switch -------------
+
+SWITCH_SCRIPT = """
+-- KEYS: the switch, the offsets of what serves now, the replay's offsets
+-- ARGV: the switch as read before (or ''), the new switch
+local now = redis.call('GET', KEYS[1]) or ''
+if now ~= ARGV[1] then return -1 end
+local served = redis.call('HGETALL', KEYS[2])
+for i = 1, #served, 2 do
+  local mine = redis.call('HGET', KEYS[3], served[i])
+  if not mine or tonumber(mine) < tonumber(served[i + 1]) then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[2])
+return 1
+"""
+
+
+@dataclass
+class SwitchReport:
+    """One replay of a view and its switch."""
+
+    view: str
+    output: str
+    generation: int
+    records: int
+    caught_up_s: float
+    switched_ms: int
+    previous: str | None
+    dropped: list[str] = field(default_factory=list)
+
+
+def served_offsets_key(settings: Settings, view: ViewDef, previous: Any) -> str:
+    """The offsets hash of what serves ``view`` now: the previous replay, or the speed layer."""
+    from lambdalab.paths import RedisKeys
+
+    if previous is not None:
+        return str(previous.offsets_key)
+    return RedisKeys(settings).offsets(settings.topic_for(view.stream))
+
+
+def replay_and_switch(
+    settings: Settings,
+    view_name: str,
+    *,
+    grace_s: float = 5.0,
+    follow: threading.Event | None = None,
+    on_switch: Callable[[SwitchReport], None] | None = None,
+    max_wait_s: float = 600.0,
+) -> SwitchReport:
+    """Replay ``view_name`` from offset 0 into a new output, switch serving to it atomically.
+
+    1. A second instance of the speed consumer (:class:`speed.consumer.SpeedConsumer` with
+       an ``output`` of its own) computes the view, under the name ``{view}__k{n}``, from
+       the first offset of the log: no batch version has that name, so nothing is skipped
+       or expired.
+    2. Once its committed offsets reach those of what serves the view now (the previous
+       replay, or the speed layer's for batch ⊕ realtime) on every partition, one Lua
+       script checks that and sets the switch (``kappa:{view}``): no query sees an answer
+       that reflects fewer records than the one before it.
+    3. The previous replay's output stays ``grace_s`` seconds for queries that read the
+       switch just before, and is then dropped (its consumer, if one still runs, is
+       fenced out: its offsets are gone).
+    4. With ``follow`` the new instance keeps consuming until that event is set, as the
+       live job of the view; without it, it stops at the switch.
+    """
+    from lambdalab.paths import RedisKeys
+    from speed.consumer import SpeedConsumer
+    from speed.reader import KappaTarget
+    from speed.store import connect
+    from views.registry import get_view
+
+    view = get_view(view_name)
+    stream = get_stream(view.stream)
+    client, keys = connect(settings), RedisKeys(settings)
+    generation = int(client.incr(keys.kappa_generation(view_name)))
+    output = f"{view_name}__k{generation}"
+    out_view = replace(view, name=output)
+    consumer = SpeedConsumer(settings, stream, views={output: out_view}, output=output)
+    started = time.perf_counter()
+    consumer.setup()  # no offsets of its own: a rebuild from the start of the log
+    try:
+        previous_raw = client.get(keys.kappa(view_name))
+        previous = None if previous_raw is None else KappaTarget.parse(previous_raw)
+        served = served_offsets_key(settings, view, previous)
+        consumer.run(once=True)  # up to the end offsets seen at its start
+        switched_ms = 0
+        deadline = time.monotonic() + max_wait_s
+        while True:
+            switched_ms = int(time.time() * 1000)
+            target = KappaTarget(
+                output, generation, consumer.store.offsets_key, out_view, switched_ms
+            )
+            done = client.eval(
+                SWITCH_SCRIPT,
+                3,
+                keys.kappa(view_name),
+                served,
+                consumer.store.offsets_key,
+                previous_raw or b"",
+                target.dump(),
+            )
+            if int(done) == 1:
+                break
+            if int(done) == -1:
+                msg = f"view {view_name}: another replay switched it meanwhile; run again"
+                raise LambdaLabError(msg)
+            if time.monotonic() > deadline:
+                msg = f"replay of {view_name} did not catch up within {max_wait_s:.0f}s"
+                raise LambdaLabError(msg)
+            consumer.step()
+        report = SwitchReport(
+            view_name,
+            output,
+            generation,
+            consumer.applied,
+            time.perf_counter() - started,
+            switched_ms,
+            previous.output if previous is not None else None,
+        )
+        if on_switch is not None:
+            on_switch(report)
+        if previous is not None:
+            time.sleep(grace_s)
+            report.dropped = drop_output(settings, previous.output, previous.offsets_key)
+        if follow is not None:
+            consumer.run(stop=follow)
+        return report
+    finally:
+        consumer.close()
+
+
+def back_to_lambda(settings: Settings, view_name: str, grace_s: float = 5.0) -> str | None:
+    """Serve ``view_name`` from batch ⊕ realtime again; drop the replay after ``grace_s``."""
+    from lambdalab.paths import RedisKeys
+    from speed.reader import KappaTarget
+    from speed.store import connect
+
+    client, keys = connect(settings), RedisKeys(settings)
+    raw = client.getdel(keys.kappa(view_name))
+    if raw is None:
+        return None
+    target = KappaTarget.parse(raw)
+    time.sleep(grace_s)
+    drop_output(settings, target.output, target.offsets_key)
+    return target.output
+
+
+def drop_output(settings: Settings, output: str, offsets_key: str) -> list[str]:
+    """Delete a replay output's realtime keys, meta and offsets; the keys deleted (count)."""
+    from lambdalab.paths import RedisKeys
+    from speed.store import connect
+
+    client, keys = connect(settings), RedisKeys(settings)
+    doomed = [offsets_key, keys.meta(output), keys.windows(output)]
+    for pattern in (f"{keys.p}rt:{output}:*", f"{keys.p}rtk:{output}:*"):
+        doomed += [k.decode() for k in client.scan_iter(match=pattern, count=1000)]
+    for chunk in range(0, len(doomed), 1000):
+        client.delete(*doomed[chunk : chunk + 1000])
+    return [output]

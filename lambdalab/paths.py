@@ -116,6 +116,10 @@ class RedisKeys:
     - ``offsets:{topic}`` hash partition -> next offset to consume, written in the same
       MULTI/EXEC as the increments it covers.
     - ``speed:{view}:meta`` hash of bookkeeping (rebuilt_from, view fingerprint).
+    - ``kappa:{view}`` the Kappa switch: JSON naming the replayed output that serves
+      ``view`` instead of batch ⊕ realtime (``lab replay``); ``kappa:{view}:gen`` counts
+      the replays. A replay writes its output as a view of its own, ``{view}__k{n}``, with
+      its offsets under ``offsets:{topic}@{view}__k{n}``.
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -136,6 +140,14 @@ class RedisKeys:
     def offsets(self, topic: str) -> str:
         """The hash partition -> next offset of ``topic``, committed with the increments."""
         return f"{self.p}offsets:{topic}"
+
+    def kappa(self, view: str) -> str:
+        """The Kappa switch of ``view``: which replayed output serves it (JSON), if any."""
+        return f"{self.p}kappa:{view}"
+
+    def kappa_generation(self, view: str) -> str:
+        """The counter of ``view``'s replays (their outputs are ``{view}__k{n}``)."""
+        return f"{self.p}kappa:{view}:gen"
 
     def meta(self, view: str) -> str:
         """The bookkeeping hash of ``view`` (freshness, rebuilt_from, view fingerprint)."""

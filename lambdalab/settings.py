@@ -111,6 +111,12 @@ class ApiSettings(BaseModel):
     sql_timeout_s: float = Field(30.0, gt=0)
     sql_memory: str = Field("1GB", description="DuckDB memory limit of one POST /sql/merged")
     local_versions_kept: int = Field(4, ge=2, description="local batch version copies per view")
+    history_interval_s: float = Field(
+        5.0, ge=0, description="pipeline history sampling period per API process (0: off)"
+    )
+    history_points: int = Field(
+        180, ge=2, le=100_000, description="samples kept (180 at 5 s: the last 15 minutes)"
+    )
     trino_user: str = Field(
         "lambdalab_reader",
         description="Trino user of /sql: read-only in Trino itself (infra/conf/trino/rules.json)",
@@ -151,11 +157,22 @@ class PathSettings(BaseModel):
         Path("~/.cache/lambdalab/versions").expanduser(),
         description="this host's local copies of batch versions, shared by its API workers",
     )
+    deployed_dir: Path | None = Field(
+        None,
+        description="deployed view definitions (`lambdalab lab deploy`); {state_dir}/deployed",
+    )
 
     @field_validator("state_dir", "cache_dir", "local_versions_dir")
     @classmethod
     def _absolute(cls, value: Path) -> Path:
         return value.expanduser().resolve()
+
+    @property
+    def deployed(self) -> Path:
+        """The folder of deployed view definitions (see ``views.registry``)."""
+        if self.deployed_dir is not None:
+            return self.deployed_dir.expanduser().resolve()
+        return self.state_dir / "deployed"
 
 
 class Settings(BaseSettings):

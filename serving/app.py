@@ -30,6 +30,7 @@ from lambdalab.errors import (
 )
 from lambdalab.settings import Settings
 from serving.auth import check_keys, require
+from serving.history import History, sampler_of
 from serving.models import AUTH_ERRORS, errors
 from serving.realtime import RealtimeTables
 from serving.routes import dashboard, health, metrics, rows, sql, views
@@ -77,9 +78,14 @@ def _close(obj: Any) -> None:
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Create the ingest producer on startup; close producer, readers and probe on shutdown."""
+    """Start the ingest producer and the history sampler; on shutdown stop and close all."""
     app.state.ingest = _start_producer(app.state.settings)
+    sampler = sampler_of(app.state) if app.state.history.interval_s > 0 else None
+    if sampler is not None:
+        sampler.start()
     yield
+    if sampler is not None:
+        sampler.stop()
     for attr in ("ingest", "batch_reader", "speed_reader", "kafka_probe"):
         _close(getattr(app.state, attr, None))
     for producer in getattr(app.state, "stream_producers", {}).values():
@@ -99,6 +105,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.telemetry = Telemetry()
     app.state.realtime_tables = RealtimeTables()
+    app.state.history = History(settings.api.history_points, settings.api.history_interval_s)
     app.state.ingest = None
     for module in (views, rows, sql, health, metrics, dashboard):
         app.include_router(module.router)

@@ -14,8 +14,10 @@ from collections.abc import Callable
 from typing import Annotated, Any, Protocol
 
 from fastapi import Depends, Request
+from hdfs import InsecureClient
 
 from lambdalab.errors import LambdaLabError
+from lambdalab.hdfs import webhdfs
 from lambdalab.settings import Settings
 from serving.auth import require
 from serving.kafkaprobe import KafkaProbe
@@ -128,12 +130,20 @@ async def get_settings(request: Request) -> Settings:
     return settings
 
 
-def _cached(request: Request, attr: str, factory: Any) -> Any:
-    state = request.app.state
+def shared(state: Any, attr: str, factory: Any) -> Any:
+    """``state.<attr>``, created once from ``state.settings`` by ``factory`` on first use.
+
+    Routes reach it through a request; the history sampler (:mod:`serving.history`)
+    through the app's state directly, so both share one reader and one probe.
+    """
     with _lock:
         if getattr(state, attr, None) is None:
             setattr(state, attr, factory(state.settings))
     return getattr(state, attr)
+
+
+def _cached(request: Request, attr: str, factory: Any) -> Any:
+    return shared(request.app.state, attr, factory)
 
 
 class PointerCache:
@@ -272,22 +282,39 @@ async def get_batch(request: Request) -> BatchSource:
     return reader
 
 
-async def get_speed(request: Request) -> SpeedSource:
-    """The app's speed reader (``speed.reader.SpeedReader``), created on first use."""
+def speed_of(state: Any) -> SpeedSource:
+    """The speed reader (``speed.reader.SpeedReader``) of an app's ``state``."""
     from speed.reader import SpeedReader
 
-    reader: SpeedSource = _cached(request, "speed_reader", SpeedReader)
+    reader: SpeedSource = shared(state, "speed_reader", SpeedReader)
     return reader
+
+
+def probe_of(state: Any) -> KafkaProbe:
+    """The Kafka probe (end offsets, dead letters) of an app's ``state``."""
+    probe: KafkaProbe = shared(state, "kafka_probe", KafkaProbe)
+    return probe
+
+
+async def get_speed(request: Request) -> SpeedSource:
+    """The app's speed reader (``speed.reader.SpeedReader``), created on first use."""
+    return speed_of(request.app.state)
 
 
 async def get_probe(request: Request) -> KafkaProbe:
     """The app's Kafka probe (end offsets, dead letters), created on first use."""
-    probe: KafkaProbe = _cached(request, "kafka_probe", KafkaProbe)
-    return probe
+    return probe_of(request.app.state)
+
+
+async def get_hdfs(request: Request) -> InsecureClient:
+    """The app's WebHDFS client (the archiver's progress on the master dataset)."""
+    client: InsecureClient = _cached(request, "hdfs_client", webhdfs)
+    return client
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 BatchDep = Annotated[BatchSource, Depends(get_batch)]
 SpeedDep = Annotated[SpeedSource, Depends(get_speed)]
 ProbeDep = Annotated[KafkaProbe, Depends(get_probe)]
+HdfsDep = Annotated[InsecureClient, Depends(get_hdfs)]
 ReadKey = Annotated[str, Depends(require("read"))]

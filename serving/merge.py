@@ -30,6 +30,8 @@ class Provenance:
         freshness_ms: newest ingest time the speed layer had applied, if known.
         speed_offsets: next Kafka offset per partition covered by the realtime part.
         missing: the parts that could not be read ("batch", "realtime").
+        kappa: the replay output that served the answer instead of batch ⊕ realtime
+            (``lab replay``: output, generation, switched_ms), None when Lambda served it.
     """
 
     version: int | None = None
@@ -37,6 +39,7 @@ class Provenance:
     freshness_ms: int | None = None
     speed_offsets: dict[int, int] | None = None
     missing: list[str] = field(default_factory=list)
+    kappa: dict[str, Any] | None = None
 
 
 def iso_ms(ms: int | None) -> str | None:
@@ -133,6 +136,7 @@ def provenance(prov: Provenance) -> dict[str, Any]:
         "speed_offsets": {str(p): o for p, o in sorted((prov.speed_offsets or {}).items())},
         "partial": bool(prov.missing),
         "missing": list(prov.missing),
+        "kappa": prov.kappa,
     }
 
 

@@ -27,6 +27,14 @@ class MergedRow(BaseModel):
     bucket_ms: int = Field(description="bucket start, ms since the epoch")
 
 
+class KappaSource(BaseModel):
+    """The Kappa replay output that served an answer (``lambdalab lab replay``)."""
+
+    output: str = Field(description="the replay's output, `{view}__k{generation}`")
+    generation: int = Field(description="which replay of the view")
+    switched_ms: int = Field(description="when serving switched to it, ms since the epoch")
+
+
 class MergedAnswer(BaseModel):
     """``batch view @ cut ⊕ realtime since cut`` for one view key, with provenance."""
 
@@ -43,6 +51,12 @@ class MergedAnswer(BaseModel):
     speed_offsets: dict[str, int] = Field(description="next offset per partition, speed part")
     partial: bool = Field(description="true when a part was unavailable (availability mode)")
     missing: list[str] = Field(description="unavailable parts: 'batch' and/or 'realtime'")
+    kappa: KappaSource | None = Field(
+        None,
+        description="set when a Kappa replay serves the view instead of batch ⊕ realtime "
+        "(`lambdalab lab replay`): then version and cut are null and speed_offsets are the "
+        "replay's",
+    )
     from_: str = Field(alias="from", description="first bucket start asked, ISO-8601 UTC")
     to: str = Field(description="end of the range (exclusive), ISO-8601 UTC")
 
@@ -61,6 +75,12 @@ class Sourced(BaseModel):
     speed_offsets: dict[str, int] = Field(description="next offset per partition, speed part")
     partial: bool = Field(description="true when a part was unavailable (availability mode)")
     missing: list[str] = Field(description="unavailable parts: 'batch' and/or 'realtime'")
+    kappa: KappaSource | None = Field(
+        None,
+        description="set when a Kappa replay serves the view instead of batch ⊕ realtime "
+        "(`lambdalab lab replay`): then version and cut are null and speed_offsets are the "
+        "replay's",
+    )
     next_cursor: str | None = Field(
         description="pass as `cursor` (with the same other parameters) for the next page; "
         "null on the last page"
@@ -208,6 +228,35 @@ class Pipeline(BaseModel):
     speed: dict[str, Any] = Field(description="speed layer offsets, lag and freshness, summed")
     batch: dict[str, dict[str, Any]] = Field(description="per view: version, cut and age")
     dead_letters: dict[str, Any] = Field(description="total and count per reason")
+
+
+class StreamSample(BaseModel):
+    """One stream at one sampling instant; ``None`` where its backend did not answer."""
+
+    records: int | None = Field(description="records accepted into the stream's topic so far")
+    rate_per_s: float | None = Field(
+        description="ingest rate since the previous sample, records per second (None: first)"
+    )
+    lag_total: int | None = Field(description="speed-layer lag, records over all partitions")
+    freshness_age_s: float | None = Field(
+        description="seconds since the newest ingest time the speed layer applied"
+    )
+
+
+class HistoryPoint(BaseModel):
+    """One sample of every declared stream."""
+
+    at: str = Field(description="when the sample was taken, ISO-8601 UTC")
+    at_ms: int
+    streams: dict[str, StreamSample]
+
+
+class PipelineHistory(BaseModel):
+    """The samples this API process kept, oldest first (its own ring buffer, not shared)."""
+
+    interval_s: float = Field(description="sampling period in seconds (0: sampling is off)")
+    capacity: int = Field(description="samples kept at most; older ones are dropped")
+    points: list[HistoryPoint]
 
 
 DESCRIPTIONS = {

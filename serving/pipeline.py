@@ -13,7 +13,11 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+from hdfs import InsecureClient
+
+from batch.master import landed_offsets
 from lambdalab.errors import LambdaLabError
+from lambdalab.hdfs import answering
 from lambdalab.schema import STREAMS
 from lambdalab.settings import Settings
 from serving.deps import BatchSource, SpeedSource
@@ -55,9 +59,12 @@ def _one_view(batch: BatchSource, view: str, at_ms: int) -> dict[str, Any]:
 
 
 def speed_status(
-    settings: Settings, speed: SpeedSource, probe: KafkaProbe, stream: str, at_ms: int
+    speed: SpeedSource, stream: str, at_ms: int, ends: dict[int, int] | None
 ) -> dict[str, Any]:
-    """Freshness, committed offsets and lag per partition of one stream's speed consumer."""
+    """Freshness, committed offsets and lag per partition of one stream's speed consumer.
+
+    ``ends`` are the topic's end offsets (None when Kafka did not answer: no lag then).
+    """
     reported = speed.status(stream)
     fresh = reported.get("freshness_ms")
     offsets = {int(p): o for p, o in reported.get("offsets", {}).items()}
@@ -67,18 +74,16 @@ def speed_status(
         "freshness_age_s": None if fresh is None else round((at_ms - fresh) / 1000, 3),
         "offsets": {str(p): o for p, o in sorted(offsets.items())},
     }
-    ends = _guard(lambda: {"ends": probe.end_offsets(settings.topic_for(stream))})
-    if "ends" in ends:
-        lag = {p: max(0, end - offsets.get(p, 0)) for p, end in sorted(ends["ends"].items())}
+    if ends is not None:
+        lag = {p: max(0, end - offsets.get(p, 0)) for p, end in sorted(ends.items())}
         out["lag"] = {str(p): n for p, n in lag.items()}
         out["lag_total"] = sum(lag.values())
     out["reported"] = reported
     return out
 
 
-def ingest_status(settings: Settings, probe: KafkaProbe, stream: str) -> dict[str, Any]:
-    """Records accepted into one stream's topic so far (its end offsets)."""
-    ends = probe.end_offsets(settings.topic_for(stream))
+def ingest_status(ends: dict[int, int]) -> dict[str, Any]:
+    """Records accepted into one stream's topic so far, from its end offsets."""
     return {"end_offsets": {str(p): o for p, o in ends.items()}, "records": sum(ends.values())}
 
 
@@ -87,16 +92,57 @@ def stream_status(
 ) -> dict[str, Any]:
     """One declared stream: its topic, what was ingested, and its speed consumer.
 
+    The topic's end offsets are read once, for both the ingest part and the speed lag.
     The speed part is present only when the stream has views to keep.
     """
+    topic = settings.topic_for(stream)
+    read = _guard(lambda: {"ends": probe.end_offsets(topic)})
+    ends: dict[int, int] | None = read.get("ends")
     out: dict[str, Any] = {
-        "topic": settings.topic_for(stream),
+        "topic": topic,
         "views": sorted(views_of(stream)),
-        "ingest": _guard(lambda: ingest_status(settings, probe, stream)),
+        "ingest": read if ends is None else ingest_status(ends),
     }
     if out["views"]:
-        out["speed"] = _guard(lambda: speed_status(settings, speed, probe, stream, at_ms))
+        out["speed"] = _guard(lambda: speed_status(speed, stream, at_ms, ends))
     return out
+
+
+def archiver_status(
+    settings: Settings, client: InsecureClient, stream: str, ingest: dict[str, Any]
+) -> dict[str, Any]:
+    """How far the archiver landed one stream into the master dataset, and what is left.
+
+    ``landed``: per partition, the offset after the last record landed; ``pending``: end
+    offset minus that (what a batch cycle would still have to land).
+    """
+    ends = {int(p): o for p, o in ingest.get("end_offsets", {}).items()}
+    with answering(settings, f"the master dataset of {stream}"):
+        landed = landed_offsets(client, settings, stream, ends)
+    pending = {p: max(0, ends[p] - landed[p]) for p in sorted(ends)}
+    return {
+        "landed": {str(p): o for p, o in landed.items()},
+        "pending": {str(p): n for p, n in pending.items()},
+        "pending_total": sum(pending.values()),
+    }
+
+
+def streams_status(
+    settings: Settings, speed: SpeedSource, probe: KafkaProbe, at_ms: int
+) -> dict[str, dict[str, Any]]:
+    """:func:`stream_status` of every declared stream (what the history sampler keeps)."""
+    return {name: stream_status(settings, speed, probe, name, at_ms) for name in STREAMS}
+
+
+def _with_archiver(
+    settings: Settings, client: InsecureClient, streams: dict[str, dict[str, Any]]
+) -> None:
+    for name, status in streams.items():
+        ingest = status["ingest"]
+        if "error" in ingest:
+            status["archiver"] = {"error": f"ingest unknown: {ingest['error']}"}
+        else:
+            status["archiver"] = _guard(partial(archiver_status, settings, client, name, ingest))
 
 
 def _totals(streams: dict[str, dict[str, Any]], part: str) -> dict[str, Any]:
@@ -123,15 +169,20 @@ def _totals(streams: dict[str, dict[str, Any]], part: str) -> dict[str, Any]:
 
 
 def snapshot(
-    settings: Settings, batch: BatchSource, speed: SpeedSource, probe: KafkaProbe
+    settings: Settings,
+    batch: BatchSource,
+    speed: SpeedSource,
+    probe: KafkaProbe,
+    hdfs: InsecureClient,
 ) -> dict[str, Any]:
-    """The whole health snapshot, taken now, for ``/health/pipeline`` and ``/metrics``.
+    """The whole health snapshot, taken now, for ``/pipeline`` and ``/metrics``.
 
-    Every declared stream (ingest and speed), the totals over them, the batch views, and
-    the dead letters.
+    Every declared stream (ingest, archiver and speed), the totals over them, the batch
+    views, and the dead letters.
     """
     at = now_ms()
-    streams = {name: stream_status(settings, speed, probe, name, at) for name in STREAMS}
+    streams = streams_status(settings, speed, probe, at)
+    _with_archiver(settings, hdfs, streams)
     return {
         "at": iso_ms(at),
         "at_ms": at,

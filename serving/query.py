@@ -11,6 +11,7 @@ decides what an unavailable backend does: 503 (consistent) or a partial answer (
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from lambdalab.errors import PartUnavailable, ServiceUnavailable
@@ -52,18 +53,31 @@ def read_realtime(
     key: str,
     since_ms: int,
     span: tuple[int, int],
-) -> tuple[Rows, int | None, dict[int, int] | None, bool]:
-    """(partials since ``since_ms``, freshness, offsets, whether the realtime part is missing).
+) -> tuple[Rows, int | None, dict[int, int] | None, bool, Any]:
+    """(partials since ``since_ms``, freshness, offsets, whether missing, Kappa switch).
 
     One atomic snapshot of the speed layer (:meth:`speed.reader.SpeedReader.snapshot`): the
-    offsets in the provenance are exactly those the partials reflect.
+    offsets in the provenance are exactly those the partials reflect. When serving is
+    switched to a Kappa replay (``lab replay``), the partials are the replay's, from its
+    first window, and the last element names it (else None).
     """
     try:
         snap = speed.snapshot(view.name, key, since_ms, *span)
-        return snap.rows, snap.freshness_ms, snap.offsets, False
+        return snap.rows, snap.freshness_ms, snap.offsets, False, getattr(snap, "kappa", None)
     except ServiceUnavailable as exc:
         _unavailable(settings, "realtime", exc)
-        return {}, None, None, True
+        return {}, None, None, True, None
+
+
+def kappa_source(target: Any) -> dict[str, Any] | None:
+    """The provenance of a Kappa-served answer: which replay output, which generation."""
+    if target is None:
+        return None
+    return {
+        "output": target.output,
+        "generation": target.generation,
+        "switched_ms": target.switched_ms,
+    }
 
 
 def merged_query(
@@ -84,13 +98,19 @@ def merged_query(
     info, batch_rows, batch_missing = read_batch(settings, batch, view, key, span)
     cut_ms = info.cut_ms if info is not None else None
     since = cut_ms if cut_ms is not None else 0
-    rt_rows, fresh, offsets, rt_missing = read_realtime(settings, speed, view, key, since, span)
+    rt_rows, fresh, offsets, rt_missing, kappa = read_realtime(
+        settings, speed, view, key, since, span
+    )
+    if kappa is not None:  # Kappa: the replay's output is the whole answer, no batch part
+        info, batch_rows, batch_missing, cut_ms = None, {}, False, None
+        view = replace(kappa.view, name=view.name)
     prov = Provenance(
         version=info.version if info is not None else None,
         cut_ms=cut_ms,
         freshness_ms=fresh,
         speed_offsets=offsets,
         missing=[p for p, gone in (("batch", batch_missing), ("realtime", rt_missing)) if gone],
+        kappa=kappa_source(kappa),
     )
     return answer(view, key, batch_rows, rt_rows, prov, sketches=sketches)
 
@@ -167,21 +187,25 @@ def _merged(
         _unavailable(settings, "batch", exc)
         batch_missing = True
     cut_ms = info.cut_ms if info is not None else None
-    rt_cells, fresh, offsets, rt_missing = {}, None, None, False
+    rt_cells, fresh, offsets, rt_missing, kappa = {}, None, None, False, None
     try:
         if realtime is not None:
             snap = realtime(cut_ms or 0)
         else:
             snap = speed.view_snapshot(view.name, cut_ms or 0, *span, keep)
         rt_cells, fresh, offsets = snap.cells, snap.freshness_ms, snap.offsets
+        kappa = getattr(snap, "kappa", None)
     except ServiceUnavailable as exc:
         _unavailable(settings, "realtime", exc)
         rt_missing = True
+    if kappa is not None:  # Kappa: the replay's output is the whole answer, no batch part
+        info, batch_part, batch_missing, cut_ms = None, None, False, None
     prov = Provenance(
         version=info.version if info is not None else None,
         cut_ms=cut_ms,
         freshness_ms=fresh,
         speed_offsets=offsets,
         missing=[p for p, gone in (("batch", batch_missing), ("realtime", rt_missing)) if gone],
+        kappa=kappa_source(kappa),
     )
     return batch_part, rt_cells, prov

@@ -31,6 +31,17 @@ class RealtimeTable:
     cells: pa.Table  # the columns of serving.mergedsql.realtime_table
     freshness_ms: int | None
     offsets: dict[int, int]
+    kappa: Any = None  # the Kappa replay read instead (no batch part), as ViewSnapshot.kappa
+
+
+def _replay(speed: Any, view: ViewDef) -> Any:
+    """The Kappa replay serving ``view`` (one GET), None when the speed layer serves it.
+
+    Read before the offsets: when it is None and the offsets then equal the cached
+    snapshot's, the cached table is the state at that GET.
+    """
+    kappa = getattr(speed, "kappa", None)
+    return kappa(view.name) if callable(kappa) else None
 
 
 class RealtimeTables:
@@ -48,12 +59,16 @@ class RealtimeTables:
         """
         with self._lock:
             hit = self._tables.get(view.name)
-        if hit is not None and hit.since_ms == since_ms and speed.offsets(view.name) == hit.offsets:
+        reusable = hit is not None and hit.since_ms == since_ms and _replay(speed, view) is None
+        if hit is not None and reusable and speed.offsets(view.name) == hit.offsets:
             return hit
         snap = speed.view_snapshot(view.name, since_ms, *EVERYTHING)
+        kappa = getattr(snap, "kappa", None)
         table = RealtimeTable(
-            since_ms, realtime_table(view, snap.cells), snap.freshness_ms, snap.offsets
+            since_ms, realtime_table(view, snap.cells), snap.freshness_ms, snap.offsets, kappa
         )
+        if kappa is not None:  # a Kappa replay serves the view: never reused (its offsets differ)
+            return table
         with self._lock:
             self._tables[view.name] = table
         return table

@@ -97,7 +97,15 @@ def _stream_gauges(reg: CollectorRegistry, streams: dict[str, dict[str, Any]]) -
     age = _gauge(
         reg, "lambdalab_speed_freshness_age_seconds", "Seconds since that ingest time", ("stream",)
     )
+    pending = _gauge(
+        reg,
+        "lambdalab_archiver_pending_records",
+        "Records in the log not yet landed into the master dataset",
+        ("stream",),
+    )
     for name, status in streams.items():
+        if "pending_total" in status.get("archiver", {}):
+            pending.labels(name).set(status["archiver"]["pending_total"])
         for p, off in status["ingest"].get("end_offsets", {}).items():
             end.labels(p, name).set(off)
         speed = status.get("speed", {})

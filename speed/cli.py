@@ -43,14 +43,16 @@ def run(
     metrics_port: Annotated[
         int, typer.Option(help="expose Prometheus metrics on this port (0: off)")
     ] = 0,
-    max_poll_records: Annotated[int, typer.Option(help="records per poll batch")] = 2000,
+    max_poll_records: Annotated[
+        int | None, typer.Option(help="records per poll batch, at most (default 20,000)")
+    ] = None,
     stream: Annotated[
         str | None, typer.Option(help="the stream to consume (default: default_stream)")
     ] = None,
 ) -> None:
     """Consume a stream's topic into its realtime views (resume, or rebuild if needed)."""
     from lambdalab.schema import get_stream
-    from speed.consumer import SpeedConsumer
+    from speed.consumer import MAX_POLL_RECORDS, SpeedConsumer
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     stop = threading.Event()
@@ -58,7 +60,9 @@ def run(
         signal.signal(sig, lambda *_: stop.set())
     settings = get_settings()
     consumer = SpeedConsumer(
-        settings, get_stream(stream or settings.default_stream), max_poll_records=max_poll_records
+        settings,
+        get_stream(stream or settings.default_stream),
+        max_poll_records=max_poll_records or MAX_POLL_RECORDS,
     )
     if metrics_port:
         from prometheus_client import start_http_server

@@ -5,7 +5,8 @@ assigned manually (no consumer group, no auto-commit): the only committed positi
 the offsets hash in Redis, written in the same MULTI/EXEC as the increments it covers
 (:mod:`speed.store`). Each poll batch is split into events and dead letters
 (:func:`lambdalab.deadletters.split`), aggregated in memory for every view of the stream
-(:func:`views.compute.aggregate`, keyed by ingest window, key and event bucket) and
+(:func:`views.compute.aggregate_timed`, keyed by ingest window, key and event bucket;
+the event time and ingest window of each record are computed once for all views) and
 written once. Malformed records go to the
 dead-letter topic, which is flushed *before* the EXEC that moves the offsets past them:
 a crash in between only reports them again under the same key (kept once by compaction).
@@ -22,22 +23,27 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from lambdalab.boundary import window_of
 from lambdalab.deadletters import DeadLetters, Decoded, split
 from lambdalab.errors import DefinitionError, ServiceUnavailable
 from lambdalab.paths import RedisKeys
-from lambdalab.schema import Stream
+from lambdalab.schema import Stream, parse_ts_ms
 from lambdalab.settings import Settings
 from lambdalab.topics import end_offsets_of, ensure_topics, kafka_consumer, partitions
 from speed.expiry import expire
 from speed.metrics import SpeedMetrics
 from speed.rebuild import horizons, needs_rebuild, rebuild
 from speed.store import RealtimeStore
-from views.compute import Cell, aggregate
+from views.compute import Cell, TimedEvent, aggregate_timed
 from views.definition import ViewDef
 from views.registry import views_of
 
 log = logging.getLogger(__name__)
 EXPIRY_EVERY_S = 15.0
+# Records per poll batch, at most. Redis work grows with the cells a batch touches, not
+# with its records (a batch is aggregated in memory first), so under load a big batch
+# costs far less per event; with little load a poll returns whatever has arrived.
+MAX_POLL_RECORDS = 20_000
 
 
 @dataclass
@@ -66,9 +72,16 @@ class SpeedConsumer:
         views: Mapping[str, ViewDef] | None = None,
         metrics: SpeedMetrics | None = None,
         redis_client: Any | None = None,
-        max_poll_records: int = 2000,
+        max_poll_records: int = MAX_POLL_RECORDS,
+        output: str | None = None,
     ) -> None:
+        """A consumer of ``stream``; see the class docstring.
+
+        ``output`` runs it as a second instance with offsets of its own (a Kappa replay into
+        the views given in ``views``), beside the stream's usual consumer.
+        """
         self.settings = settings
+        self.output = output
         self.views = dict(views) if views is not None else views_of(stream.name)
         if not self.views:
             msg = f"no registered view reads stream {stream.name!r}: nothing to keep in Redis"
@@ -90,7 +103,9 @@ class SpeedConsumer:
     def setup(self) -> None:
         """Connect to Kafka and Redis; resume from the stored offsets or rebuild."""
         ensure_topics(self.settings)
-        self.store = RealtimeStore(self.settings, self.topic, self._redis_client)
+        self.store = RealtimeStore(
+            self.settings, self.topic, self._redis_client, output=self.output
+        )
         self.consumer = kafka_consumer(self.settings, max_poll_records=self._max_poll)
         self.dead_letters = DeadLetters(
             self.settings, layer="speed", registry=self.metrics.registry
@@ -135,30 +150,45 @@ class SpeedConsumer:
         records, which carry offsets but no record. A poll that only moved positions
         still commits them (with no increments).
         """
+        clock = _StageClock(self.metrics)
         polled = self.consumer.poll(timeout_ms=timeout_ms)
         records = [r for recs in polled.values() for r in recs]
         nxt = {tp.partition: self.consumer.position(tp) for tp in self.parts}
+        clock.lap("poll")
         if not records and nxt == self.position:
             return 0
         good, dead = split(self.stream, records)
+        clock.lap("decode")
         if dead:
             self.dead_letters.report(dead)
             self.dead_letters.flush()
+            clock.lap("dead_letters")
         if records:
             newest = max(r.timestamp for r in records)
             self.freshness_ms = max(self.freshness_ms or newest, newest)
-        batch = {view: self._cells(view, good) for view in self.views.values()}
+        timed = self._timed(good)
+        clock.lap("time")
+        batch = {view: self._cells(view, timed) for view in self.views.values()}
+        clock.lap("aggregate")
         meta = {"freshness_ms": self.freshness_ms, "updated_ms": _now_ms()}
         self.store.apply(batch, self.position, nxt, meta)
+        clock.lap("redis")
         self.position = nxt
         self.applied += len(good)
         self.dead += len(dead)
         self.rate = self.metrics.batch(len(good), len(dead))
         return len(records)
 
-    def _cells(self, view: ViewDef, good: list[Decoded]) -> dict[Cell, Any]:
-        pairs = [(d.ingest_ms, d.event) for d in good]
-        cells = aggregate(view, pairs, self.settings.batch.window_s)
+    def _timed(self, good: list[Decoded]) -> list[TimedEvent]:
+        """Each event's ingest window and event time, computed once for every view."""
+        window_s, time_field = self.settings.batch.window_s, self.stream.time_field
+        return [
+            (window_of(d.ingest_ms, window_s), parse_ts_ms(d.event[time_field]), d.event)
+            for d in good
+        ]
+
+    def _cells(self, view: ViewDef, timed: list[TimedEvent]) -> dict[Cell, Any]:
+        cells = aggregate_timed(view, timed)
         floor = self.horizon.get(view.name)
         if floor is None:
             return cells
@@ -224,6 +254,19 @@ class SpeedConsumer:
                 end[tp.partition] = high
         lag = self.metrics.positions(self.position, end)
         return Status(self.applied, self.dead, self.rate, lag, self.freshness_ms)
+
+
+class _StageClock:
+    """Adds the wall time since the previous lap to ``lambdalab_speed_stage_seconds``."""
+
+    def __init__(self, metrics: SpeedMetrics) -> None:
+        self.stage = metrics.stage
+        self.last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.stage.labels(stage).inc(now - self.last)
+        self.last = now
 
 
 def _now_ms() -> int:

@@ -35,7 +35,23 @@ class SpeedMetrics:
         self.windows = Gauge(
             "lambdalab_speed_windows_held", "Realtime ingest windows held", ["view"], registry=r
         )
+        self.stage = Counter(
+            "lambdalab_speed_stage_seconds",
+            "Wall seconds spent per stage of the poll loop (poll, decode, time, aggregate, "
+            "redis, dead_letters): where the speed layer's time goes",
+            ["stage"],
+            registry=r,
+        )
         self._recent: deque[tuple[float, int]] = deque()
+
+    def stage_seconds(self) -> dict[str, float]:
+        """Seconds spent so far per stage of the poll loop (what the bench breaks down)."""
+        return {
+            sample.labels["stage"]: sample.value
+            for metric in self.stage.collect()
+            for sample in metric.samples
+            if sample.name.endswith("_total")
+        }
 
     def batch(self, valid: int, dead: int, now: float | None = None) -> float:
         """Count one applied batch; return the records/s over the last 10 seconds.

@@ -7,13 +7,15 @@ atomic, so a read never sees half of a poll batch.
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import redis
 
+from lambdalab.errors import ServiceUnavailable
 from lambdalab.paths import RedisKeys
 from lambdalab.settings import Settings
 from speed.store import connect, decode_value, redis_call
@@ -76,20 +78,44 @@ class SpeedReader:
         """
         vdef = get_view(view)
         offsets_key = self.keys.offsets(self.settings.topic_for(vdef.stream))
+        pointer = self.keys.kappa(view)
+        for _ in range(SNAPSHOT_ATTEMPTS):
+            offsets, fresh, raw, switched = self._call(
+                self._read_one, offsets_key, self.keys.meta(view), self.keys.rt(view, key), pointer
+            )
+            target = None if switched is None else KappaTarget.parse(switched)
+            if target is not None:  # serving is switched to a replay: read the replay
+                since_window_ms, vdef = 0, target.view
+                offsets, fresh, raw, again = self._call(
+                    self._read_one,
+                    target.offsets_key,
+                    self.keys.meta(target.output),
+                    self.keys.rt(target.output, key),
+                    pointer,
+                )
+                if again != switched:  # switched again between the two reads: start over
+                    continue
+            return Snapshot(
+                rows=_merge_windows(vdef, raw, since_window_ms, bucket_from_ms, bucket_to_ms),
+                freshness_ms=None if fresh is None else int(fresh),
+                offsets={int(p): int(o) for p, o in offsets.items()},
+                kappa=target,
+            )
+        msg = f"view {view}: the Kappa switch kept moving for {SNAPSHOT_ATTEMPTS} reads"
+        raise ServiceUnavailable(msg)
 
-        def read() -> list[Any]:
-            with self.client.pipeline(transaction=True) as pipe:
-                pipe.hgetall(offsets_key)
-                pipe.hget(self.keys.meta(view), "freshness_ms")
-                pipe.hgetall(self.keys.rt(view, key))
-                return list(pipe.execute())
+    def _read_one(self, offsets_key: str, meta: str, rt: str, pointer: str) -> list[Any]:
+        with self.client.pipeline(transaction=True) as pipe:
+            pipe.hgetall(offsets_key)
+            pipe.hget(meta, "freshness_ms")
+            pipe.hgetall(rt)
+            pipe.get(pointer)
+            return list(pipe.execute())
 
-        offsets, fresh, raw = self._call(read)
-        return Snapshot(
-            rows=_merge_windows(vdef, raw, since_window_ms, bucket_from_ms, bucket_to_ms),
-            freshness_ms=None if fresh is None else int(fresh),
-            offsets={int(p): int(o) for p, o in offsets.items()},
-        )
+    def kappa(self, view: str) -> KappaTarget | None:
+        """The replayed output serving ``view`` (``lab replay``), or None: batch ⊕ realtime."""
+        raw = self._call(self.client.get, self.keys.kappa(view))
+        return None if raw is None else KappaTarget.parse(raw)
 
     def view_snapshot(
         self,
@@ -116,6 +142,36 @@ class SpeedReader:
         """
         vdef = get_view(view)
         offsets_key = self.keys.offsets(self.settings.topic_for(vdef.stream))
+        for _ in range(SNAPSHOT_ATTEMPTS):
+            target = self.kappa(view)
+            if target is None:
+                return self._view_snapshot(
+                    view, vdef, offsets_key, since_window_ms, bucket_from_ms, bucket_to_ms, keep
+                )
+            snap = self._view_snapshot(
+                target.output,
+                target.view,
+                target.offsets_key,
+                0,
+                bucket_from_ms,
+                bucket_to_ms,
+                keep,
+            )
+            if self.kappa(view) == target:  # the replay read was the one serving throughout
+                return replace(snap, kappa=target)
+        msg = f"view {view}: the Kappa switch kept moving for {SNAPSHOT_ATTEMPTS} reads"
+        raise ServiceUnavailable(msg)
+
+    def _view_snapshot(
+        self,
+        view: str,
+        vdef: ViewDef,
+        offsets_key: str,
+        since_window_ms: int,
+        bucket_from_ms: int,
+        bucket_to_ms: int,
+        keep: Callable[[str], bool] | None,
+    ) -> ViewSnapshot:
         read = None
         for _ in range(SNAPSHOT_ATTEMPTS):
             try:
@@ -227,6 +283,7 @@ class ViewSnapshot:
     cells: dict[str, dict[int, dict[str, Any]]]  # view key -> bucket_ms -> measures
     freshness_ms: int | None
     offsets: dict[int, int]
+    kappa: KappaTarget | None = None  # read from a replay (no batch part), see ``kappa``
 
 
 @dataclass(frozen=True)
@@ -236,6 +293,51 @@ class Snapshot:
     rows: dict[int, dict[str, Any]]
     freshness_ms: int | None
     offsets: dict[int, int]
+    kappa: KappaTarget | None = None  # read from a replay (no batch part), see ``kappa``
+
+
+@dataclass(frozen=True)
+class KappaTarget:
+    """A replayed output that serves a view in place of batch ⊕ realtime (``lab replay``).
+
+    Attributes:
+        output: the output's own view name, ``{view}__k{generation}``.
+        generation: which replay of the view it is.
+        offsets_key: the Redis hash of the offsets the output reflects.
+        view: the definition the output was computed with (named ``output``).
+        switched_ms: when serving switched to it.
+    """
+
+    output: str
+    generation: int
+    offsets_key: str
+    view: ViewDef
+    switched_ms: int
+
+    @classmethod
+    def parse(cls, raw: bytes | str) -> KappaTarget:
+        """The switch as ``lab.kappa`` writes it (JSON)."""
+        data = json.loads(raw)
+        return cls(
+            output=data["output"],
+            generation=int(data["generation"]),
+            offsets_key=data["offsets_key"],
+            view=ViewDef.from_dict(data["definition"]),
+            switched_ms=int(data["switched_ms"]),
+        )
+
+    def dump(self) -> str:
+        """The JSON :meth:`parse` reads."""
+        return json.dumps(
+            {
+                "output": self.output,
+                "generation": self.generation,
+                "offsets_key": self.offsets_key,
+                "definition": self.view.to_dict(),
+                "switched_ms": self.switched_ms,
+            },
+            sort_keys=True,
+        )
 
 
 def _merge_windows(

@@ -10,8 +10,13 @@ Fencing: the offsets hash is WATCHed and compared with the positions this consum
 believes it holds. If another (zombie) consumer moved them, :class:`FencedOut` is raised
 and nothing is written.
 
-count uses HINCRBY; sum/min/max/hll are read (after WATCH) in one pipeline, merged in
-Python with the measure algebra of :mod:`views.definition`, and written with HSET.
+Every measure is read-merge-written: the fields a batch touches are read (after WATCH) with
+one HMGET per hash in one pipeline, merged in Python with the measure algebra of
+:mod:`views.definition`, and written with one HSET per hash. The WATCH makes this safe: a
+write by anyone else moves the offsets too, and the EXEC then fails. So the commands per
+batch grow with the hashes it touches (one per view key), not with its records or cells;
+counts and sums stay exact Python ints (HINCRBY would fail beyond int64 inside the EXEC
+while the rest of the transaction applied).
 """
 
 from __future__ import annotations
@@ -28,10 +33,6 @@ from lambdalab.settings import Settings
 from views.compute import Cell
 from views.definition import ViewDef, merge
 
-# Counts are HINCRBY'd (they cannot reach 2**63). Sums are read, merged as Python ints and
-# written back under the same WATCH, so they stay exact beyond int64 (HINCRBY would fail
-# inside the EXEC while the rest of the transaction applied).
-INCR_KINDS = ("count",)
 RESET_ATTEMPTS = 20
 
 
@@ -39,18 +40,16 @@ RESET_ATTEMPTS = 20
 class Plan:
     """The writes of one poll batch for one view, computed without I/O."""
 
-    incr: dict[str, dict[str, int]] = field(default_factory=dict)  # rt key -> field -> delta
     put: dict[str, dict[str, Any]] = field(default_factory=dict)  # rt key -> field -> value
     windows: dict[int, set[str]] = field(default_factory=dict)  # window_ms -> view keys
 
 
 def merge_fields(view: ViewDef, cells: Mapping[Cell, dict[str, Any]]) -> dict[str, list[str]]:
-    """Per view key, the hash fields whose current value a read-merge-write needs."""
+    """Per view key, the hash fields a batch touches (their current values are merged)."""
     out: dict[str, list[str]] = {}
-    for (window, key, bucket), _acc in cells.items():
-        for m in view.measures:
-            if m.kind not in INCR_KINDS:
-                out.setdefault(key, []).append(RedisKeys.field(window, bucket, m.name))
+    names = [m.name for m in view.measures]
+    for window, key, bucket in cells:
+        out.setdefault(key, []).extend(RedisKeys.field(window, bucket, name) for name in names)
     return out
 
 
@@ -67,27 +66,26 @@ def plan_view(
     current: Mapping[tuple[str, str], bytes | None],
     rt_key: Any,
 ) -> Plan:
-    """Turn a batch's partial aggregates into increments and merged values.
+    """Merge a batch's partial aggregates into the stored values: the fields to write.
 
     Args:
         view: the view definition.
         cells: output of :func:`views.compute.aggregate` for this batch.
-        current: (view key, field) -> stored bytes, for min/max/hll fields.
+        current: (view key, field) -> stored bytes (None when absent), for every field of
+            :func:`merge_fields`.
         rt_key: function view key -> Redis hash name.
     """
     plan = Plan()
     for (window, key, bucket), acc in cells.items():
-        name = rt_key(key)
+        values = plan.put.setdefault(rt_key(key), {})
         plan.windows.setdefault(window, set()).add(key)
         for m in view.measures:
             value = acc.get(m.name)
+            if value is None:  # min/max/hll of a batch where the field was always missing
+                continue
             fld = RedisKeys.field(window, bucket, m.name)
-            if m.kind in INCR_KINDS:
-                plan.incr.setdefault(name, {})[fld] = int(value or 0)
-            elif value is not None:
-                old = decode_value(m.kind, current.get((key, fld)))
-                merged = merge(m.kind, old, value)
-                plan.put.setdefault(name, {})[fld] = merged if m.kind == "hll" else str(merged)
+            merged = merge(m.kind, decode_value(m.kind, current.get((key, fld))), value)
+            values[fld] = merged if m.kind == "hll" else str(merged)
     return plan
 
 
@@ -99,11 +97,19 @@ def connect(settings: Settings) -> redis.Redis:
 class RealtimeStore:
     """The Redis side of the speed layer for one namespace."""
 
-    def __init__(self, settings: Settings, topic: str, client: redis.Redis | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        topic: str,
+        client: redis.Redis | None = None,
+        *,
+        output: str | None = None,
+    ) -> None:
+        """``output`` names a second instance's own offsets (a Kappa replay, ``lab.kappa``)."""
         self.settings = settings
         self.keys = RedisKeys(settings)
         self.client = client if client is not None else connect(settings)
-        self.offsets_key = self.keys.offsets(topic)
+        self.offsets_key = self.keys.offsets(f"{topic}@{output}" if output else topic)
 
     def read_offsets(self) -> dict[int, int] | None:
         """Partition -> next offset committed with the increments; None if never written."""
@@ -179,11 +185,9 @@ class RealtimeStore:
         return plan_view(view, cells, current, lambda k: self.keys.rt(view.name, k))
 
     def _queue(self, pipe: Any, view: ViewDef, plan: Plan, meta: Mapping[str, Any] | None) -> None:
-        for name, deltas in plan.incr.items():
-            for fld, delta in deltas.items():
-                pipe.hincrby(name, fld, delta)
         for name, values in plan.put.items():
-            pipe.hset(name, mapping=values)
+            if values:
+                pipe.hset(name, mapping=values)
         for window, keys in plan.windows.items():
             pipe.zadd(self.keys.windows(view.name), {str(window): window})
             pipe.sadd(self.keys.window_keys(view.name, window), *sorted(keys))

@@ -66,6 +66,29 @@ class ViewDef:
         """The definition as plain data (what the fingerprint hashes and lineage records)."""
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ViewDef:
+        """The definition :meth:`to_dict` wrote (a deployed definition, a lineage record).
+
+        Raises:
+            DefinitionError: a field is missing or has the wrong shape, named.
+        """
+        try:
+            measures = tuple(
+                Measure(str(m["name"]), m["kind"], m.get("field")) for m in data["measures"]
+            )
+            return cls(
+                name=str(data["name"]),
+                stream=str(data["stream"]),
+                keys=tuple(str(k) for k in data["keys"]),
+                bucket_s=int(data["bucket_s"]),
+                measures=measures,
+                description=str(data.get("description", "")),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            msg = f"view definition {data.get('name', '?')!r}: missing or malformed {exc}"
+            raise DefinitionError(msg) from exc
+
     @property
     def fingerprint(self) -> str:
         """Hash of the definition: a changed definition gives a new batch version."""

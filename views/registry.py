@@ -1,46 +1,57 @@
-"""The registry of views: every ``VIEW`` in ``views/defs/*.py``.
+"""The registry of views: every ``VIEW`` in ``views/defs/*.py``, and deployed replacements.
 
 Adding a view is one small file in ``views/defs`` (see docs/lab/adding-a-view.md).
-The package is scanned once per change of its folder (one ``os.stat`` per call, not a
-re-import of every module): every query asks the registry for its view, so a scan per
-call (~40 µs) was a measurable share of a point query.
+
+A *deployed* definition replaces a view's code-defined one for every process that shares
+the state directory (``{paths.state_dir}/deployed/{view}.json`` by default, written by
+:func:`deploy`, removed by :func:`undeploy`). The lab uses it to put a buggy version of a
+view into production and take it back out (``lambdalab lab deploy``). Every layer asks
+this registry, so a deployed definition is what the API merges with from its next request,
+what the next batch cycle builds (its fingerprint differs: a new version), and what a speed
+consumer started after the deploy keeps (its fingerprint differs: a rebuild).
 """
 
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import pkgutil
+from pathlib import Path
 
-from lambdalab.errors import NotFound
+from lambdalab.errors import DefinitionError, NotFound
 from views import defs
 from views.definition import ViewDef
 
-_scanned: tuple[tuple[int, ...], dict[str, ViewDef]] | None = None
+_deployed_cache: tuple[tuple[object, ...], dict[str, ViewDef]] | None = None
+_coded_cache: tuple[tuple[int, ...], dict[str, ViewDef]] | None = None
 
 
-def _stamp() -> tuple[int, ...]:
-    """The modification times of the defs folders: a file added or removed changes them."""
-    return tuple(os.stat(path).st_mtime_ns for path in defs.__path__)
+def coded_views() -> dict[str, ViewDef]:
+    """Every view declared in ``views/defs``, by name (what the code says).
 
-
-def _package_views() -> dict[str, ViewDef]:
-    global _scanned
-    stamp = _stamp()
-    if _scanned is None or _scanned[0] != stamp:
+    The package is scanned once per change of its folder (one ``os.stat`` per call, a
+    file added or removed changes it): every query asks the registry for its view, and a
+    scan per call (~40 µs) was a measurable share of a point query.
+    """
+    global _coded_cache
+    stamp = tuple(os.stat(path).st_mtime_ns for path in defs.__path__)
+    if _coded_cache is None or _coded_cache[0] != stamp:
         found: dict[str, ViewDef] = {}
         for info in pkgutil.iter_modules(defs.__path__):
             module = importlib.import_module(f"{defs.__name__}.{info.name}")
             view = getattr(module, "VIEW", None)
             if isinstance(view, ViewDef):
                 found[view.name] = view
-        _scanned = (stamp, dict(sorted(found.items())))
-    return _scanned[1]
+        _coded_cache = (stamp, found)
+    return dict(_coded_cache[1])
 
 
 def all_views() -> dict[str, ViewDef]:
-    """Every registered view by name, in name order (a new dict: callers may change it)."""
-    return dict(_package_views())
+    """Every registered view by name, in name order (deployed definitions win)."""
+    found = coded_views()
+    found.update({n: v for n, v in deployed().items() if n in found})
+    return dict(sorted(found.items()))
 
 
 def views_of(stream: str) -> dict[str, ViewDef]:
@@ -59,3 +70,73 @@ def get_view(name: str) -> ViewDef:
         msg = f"unknown view {name!r}; known: {', '.join(views)}"
         raise NotFound(msg)
     return views[name]
+
+
+def deployed_dir() -> Path:
+    """Where deployed definitions live: ``paths.deployed`` of this process's settings."""
+    from lambdalab.settings import get_settings
+
+    return get_settings().paths.deployed
+
+
+def deployed() -> dict[str, ViewDef]:
+    """The deployed definitions by view name (re-read only when a file changes).
+
+    A deploy replaces its file (a new inode), so one scan of the folder tells whether
+    anything changed since the last call.
+
+    Raises:
+        DefinitionError: a deployed file does not hold a valid definition (named).
+    """
+    global _deployed_cache
+    folder = deployed_dir()
+    try:
+        with os.scandir(folder) as entries:
+            files = sorted(
+                (e.name, e.inode(), e.stat().st_mtime_ns)
+                for e in entries
+                if e.name.endswith(".json") and not e.name.startswith(".")
+            )
+        stamp = (str(folder), *files)
+    except FileNotFoundError:
+        return {}
+    if _deployed_cache is not None and _deployed_cache[0] == stamp:
+        return _deployed_cache[1]
+    found: dict[str, ViewDef] = {}
+    for path in sorted(folder.glob("*.json")):
+        try:
+            view = ViewDef.from_dict(json.loads(path.read_text()))
+        except (OSError, ValueError, DefinitionError) as exc:
+            msg = f"deployed view definition {path}: {exc}"
+            raise DefinitionError(msg) from exc
+        found[view.name] = view
+    _deployed_cache = (stamp, found)
+    return found
+
+
+def deploy(view: ViewDef) -> Path:
+    """Deploy ``view`` in place of the coded definition of the same name (atomically).
+
+    Raises:
+        NotFound: no coded view has that name.
+    """
+    if view.name not in coded_views():
+        msg = f"no view {view.name!r} to replace; known: {', '.join(sorted(coded_views()))}"
+        raise NotFound(msg)
+    folder = deployed_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{view.name}.json"
+    tmp = folder / f".{view.name}.json.tmp"
+    tmp.write_text(json.dumps(view.to_dict(), indent=2))
+    os.replace(tmp, path)
+    return path
+
+
+def undeploy(name: str) -> bool:
+    """Go back to the coded definition of ``name``; False if none was deployed."""
+    path = deployed_dir() / f"{name}.json"
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return False
+    return True

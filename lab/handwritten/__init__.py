@@ -4,5 +4,5 @@
 ``pageviews_batch.py`` (Spark, how a batch job would compute it) implement
 ``pageviews_by_url_hourly`` independently of the one definition in ``views/defs``. They read
 in parallel on purpose; ``lab.drift`` compares what they compute over the same ingest
-range. See docs/lab/01-two-codebases.md.
+range. See docs/lab/02-two-codebases.md.
 """

@@ -19,10 +19,13 @@ def _page() -> str:
 
 @router.get("/dashboard", response_class=HTMLResponse, summary="The live dashboard")
 def dashboard() -> HTMLResponse:
-    """The dashboard page: merged series per view and key, and the pipeline's health.
+    """The dashboard page: top keys, a key picker and its series, the pipeline's health.
 
-    The series show batch and realtime apart with the cut marked; the health panel is
-    refreshed every few seconds. The page asks the API with the
-    read key given as ``?key=...`` (or typed into its field).
+    A top-N table per view, measure and range (``/views/{view}/rows``) with the version,
+    cut and freshness it read; a key picker (``/views/{view}/keys``) whose key's series
+    shows batch and realtime apart with the cut marked; every stream's health
+    (``/pipeline``); charts of ingest rate, lag and freshness (``/pipeline/history``). All
+    refreshed every few seconds. The read key is typed into its field and kept in the
+    browser's localStorage (one given as ``?key=`` is dropped from the URL).
     """
     return HTMLResponse(_page())

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 
 from infra.health import port_open
 from lambdalab.settings import Settings
-from serving.deps import BatchDep, ProbeDep, ReadKey, SettingsDep, SpeedDep
-from serving.models import AUTH_ERRORS, Health, Pipeline
+from serving.deps import BatchDep, HdfsDep, ProbeDep, ReadKey, SettingsDep, SpeedDep
+from serving.models import AUTH_ERRORS, Health, Pipeline, PipelineHistory
 from serving.pipeline import snapshot
 
 router = APIRouter(tags=["health"])
@@ -52,7 +52,33 @@ async def health(settings: SettingsDep) -> dict[str, Any]:
     "/pipeline", response_model=Pipeline, responses=AUTH_ERRORS, summary="Pipeline health snapshot"
 )
 def pipeline(
-    _: ReadKey, settings: SettingsDep, batch: BatchDep, speed: SpeedDep, probe: ProbeDep
+    _: ReadKey,
+    settings: SettingsDep,
+    batch: BatchDep,
+    speed: SpeedDep,
+    probe: ProbeDep,
+    hdfs: HdfsDep,
 ) -> dict[str, Any]:
     """Ingest offsets, speed lag and freshness, batch version and age per view, dead letters."""
-    return snapshot(settings, batch, speed, probe)
+    return snapshot(settings, batch, speed, probe, hdfs)
+
+
+@router.get(
+    "/pipeline/history",
+    response_model=PipelineHistory,
+    responses=AUTH_ERRORS,
+    summary="The last minutes of ingest rate, speed lag and freshness",
+)
+def pipeline_history(_: ReadKey, request: Request) -> dict[str, Any]:
+    """Samples of every stream this API process took in the background, oldest first.
+
+    One sample each ``api.history_interval_s`` seconds, the last ``api.history_points``
+    kept in memory (the dashboard's charts). Each process keeps its own buffer; a
+    restarted one starts empty.
+    """
+    history = request.app.state.history
+    return {
+        "interval_s": history.interval_s,
+        "capacity": history.capacity,
+        "points": history.points(),
+    }

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from serving.deps import BatchDep, ProbeDep, SettingsDep, SpeedDep
+from serving.deps import BatchDep, HdfsDep, ProbeDep, SettingsDep, SpeedDep
 from serving.pipeline import snapshot
 
 router = APIRouter(tags=["metrics"])
@@ -22,7 +22,12 @@ router = APIRouter(tags=["metrics"])
     },
 )
 def metrics(
-    request: Request, settings: SettingsDep, batch: BatchDep, speed: SpeedDep, probe: ProbeDep
+    request: Request,
+    settings: SettingsDep,
+    batch: BatchDep,
+    speed: SpeedDep,
+    probe: ProbeDep,
+    hdfs: HdfsDep,
 ) -> Response:
     """Every metric of the platform, read at scrape time.
 
@@ -31,5 +36,5 @@ def metrics(
 
     Unauthenticated, like most Prometheus targets; bind the API to a private interface.
     """
-    body = request.app.state.telemetry.render(snapshot(settings, batch, speed, probe))
+    body = request.app.state.telemetry.render(snapshot(settings, batch, speed, probe, hdfs))
     return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -117,3 +117,67 @@ def test_the_reader_says_hdfs_is_down_instead_of_crashing(loopback: Loopback) ->
     down = Settings(hdfs={"webhdfs_url": f"http://127.0.0.1:{port}"})
     with pytest.raises(ServiceUnavailable, match=rf"127\.0\.0\.1:{port}"):
         BatchReader(down).current("pageviews_by_url_hourly")
+
+
+def test_phases_add_up_by_name_and_prefix() -> None:
+    from batch.phases import Phases
+
+    phases = Phases()
+    for name in ("build:a", "build:b", "build:a", "trino"):
+        with phases.phase(name):
+            pass
+    assert list(phases.seconds) == ["build:a", "build:b", "trino"]
+    assert phases.total("build:") == phases.seconds["build:a"] + phases.seconds["build:b"]
+    failure = "a failed phase is still timed"
+    with pytest.raises(RuntimeError), phases.phase("land"):
+        raise RuntimeError(failure)
+    assert "land" in phases.rounded()
+
+
+def test_registered_versions_are_read_from_table_names_only() -> None:
+    from batch.trino_tables import TrinoTables
+
+    tables = TrinoTables(Settings())
+    names = ["v__v1", "v__v12", "v", "master_pageviews", "a__vx", "a_b__v3", "__v4"]
+    tables.query = lambda sql: (["Table"], [(n,) for n in names])  # type: ignore[method-assign]
+    assert tables.registered() == {"v": {1, 12}, "a_b": {3}}
+
+
+class MasterListing:
+    """A master dataset as WebHDFS lists it: {day folder: [file names]}, listings counted."""
+
+    def __init__(self, days: dict[str, list[MasterFile]]) -> None:
+        self.days = {f"ingest_date={d}": [f.name for f in files] for d, files in days.items()}
+        self.listed: list[str] = []
+
+    def status(self, path: str, strict: bool = True) -> dict[str, str] | None:
+        return {"type": "DIRECTORY"} if self.days else None
+
+    def list(self, path: str) -> list[str]:
+        self.listed.append(path.rsplit("/", 1)[-1])
+        if path.rsplit("/", 1)[-1] in self.days:
+            return [*self.days[path.rsplit("/", 1)[-1]], "_claim-x"]
+        return [*self.days, "_manifests"]
+
+
+def test_landed_offsets_read_the_newest_folders_back_until_every_partition_is_seen(
+    settings: Settings,
+) -> None:
+    from batch.master import landed_offsets
+
+    def f(window: int, partition: int, first: int, last: int) -> MasterFile:
+        return MasterFile(window, partition, first, last)
+
+    listing = MasterListing(
+        {
+            "2026-01-01": [f(1, 0, 0, 9), f(1, 1, 0, 4), f(1, 2, 0, 2)],
+            "2026-01-02": [f(2, 0, 10, 19), f(2, 1, 5, 7)],
+            "2026-01-03": [f(3, 0, 20, 29), f(3, 0, 30, 31)],
+        }
+    )
+    landed = landed_offsets(listing, settings, "pageviews", [0, 1, 2, 3])  # type: ignore[arg-type]
+    assert landed == {0: 32, 1: 8, 2: 3, 3: 0}  # partition 3: nothing landed yet
+    listing.listed.clear()
+    assert landed_offsets(listing, settings, "pageviews", [0, 1]) == {0: 32, 1: 8}  # type: ignore[arg-type]
+    assert listing.listed == ["pageviews", "ingest_date=2026-01-03", "ingest_date=2026-01-02"]
+    assert landed_offsets(MasterListing({}), settings, "pageviews", [0]) == {0: 0}  # type: ignore[arg-type]

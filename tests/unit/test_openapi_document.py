@@ -44,6 +44,7 @@ STATUSES = {
     ("post", "/sql"): {*SECURED, 400, 422, 503, 504},  # refused, bad body, Trino down, timeout
     ("post", "/sql/merged"): {*SECURED, 400, 422, 503, 504},  # refused, body, a part down, timeout
     ("get", "/pipeline"): SECURED,  # a backend down is an `error` in the snapshot, not a 503
+    ("get", "/pipeline/history"): SECURED,  # samples kept in memory: nothing to be down
     ("get", "/health"): {200, 500},
     ("get", "/metrics"): {200, 500},
     ("get", "/dashboard"): {200, 500},

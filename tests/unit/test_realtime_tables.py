@@ -38,3 +38,15 @@ def test_the_table_is_reused_until_a_commit_or_another_cut() -> None:
     assert second.offsets == {0: 6} and second.freshness_ms == 9
     tables.read(speed, VIEW, 200)
     assert speed.snapshots == 3
+
+
+def test_a_kappa_replay_is_never_reused_and_switching_to_one_rereads() -> None:
+    speed, tables = FakeSpeed(), RealtimeTables()
+    tables.read(speed, VIEW, 100)
+    speed.kappa = lambda view: "replay"  # type: ignore[attr-defined]
+    snap = speed.view_snapshot
+    speed.view_snapshot = lambda *a: SimpleNamespace(**vars(snap(*a)), kappa="replay")  # type: ignore[method-assign]
+    first = tables.read(speed, VIEW, 100)
+    assert first.kappa == "replay" and speed.snapshots == 2
+    tables.read(speed, VIEW, 100)
+    assert speed.snapshots == 3

@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from lambdalab.errors import ServiceUnavailable
 from lambdalab.settings import Settings, load_settings
 from serving.app import create_app
-from serving.deps import get_batch, get_probe, get_speed
+from serving.deps import get_batch, get_hdfs, get_probe, get_speed
 
 HOUR = 3_600_000
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
@@ -110,11 +110,24 @@ class FakeProbe:
         return {"total": 2, "by_reason": {"not valid JSON": 2}}
 
 
+class FakeHdfs:
+    """The master dataset as WebHDFS lists it: offsets 0..4 of partition 0 landed."""
+
+    def status(self, path: str, strict: bool = True) -> dict[str, Any]:
+        return {"type": "DIRECTORY"}
+
+    def list(self, path: str) -> list[str]:
+        if path.endswith("ingest_date=2026-01-01"):
+            return ["w1767225600000-p000-o000000000000-000000000004.parquet", "_tmp"]
+        return ["ingest_date=2026-01-01", "_manifests"]
+
+
 def _client(settings: Settings, batch: FakeBatch, speed: FakeSpeed) -> TestClient:
     app = create_app(settings)
     app.dependency_overrides[get_batch] = lambda: batch
     app.dependency_overrides[get_speed] = lambda: speed
     app.dependency_overrides[get_probe] = FakeProbe
+    app.dependency_overrides[get_hdfs] = FakeHdfs
     return TestClient(app, raise_server_exceptions=False)
 
 
@@ -218,6 +231,7 @@ def test_available_mode_answers_partial_without_batch() -> None:
         ("get", "/views", {}, 401),
         ("post", "/sql", {}, 401),
         ("get", "/pipeline", {}, 401),
+        ("get", "/pipeline/history", {}, 401),
         ("get", "/nowhere", READ, 404),
         ("delete", "/views", READ, 405),
         ("get", f"/views/{VIEW}", READ, 422),
@@ -291,8 +305,37 @@ def test_metrics_cover_serving_speed_batch_ingest_and_dead_letters() -> None:
         "lambdalab_speed_freshness_age_seconds",
         'lambdalab_ingest_log_end_offset{partition="0",stream="pageviews"} 9.0',
         "lambdalab_dead_letters 2.0",
+        'lambdalab_archiver_pending_records{stream="pageviews"} 4.0',
     ):
         assert needle in text, needle
+
+
+def test_pipeline_shows_the_archiver_and_its_history_endpoint_the_samples() -> None:
+    client = _client(_settings(), FakeBatch(Info(VIEW, 2, T0), {}), FakeSpeed({}))
+    body = client.get("/pipeline", headers=READ).json()
+    assert body["streams"]["pageviews"]["archiver"] == {
+        "landed": {"0": 5},
+        "pending": {"0": 4},
+        "pending_total": 4,
+    }
+    history = client.app.state.history  # type: ignore[attr-defined]
+    history.add(T0, {"pageviews": body["streams"]["pageviews"]})
+    answer = client.get("/pipeline/history", headers=READ).json()
+    assert answer["interval_s"] == 5 and answer["capacity"] == 180
+    assert answer["points"] == [
+        {
+            "at": "2026-01-01T00:00:00.000Z",
+            "at_ms": T0,
+            "streams": {
+                "pageviews": {
+                    "records": 9,
+                    "rate_per_s": None,
+                    "lag_total": 4,
+                    "freshness_age_s": body["streams"]["pageviews"]["speed"]["freshness_age_s"],
+                }
+            },
+        }
+    ]
 
 
 def test_openapi_documents_every_route() -> None:
@@ -305,6 +348,7 @@ def test_openapi_documents_every_route() -> None:
         "/metrics",
         "/health",
         "/pipeline",
+        "/pipeline/history",
         "/dashboard",
     ):
         assert path in spec["paths"], path

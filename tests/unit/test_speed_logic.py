@@ -48,7 +48,7 @@ def _rt(key: str) -> str:
     return f"rt:{key}"
 
 
-def test_plan_increments_counts_and_merges_min_max_hll_with_stored_values() -> None:
+def test_plan_merges_every_measure_with_stored_values() -> None:
     ingest = 1_714_557_600_000  # a window boundary
     records = [(ingest + 5, _ev("/a", "u1", 10, 1)), (ingest + 9, _ev("/a", "u2", 30, 2))]
     cells = aggregate(VIEW, records, 60)
@@ -57,14 +57,15 @@ def test_plan_increments_counts_and_merges_min_max_hll_with_stored_values() -> N
     old_users = hll_sketch(12)
     old_users.update("u9")
     current = {
+        ("/a", fld(ingest, bucket, "views")): b"7",
         ("/a", fld(ingest, bucket, "total")): str(2**63 - 1).encode(),
         ("/a", fld(ingest, bucket, "low")): b"5",
         ("/a", fld(ingest, bucket, "high")): b"20",
         ("/a", fld(ingest, bucket, "users")): bytes(old_users.serialize_compact()),
     }
     plan = plan_view(VIEW, cells, current, _rt)
-    assert plan.incr == {"rt:/a": {fld(ingest, bucket, "views"): 2}}
     put = plan.put["rt:/a"]
+    assert put[fld(ingest, bucket, "views")] == "9"
     assert put[fld(ingest, bucket, "total")] == str(2**63 - 1 + 40)  # exact beyond int64
     assert put[fld(ingest, bucket, "low")] == "5"
     assert put[fld(ingest, bucket, "high")] == "30"
@@ -73,10 +74,10 @@ def test_plan_increments_counts_and_merges_min_max_hll_with_stored_values() -> N
     assert plan.windows == {ingest: {"/a"}}
 
 
-def test_merge_fields_lists_only_read_merge_write_measures() -> None:
-    cells = aggregate(VIEW, [(60_000, _ev("/b", "u1", 1, 0))], 60)
+def test_merge_fields_lists_every_measure_of_every_touched_cell() -> None:
+    cells = aggregate(VIEW, [(60_000, _ev("/b", "u1", 1, 0)), (60_000, _ev("/b", "u1", 1, 0))], 60)
     (fields,) = merge_fields(VIEW, cells).values()
-    assert sorted(f.rsplit("|", 1)[1] for f in fields) == ["high", "low", "total", "users"]
+    assert sorted(f.rsplit("|", 1)[1] for f in fields) == ["high", "low", "total", "users", "views"]
 
 
 def test_rebuild_rule() -> None:
