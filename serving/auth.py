@@ -8,7 +8,7 @@ only in demo mode (``LAMBDALAB_DEMO=true``): :func:`check_keys` refuses them oth
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Literal
 
 from fastapi import Depends, HTTPException, Request, status
@@ -52,10 +52,10 @@ def scopes_of(settings: Settings, key: str | None) -> set[str]:
     return scopes
 
 
-def require(scope: Scope) -> Callable[..., str]:
-    """A FastAPI dependency that admits only keys holding ``scope``."""
+def require(scope: Scope) -> Callable[..., Awaitable[str]]:
+    """A FastAPI dependency that admits only keys holding ``scope`` (async: no threadpool hop)."""
 
-    def check(request: Request, key: Annotated[str | None, Depends(_header)]) -> str:
+    async def check(request: Request, key: Annotated[str | None, Depends(_header)]) -> str:
         settings: Settings = request.app.state.settings
         if key is None:
             raise HTTPException(

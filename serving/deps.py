@@ -120,7 +120,11 @@ class SpeedSource(Protocol):
         """The speed consumer of ``stream``: offsets, freshness, rebuild, windows held."""
 
 
-def get_settings(request: Request) -> Settings:
+# The dependencies below are ``async def`` although they do no I/O: FastAPI runs a plain
+# ``def`` dependency in its threadpool, a hop per dependency per request.
+
+
+async def get_settings(request: Request) -> Settings:
     """The settings the app was created with."""
     settings: Settings = request.app.state.settings
     return settings
@@ -186,6 +190,17 @@ class PointerCache:
         self.inner.prepare(newest)  # re-raises what the background build hit, if anything
         self._served[view] = newest
         return newest
+
+    def fresh(self, view: str) -> bool:
+        """Whether :meth:`current` answers from memory (no HDFS read, no build to wait for).
+
+        The async point query runs inline when it does, in the threadpool otherwise.
+        """
+        hit = self._pointers.get(view)
+        if hit is None or time.monotonic() - hit[0] >= self.ttl_s:
+            return False
+        served = self._served.get(view)
+        return hit[1] is None or (served is not None and served.version == hit[1].version)
 
     def _newest(self, view: str) -> Any:
         now = time.monotonic()
@@ -259,7 +274,7 @@ class PointerCache:
             close()
 
 
-def get_batch(request: Request) -> BatchSource:
+async def get_batch(request: Request) -> BatchSource:
     """The app's batch reader (``batch.reader.BatchReader`` behind a pointer cache)."""
     from batch.reader import BatchReader
 
@@ -281,17 +296,17 @@ def probe_of(state: Any) -> KafkaProbe:
     return probe
 
 
-def get_speed(request: Request) -> SpeedSource:
+async def get_speed(request: Request) -> SpeedSource:
     """The app's speed reader (``speed.reader.SpeedReader``), created on first use."""
     return speed_of(request.app.state)
 
 
-def get_probe(request: Request) -> KafkaProbe:
+async def get_probe(request: Request) -> KafkaProbe:
     """The app's Kafka probe (end offsets, dead letters), created on first use."""
     return probe_of(request.app.state)
 
 
-def get_hdfs(request: Request) -> InsecureClient:
+async def get_hdfs(request: Request) -> InsecureClient:
     """The app's WebHDFS client (the archiver's progress on the master dataset)."""
     client: InsecureClient = _cached(request, "hdfs_client", webhdfs)
     return client

@@ -21,13 +21,14 @@ configuration locked, after the same lexical read-only gate as ``/sql``
 from __future__ import annotations
 
 import base64
+import functools
 import re
 import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
@@ -39,6 +40,9 @@ from serving.query import merged_parts
 from serving.sqlguard import check_read_only, strip_noise
 from views import registry
 from views.definition import ESCAPE, KEY_SEP, NULL_KEY, ViewDef, hll_estimate, hll_union
+
+if TYPE_CHECKING:
+    from serving.realtime import RealtimeTables
 
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _ESCAPED = re.compile(r"\\(\\|u001f)")
@@ -76,9 +80,15 @@ def referenced(statement: str) -> list[ViewDef]:
 
 
 def run_merged_sql(
-    settings: Settings, batch: BatchSource, speed: SpeedSource, sql: str
+    settings: Settings,
+    batch: BatchSource,
+    speed: SpeedSource,
+    sql: str,
+    tables: RealtimeTables | None = None,
 ) -> MergedSql:
     """Run one read-only statement over the merged views it names.
+
+    ``tables`` (the app's) reuses the realtime part while the speed layer has not committed.
 
     Raises:
         ValidationFailed: not a single read-only statement, names no view, or DuckDB
@@ -92,7 +102,9 @@ def run_merged_sql(
     started = time.perf_counter()
     con = duckdb.connect(config={"memory_limit": settings.api.sql_memory, "threads": 2})
     try:
-        views = {v.name: _relation(con, settings, batch, speed, v) for v in referenced(statement)}
+        views = {
+            v.name: _relation(con, settings, batch, speed, v, tables) for v in referenced(statement)
+        }
         _functions(con)
         con.execute("SET enable_external_access = false")
         con.execute("SET lock_configuration = true")
@@ -103,11 +115,21 @@ def run_merged_sql(
 
 
 def _relation(
-    con: Any, settings: Settings, batch: BatchSource, speed: SpeedSource, view: ViewDef
+    con: Any,
+    settings: Settings,
+    batch: BatchSource,
+    speed: SpeedSource,
+    view: ViewDef,
+    tables: RealtimeTables | None,
 ) -> dict[str, Any]:
     """Register ``view``'s two parts and the relation unioning them; return its provenance."""
-    local, cells, prov = merged_parts(settings, batch, speed, view)
-    con.register(f"__rt_{view.name}", realtime_table(view, cells))
+    if tables is None:
+        local, cells, prov = merged_parts(settings, batch, speed, view)
+        table = realtime_table(view, cells)
+    else:
+        read = functools.partial(tables.read, speed, view)
+        local, table, prov = merged_parts(settings, batch, speed, view, realtime=read)
+    con.register(f"__rt_{view.name}", table)
     parts = [_part_select(view, f"__rt_{view.name}", "realtime")]
     if local is not None:
         con.register(f"__batch_{view.name}", local.table)

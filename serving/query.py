@@ -142,13 +142,21 @@ def merged_cells(
 
 
 def merged_parts(
-    settings: Settings, batch: BatchSource, speed: SpeedSource, view: ViewDef
+    settings: Settings,
+    batch: BatchSource,
+    speed: SpeedSource,
+    view: ViewDef,
+    span: tuple[int, int] = (-(2**62), 2**62),
+    keep: Callable[[str], bool] | None = None,
+    realtime: Callable[[int], Any] | None = None,
 ) -> tuple[Any, Cells, Provenance]:
-    """The whole merged view as its two parts, read as :func:`merged_cells` reads them.
+    """The merged view as its two parts, read as :func:`merged_cells` reads them.
 
     Returns this host's local copy of the current batch version (None when none is
     published, or HDFS is away and api.availability allows a partial answer), the realtime
-    cells of every key since that version's cut, and their provenance.
+    cells since that version's cut of every key ``keep`` accepts (all by default) with
+    buckets in ``span`` (all by default), and their provenance. ``realtime(cut_ms)``, when
+    given, reads the realtime part instead (``serving.realtime.RealtimeTables``: a table).
 
     Raises:
         PartUnavailable: a backend did not answer and api.availability is "consistent".
@@ -157,7 +165,7 @@ def merged_parts(
     def read(info: Any) -> Any:
         return batch.local(view.name, info.version)
 
-    return _merged(settings, batch, speed, view, read, (-(2**62), 2**62), None)
+    return _merged(settings, batch, speed, view, read, span, keep, realtime)
 
 
 def _merged(
@@ -168,6 +176,7 @@ def _merged(
     read: Callable[[Any], Any],
     span: tuple[int, int],
     keep: Callable[[str], bool] | None,
+    realtime: Callable[[int], Any] | None = None,
 ) -> tuple[Any, Cells, Provenance]:
     info, batch_part, batch_missing = None, None, False
     try:
@@ -180,7 +189,10 @@ def _merged(
     cut_ms = info.cut_ms if info is not None else None
     rt_cells, fresh, offsets, rt_missing, kappa = {}, None, None, False, None
     try:
-        snap = speed.view_snapshot(view.name, cut_ms or 0, *span, keep)
+        if realtime is not None:
+            snap = realtime(cut_ms or 0)
+        else:
+            snap = speed.view_snapshot(view.name, cut_ms or 0, *span, keep)
         rt_cells, fresh, offsets = snap.cells, snap.freshness_ms, snap.offsets
         kappa = getattr(snap, "kappa", None)
     except ServiceUnavailable as exc:

@@ -24,17 +24,27 @@ from views import defs
 from views.definition import ViewDef
 
 _deployed_cache: tuple[tuple[object, ...], dict[str, ViewDef]] | None = None
+_coded_cache: tuple[tuple[int, ...], dict[str, ViewDef]] | None = None
 
 
 def coded_views() -> dict[str, ViewDef]:
-    """Every view declared in ``views/defs``, by name (what the code says)."""
-    found: dict[str, ViewDef] = {}
-    for info in pkgutil.iter_modules(defs.__path__):
-        module = importlib.import_module(f"{defs.__name__}.{info.name}")
-        view = getattr(module, "VIEW", None)
-        if isinstance(view, ViewDef):
-            found[view.name] = view
-    return found
+    """Every view declared in ``views/defs``, by name (what the code says).
+
+    The package is scanned once per change of its folder (one ``os.stat`` per call, a
+    file added or removed changes it): every query asks the registry for its view, and a
+    scan per call (~40 µs) was a measurable share of a point query.
+    """
+    global _coded_cache
+    stamp = tuple(os.stat(path).st_mtime_ns for path in defs.__path__)
+    if _coded_cache is None or _coded_cache[0] != stamp:
+        found: dict[str, ViewDef] = {}
+        for info in pkgutil.iter_modules(defs.__path__):
+            module = importlib.import_module(f"{defs.__name__}.{info.name}")
+            view = getattr(module, "VIEW", None)
+            if isinstance(view, ViewDef):
+                found[view.name] = view
+        _coded_cache = (stamp, found)
+    return dict(_coded_cache[1])
 
 
 def all_views() -> dict[str, ViewDef]:

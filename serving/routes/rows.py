@@ -13,6 +13,7 @@ each form with curl.
 from __future__ import annotations
 
 import copy
+import functools
 import re
 import time
 from typing import Annotated, Any
@@ -20,6 +21,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, Request
 
 from lambdalab.schema import TS_MAX, TS_MIN
+from lambdalab.settings import Settings
 from serving.cursor import (
     MAX_CHARS,
     Cursor,
@@ -29,10 +31,12 @@ from serving.cursor import (
     fingerprint,
     snapshot_digest,
 )
-from serving.deps import BatchDep, ReadKey, SettingsDep, SpeedDep
-from serving.merge import iso_ms, provenance
+from serving.deps import BatchDep, BatchSource, ReadKey, SettingsDep, SpeedDep, SpeedSource
+from serving.merge import Provenance, iso_ms, provenance
 from serving.models import KeysAnswer, QueryAnswer, errors
-from serving.query import merged_cells
+from serving.pushdown import select_page, supported
+from serving.query import merged_cells, merged_parts
+from serving.realtime import RealtimeTables
 from serving.routes.views import (
     END,
     EPOCH,
@@ -43,7 +47,7 @@ from serving.routes.views import (
     known_view,
     moment_ms,
 )
-from serving.selection import BUCKET, KeyFilter, Order, Selection, keys_in, page, rows
+from serving.selection import BUCKET, KeyFilter, Order, Page, Selection, keys_in, page, rows
 from views.definition import ViewDef
 from views.registry import all_views
 
@@ -227,10 +231,9 @@ def query_rows(
     if first is not None and not selection.valid_position(first.after):
         raise HTTPException(UNPROCESSABLE, detail="'cursor': not a cursor this API issued")
     began = time.perf_counter()
-    parts, prov = merged_cells(settings, batch, speed, definition, span, keys.matcher(definition))
-    listed = rows(definition, parts, selection)
     after = first.after if first is not None else None
-    chosen = page(listed, selection.sort_key, selection.position, after, limit)
+    tables = request.app.state.realtime_tables
+    chosen, prov = _page(settings, batch, speed, tables, definition, selection, after, limit)
     out = provenance(prov)
     request.app.state.telemetry.observe_query(view, time.perf_counter() - began, out)
     digest = snapshot_digest(prov.speed_offsets)
@@ -245,6 +248,35 @@ def query_rows(
         "order_by": [str(t) for t in order],
         "rows": chosen.items,
     }
+
+
+def _page(
+    settings: Settings,
+    batch: BatchSource,
+    speed: SpeedSource,
+    tables: RealtimeTables,
+    view: ViewDef,
+    selection: Selection,
+    after: list[Any] | None,
+    limit: int,
+) -> tuple[Page, Provenance]:
+    """One page of the selection and its provenance: in DuckDB when it can, else in Python.
+
+    DuckDB (:mod:`serving.pushdown`) scans the local copy of the version and the realtime
+    snapshot, so only the page's rows become Python objects; views with an HLL measure,
+    and batch sources without local copies (the unit tests' fakes), take the Python path
+    (:mod:`serving.selection`) over the cells of every key.
+    """
+    keep = selection.keys.matcher(view)
+    if supported(view) and callable(getattr(batch, "local", None)):
+        read = functools.partial(tables.read, speed, view)  # every key: DuckDB filters
+        local, realtime, prov = merged_parts(settings, batch, speed, view, realtime=read)
+        table = None if local is None else local.table
+        memory = settings.api.sql_memory
+        return select_page(view, table, realtime, selection, after, limit, memory), prov
+    parts, prov = merged_cells(settings, batch, speed, view, selection.span, keep)
+    listed = rows(view, parts, selection)
+    return page(listed, selection.sort_key, selection.position, after, limit), prov
 
 
 def _next(

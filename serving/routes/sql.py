@@ -11,7 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 import trino
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.concurrency import run_in_threadpool
 
 from lambdalab.errors import ServiceUnavailable, ValidationFailed
@@ -101,7 +101,12 @@ async def sql(body: SqlRequest, _: ReadKey, settings: SettingsDep) -> dict[str, 
 
 @router.post("/sql/merged", response_model=MergedSqlResult)
 async def sql_merged(
-    body: MergedSqlRequest, _: ReadKey, settings: SettingsDep, batch: BatchDep, speed: SpeedDep
+    request: Request,
+    body: MergedSqlRequest,
+    _: ReadKey,
+    settings: SettingsDep,
+    batch: BatchDep,
+    speed: SpeedDep,
 ) -> dict[str, Any]:
     """Run one read-only statement over the merged views it names (batch ⊕ realtime).
 
@@ -114,7 +119,8 @@ async def sql_merged(
     ``api.sql_memory``; writes, file access and settings are refused (400).
     """
     try:
-        result = await run_in_threadpool(run_merged_sql, settings, batch, speed, body.sql)
+        tables = request.app.state.realtime_tables
+        result = await run_in_threadpool(run_merged_sql, settings, batch, speed, body.sql, tables)
     except ValidationFailed as exc:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=str(exc)) from exc
     except SqlTimeout as exc:
