@@ -24,6 +24,7 @@ from views.definition import ViewDef
 from views.registry import get_view, views_of
 
 SNAPSHOT_ATTEMPTS = 5  # a consumer commits once per poll batch: a read rarely loses twice
+SWITCH_ATTEMPTS = 5  # reads that may find the Kappa switch moved (one per replay: rare)
 # The fallback of view_snapshot: offsets, freshness, the keys of the windows >= ARGV[1]
 # (their rtk sets), then each key's hash, all in one atomic script.
 SNAPSHOT_SCRIPT = """
@@ -79,7 +80,7 @@ class SpeedReader:
         vdef = get_view(view)
         offsets_key = self.keys.offsets(self.settings.topic_for(vdef.stream))
         pointer = self.keys.kappa(view)
-        for _ in range(SNAPSHOT_ATTEMPTS):
+        for _ in range(SWITCH_ATTEMPTS):
             offsets, fresh, raw, switched = self._call(
                 self._read_one, offsets_key, self.keys.meta(view), self.keys.rt(view, key), pointer
             )
@@ -101,7 +102,7 @@ class SpeedReader:
                 offsets={int(p): int(o) for p, o in offsets.items()},
                 kappa=target,
             )
-        msg = f"view {view}: the Kappa switch kept moving for {SNAPSHOT_ATTEMPTS} reads"
+        msg = f"view {view}: the Kappa switch kept moving for {SWITCH_ATTEMPTS} reads"
         raise ServiceUnavailable(msg)
 
     def _read_one(self, offsets_key: str, meta: str, rt: str, pointer: str) -> list[Any]:
@@ -142,7 +143,7 @@ class SpeedReader:
         """
         vdef = get_view(view)
         offsets_key = self.keys.offsets(self.settings.topic_for(vdef.stream))
-        for _ in range(SNAPSHOT_ATTEMPTS):
+        for _ in range(SWITCH_ATTEMPTS):
             target = self.kappa(view)
             if target is None:
                 return self._view_snapshot(
@@ -159,7 +160,7 @@ class SpeedReader:
             )
             if self.kappa(view) == target:  # the replay read was the one serving throughout
                 return replace(snap, kappa=target)
-        msg = f"view {view}: the Kappa switch kept moving for {SNAPSHOT_ATTEMPTS} reads"
+        msg = f"view {view}: the Kappa switch kept moving for {SWITCH_ATTEMPTS} reads"
         raise ServiceUnavailable(msg)
 
     def _view_snapshot(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from datetime import UTC, datetime, timedelta
@@ -134,7 +135,19 @@ async def query_view(
     # it): the answer is built by serving.merge in that shape, and validating it again
     # costs more than the merge (tests/unit/test_serving_api.py checks the shape).
     body = {**out, "from": iso_ms(span[0]), "to": iso_ms(span[1])}
-    return Response(orjson.dumps(body), media_type="application/json")
+    return Response(dump_json(body), media_type="application/json")
+
+
+def dump_json(body: Any) -> bytes:
+    """``body`` as JSON: orjson, or the standard library for an int beyond 64 bits.
+
+    Sums are exact Python ints and may exceed int64 (tests/integration/test_properties.py
+    sends such values); orjson refuses those, ``json`` writes them exactly.
+    """
+    try:
+        return orjson.dumps(body)
+    except TypeError:
+        return json.dumps(body, separators=(",", ":")).encode()
 
 
 def _inline(batch: BatchSource, view: str) -> bool:

@@ -366,3 +366,15 @@ def test_version_pointer_is_cached_briefly_and_then_reread() -> None:
     time.sleep(0.25)
     assert cached.current(VIEW).version == 2
     assert [c[0] for c in batch.calls] == ["current", "current"]
+
+
+def test_sums_beyond_int64_are_answered_exactly() -> None:
+    """orjson refuses ints beyond 64 bits; the answer falls back to exact JSON, never a 500."""
+    huge = {T0: {"views": 2, "min_bytes": 2**62, "max_bytes": 2**62}}
+    speed = FakeSpeed({T0 + HOUR: {"views": 1, "min_bytes": 2**63 + 5, "max_bytes": 2**64 + 7}})
+    r = _client(_settings(), FakeBatch(Info(VIEW, 1, T0 + HOUR), huge), speed).get(
+        f"/views/{VIEW}", params=QUERY, headers=READ
+    )
+    assert r.status_code == 200, r.text
+    rows = {row["bucket_ms"]: row for row in r.json()["merged"]}
+    assert rows[T0 + HOUR]["max_bytes"] == 2**64 + 7 and rows[T0]["min_bytes"] == 2**62
