@@ -100,8 +100,52 @@ def figures(results: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def _spread_values(spread: Any) -> list[float]:
+    """[min, median, max] of a bench's spread dict (the median is what a target judges)."""
+    if not isinstance(spread, dict) or "median" not in spread:
+        return []
+    return [spread["min"], spread["median"], spread["max"]]
+
+
+def _queries(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Figures of bench_queries' result (spreads over its repeats, judged on the median)."""
+    rows = [
+        ("point query p99, unloaded", "ms", ("point_query", "p99_ms"), "value <= 5"),
+        ("point req/s / trivial FastAPI req/s", "ratio", ("point_rps_vs_trivial",), "value >= 0.6"),
+        (
+            "top-10 over 1M+50k keys, POST /sql/merged p99",
+            "ms",
+            ("top10_sql", "p99_ms"),
+            "value <= 250",
+        ),
+        ("top-10 over 1M+50k keys, GET /rows p99", "ms", ("top10_rows", "p99_ms"), "value <= 250"),
+    ]
+    out = []
+    for name, unit, path, target in rows:
+        found: Any = result
+        for part in path:
+            found = found.get(part, {}) if isinstance(found, dict) else {}
+        values = _spread_values(found)
+        if values:
+            out.append(figure("queries", name, unit, values, target=target))
+    first = (result.get("after_publication") or {}).get("first_top10_sql_ms")
+    if first is not None:
+        out.append(
+            figure(
+                "queries",
+                "first top-10 SQL after a publication",
+                "ms",
+                [first],
+                target="value <= 2000",
+            )
+        )
+    return out
+
+
 def _legacy(name: str, result: dict[str, Any]) -> list[dict[str, Any]]:
     """Figures of a bench that has not moved to the format yet (bench_batch's old shape)."""
+    if name == "queries":
+        return _queries(result)
     engines = result.get("engines", {}) if name == "batch" else {}
     if not engines:
         return []

@@ -32,3 +32,24 @@ def test_page_lists_every_figure_and_keeps_the_notes() -> None:
     text = page(results, "bench.svg", "kept by hand")
     assert "| speed | eps | ev/s |" in text and "| **no** |" in text
     assert notes_of(text).strip() == "kept by hand" and NOTES_MARK in text
+
+
+def test_the_query_bench_has_figures_judged_on_its_medians() -> None:
+    from bench.summary import figures
+
+    spread = lambda lo, mid, hi: {"min": lo, "median": mid, "max": hi}  # noqa: E731
+    result = {
+        "point_query": {"p99_ms": spread(3.4, 3.75, 3.9)},
+        "point_rps_vs_trivial": spread(0.46, 0.64, 0.76),
+        "top10_sql": {"p99_ms": spread(218, 223, 232)},
+        "top10_rows": {"p99_ms": spread(200, 204, 318)},
+        "after_publication": {"first_top10_sql_ms": 288.0},
+    }
+    found = {f["name"]: f for f in figures({"queries": result})}
+    assert len(found) == 5
+    assert found["point query p99, unloaded"]["met"] is True
+    assert found["point req/s / trivial FastAPI req/s"]["value"] == 0.64
+    assert found["top-10 over 1M+50k keys, GET /rows p99"]["met"] is True
+    result["top10_sql"]["p99_ms"] = spread(300, 310, 320)
+    slow = {f["name"]: f for f in figures({"queries": result})}
+    assert slow["top-10 over 1M+50k keys, POST /sql/merged p99"]["met"] is False
