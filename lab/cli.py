@@ -132,16 +132,10 @@ def replay_cmd(
             + (f" (was {report.previous})" if report.previous else " (was batch ⊕ realtime)")
         )
 
+    # --follow: consume until interrupted (Ctrl-C ends it; the consumer is closed)
     stop = threading.Event() if follow else None
     with console.status(f"replaying {view} from offset 0…"):
-        try:
-            report = replay_and_switch(
-                settings, view, grace_s=grace_s, follow=stop, on_switch=switched
-            )
-        except KeyboardInterrupt:
-            if stop is not None:
-                stop.set()
-            raise
+        report = replay_and_switch(settings, view, grace_s=grace_s, follow=stop, on_switch=switched)
     if report.dropped:
         console.print(f"dropped the previous output {', '.join(report.dropped)}")
 

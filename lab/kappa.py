@@ -247,7 +247,8 @@ def replay_and_switch(
             on_switch(report)
         if previous is not None:
             time.sleep(grace_s)
-            report.dropped = drop_output(settings, previous.output, previous.offsets_key)
+            drop_output(settings, previous.output, previous.offsets_key)
+            report.dropped = [previous.output]
         if follow is not None:
             consumer.run(stop=follow)
         return report
@@ -271,15 +272,15 @@ def back_to_lambda(settings: Settings, view_name: str, grace_s: float = 5.0) -> 
     return target.output
 
 
-def drop_output(settings: Settings, output: str, offsets_key: str) -> list[str]:
-    """Delete a replay output's realtime keys, meta and offsets; the keys deleted (count)."""
+def drop_output(settings: Settings, output: str, offsets_key: str) -> int:
+    """Delete a replay output's realtime keys, meta and offsets; how many keys went."""
     from lambdalab.paths import RedisKeys
     from speed.store import connect
 
     client, keys = connect(settings), RedisKeys(settings)
-    doomed = [offsets_key, keys.meta(output), keys.windows(output)]
-    for pattern in (f"{keys.p}rt:{output}:*", f"{keys.p}rtk:{output}:*"):
+    doomed = [offsets_key, keys.meta(output)]
+    for pattern in keys.view_patterns(output):
         doomed += [k.decode() for k in client.scan_iter(match=pattern, count=1000)]
     for chunk in range(0, len(doomed), 1000):
         client.delete(*doomed[chunk : chunk + 1000])
-    return [output]
+    return len(doomed)

@@ -137,6 +137,10 @@ class RedisKeys:
         """The set of view keys touched in one ingest window (``rtk:{view}:{window_ms}``)."""
         return f"{self.p}rtk:{view}:{window_ms}"
 
+    def view_patterns(self, view: str) -> tuple[str, ...]:
+        """SCAN patterns of every realtime key of ``view``: key hashes, window index, key sets."""
+        return (f"{self.p}rt:{view}:*", self.windows(view), f"{self.p}rtk:{view}:*")
+
     def offsets(self, topic: str) -> str:
         """The hash partition -> next offset of ``topic``, committed with the increments."""
         return f"{self.p}offsets:{topic}"

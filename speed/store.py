@@ -224,14 +224,10 @@ class RealtimeStore:
     def _reset_once(
         self, views: Mapping[str, ViewDef], start: Mapping[int, int], meta: Mapping[str, Any]
     ) -> None:
-        patterns = [
-            pattern
-            for name in views
-            for pattern in (f"rt:{name}:*", f"rtw:{name}", f"rtk:{name}:*")
-        ]
+        patterns = [pattern for name in views for pattern in self.keys.view_patterns(name)]
         with self.client.pipeline(transaction=True) as pipe:
             pipe.watch(self.offsets_key)
-            doomed = [k for pattern in patterns for k in self._scan(self.keys.p + pattern)]
+            doomed = [k for pattern in patterns for k in self._scan(pattern)]
             pipe.multi()
             for chunk in range(0, len(doomed), 1000):
                 pipe.delete(*doomed[chunk : chunk + 1000])

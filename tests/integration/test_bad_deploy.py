@@ -13,7 +13,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -27,8 +26,8 @@ from serving.query import merged_query
 from speed.consumer import catch_up
 from speed.reader import SpeedReader
 from tests import oracle
+from tests.answers import served
 from tests.events import EventFactory
-from views.definition import ViewDef
 from views.registry import coded_views, get_view
 
 VIEW = "pageviews_by_url_hourly"
@@ -44,17 +43,6 @@ def deployed_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
         yield folder
     finally:
         get_settings.cache_clear()
-
-
-def served(settings: Settings, view: ViewDef, keys: list[str]) -> dict[tuple[str, int], Any]:
-    """Every merged cell of ``keys`` (the answer a client gets), by (key, bucket)."""
-    out = {}
-    batch, speed = BatchReader(settings), SpeedReader(settings)
-    for key in keys:
-        answer = merged_query(settings, batch, speed, view, key, (0, 2**53))
-        for row in answer["merged"]:
-            out[(key, int(row["bucket_ms"]))] = {m.name: row[m.name] for m in view.measures}
-    return out
 
 
 def test_bad_deploy_then_lambda_recovery(

@@ -26,6 +26,7 @@ from speed.consumer import SpeedConsumer, catch_up
 from speed.reader import SpeedReader
 from speed.store import connect
 from tests import oracle
+from tests.answers import served
 from tests.events import EventFactory
 from views.registry import get_view
 
@@ -45,17 +46,6 @@ def total(settings: Settings) -> tuple[int, Any]:
     )
     count = sum(row["views"] for part in parts for rows in part.values() for row in rows.values())
     return count, prov
-
-
-def answers(settings: Settings, keys: list[str]) -> dict[tuple[str, int], dict[str, Any]]:
-    view = get_view(VIEW)
-    batch, speed = BatchReader(settings), SpeedReader(settings)
-    out = {}
-    for key in keys:
-        got = merged_query(settings, batch, speed, view, key, SPAN)
-        for row in got["merged"]:
-            out[(key, int(row["bucket_ms"]))] = {m.name: row[m.name] for m in view.measures}
-    return out
 
 
 def test_replay_and_switch_under_load(
@@ -133,14 +123,14 @@ def test_replay_and_switch_under_load(
 
     keys = sorted({e["url"] for e in sent})
     want = oracle.measures(get_view(VIEW), sent)
-    got = answers(settings, keys)
+    got = served(settings, get_view(VIEW), keys)
     assert got == want
     assert sum(r["views"] for r in got.values()) == len(sent)
 
     # a second replay replaces the first; its output is dropped after the grace time
     second = kappa.replay_and_switch(settings, VIEW, grace_s=0.2)
     assert (second.output, second.previous) == (f"{VIEW}__k2", f"{VIEW}__k1")
-    assert answers(settings, keys) == want
+    assert served(settings, get_view(VIEW), keys) == want
     client, rkeys = connect(settings), RedisKeys(settings)
     assert list(client.scan_iter(match=f"{rkeys.p}rt:{VIEW}__k1:*")) == []
     first_offsets = rkeys.offsets(f"{settings.topic_for('pageviews')}@{VIEW}__k1")
@@ -153,7 +143,7 @@ def test_replay_and_switch_under_load(
         settings, BatchReader(settings), SpeedReader(settings), get_view(VIEW), keys[0], SPAN
     )
     assert lam["kappa"] is None and lam["version"] is not None
-    assert answers(settings, keys) == want
+    assert served(settings, get_view(VIEW), keys) == want
 
 
 def test_the_switch_waits_until_the_replay_has_caught_up(

@@ -21,35 +21,15 @@ import pytest
 from fastapi.testclient import TestClient
 
 from batch.tasks import run_cycle
-from ingest.producer import EventProducer
-from lambdalab.schema import PAGE_VIEWS
 from lambdalab.settings import Settings
-from lambdalab.topics import ensure_topics
 from serving.app import create_app
-from speed.consumer import catch_up
 from tests import oracle
-from tests.events import EventFactory
-from tests.namespaces import namespace
-from views import registry
-from views.definition import Measure, ViewDef
+from tests.twoparts import HOUR, T0, load, registered, short_windows, view_def
+from views.definition import ViewDef
 
 pytestmark = pytest.mark.integration
-HOUR = 3_600_000
-T0 = 1_772_359_200_000  # 2026-03-01T10:00:00Z
 READ = {"X-API-Key": "dev-read-key"}
-VIEW = ViewDef(
-    name="sqlm_by_url_referrer",
-    stream="pageviews",
-    keys=("url", "referrer"),
-    bucket_s=3600,
-    measures=(
-        Measure("views", "count"),
-        Measure("total", "sum", "bytes"),
-        Measure("low", "min", "bytes"),
-        Measure("high", "max", "bytes"),
-        Measure("visitors", "hll", "user_id"),
-    ),
-)
+VIEW = view_def("sqlm_by_url_referrer")
 MEASURES = (
     "sum(views) AS views, sum(total) AS total, min(low) AS low, max(high) AS high, "
     "hll_estimate(visitors) AS visitors"
@@ -63,31 +43,16 @@ class Loaded:
     cut_ms: int
 
 
-def _events(seed: int, n: int, prefix: str) -> list[dict[str, Any]]:
-    make = EventFactory(
-        seed=seed,
-        urls=("/p/1", "/p/10", "/p/2", "/q", "(none)"),
-        users=15,
-        referrers=(None, "google", "(none)"),
-        sizes=(0, 2**62),  # sums beyond int64
-        id_prefix=prefix,
-    )
-    return [make(at=T0 + (i * 7_919_000) % (3 * HOUR)) for i in range(n)]
-
-
 @pytest.fixture(scope="module")
 def ns(stack: Settings) -> Iterator[Settings]:
-    batch = stack.batch.model_copy(update={"window_s": 1, "clock_skew_s": 0})
-    with namespace(stack, batch=batch) as fresh:
+    with short_windows(stack) as fresh:
         yield fresh
 
 
 @pytest.fixture(scope="module")
 def view() -> Iterator[ViewDef]:
-    known = registry.all_views()
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(registry, "all_views", lambda: {**known, VIEW.name: VIEW})
-        yield VIEW
+    with registered(VIEW) as registered_view:
+        yield registered_view
 
 
 @pytest.fixture(scope="module")
@@ -101,19 +66,8 @@ def spark(stack: Settings) -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def loaded(ns: Settings, view: ViewDef, spark: Any) -> Loaded:
-    ensure_topics(ns)
-    before, after = _events(1, 90, "a"), _events(2, 60, "b")
-    producer = EventProducer(ns, PAGE_VIEWS)
-    try:
-        producer.send_many(before)
-        time.sleep(1.2)  # the next 1 s window boundary passes: the cut covers `before`
-        report = run_cycle(ns, trino=False, views=[view], spark=spark)
-        assert report["ok"], report
-        producer.send_many(after)
-    finally:
-        producer.close()
-    catch_up(ns, PAGE_VIEWS, views={view.name: view})
-    return Loaded(ns, before + after, report["cut_ms"])
+    before, after, cut_ms = load(ns, view, spark)
+    return Loaded(ns, before + after, cut_ms)
 
 
 @pytest.fixture(scope="module")
