@@ -117,3 +117,18 @@ def test_the_in_process_scheduler_only_when_told(tmp_settings: Settings) -> None
     result = scheduler.build([task], settings)
     assert scheduler.outcome(result, [task], settings)["ok"]
     assert task.complete()
+
+
+def test_the_dashboard_links_to_the_luigi_ui() -> None:
+    from fastapi.testclient import TestClient
+
+    from serving.app import create_app
+
+    ui = "http://127.0.0.1:18082/?a=1&b=2"  # escaped into the attribute
+    app = create_app(with_luigi(load_settings(), ui_url=ui))
+    page = TestClient(app).get("/dashboard")
+    assert page.status_code == 200
+    assert '<a id="luigi-ui" href="http://127.0.0.1:18082/?a=1&amp;b=2"' in page.text
+    assert "{{" not in page.text
+    default = TestClient(create_app(load_settings())).get("/dashboard").text
+    assert 'href="http://127.0.0.1:8082"' in default
