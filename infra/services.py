@@ -260,33 +260,17 @@ def trino(settings: Settings, lay: Layout) -> Service:
     )
 
 
-def luigid_config(data: Path) -> str:
-    """The config of luigid: its state file and task history in its data folder.
-
-    The state is pickled on a clean stop and read back on start (the task list survives a
-    restart); the history is a SQLite file behind the UI's ``/history`` pages.
-    """
-    return (
-        "# rendered by infra/services.py: luigid's state and task history\n"
-        "[scheduler]\n"
-        f"state_path = {data / 'state.pickle'}\n"
-        "record_task_history = true\n"
-        "remove_delay = 3600\n"  # done tasks stay in the UI's graph for an hour
-        "[task_history]\n"
-        f"db_connection = sqlite:///{data / 'task-history.db'}\n"
-    )
-
-
 def luigid(settings: Settings, lay: Layout) -> Service:
     """Luigi's central scheduler and its UI: every batch loop asks it before running a task."""
-    conf = lay.conf / "luigid.cfg"
-    conf.write_text(luigid_config(lay.data("luigid")))
     main = "import sys; from luigi.cmdline import luigid; luigid(sys.argv[1:])"
     return Service(
         name="luigid",
         ports=[settings.luigi.port],
         priority=15,
-        env={"LUIGI_CONFIG_PATH": str(conf)},  # read after ./luigi.cfg, so it wins
+        env={  # the config shared with compose: state and task history in the data folder
+            "LUIGI_CONFIG_PATH": str(CONF / "luigid" / "luigid.cfg"),
+            "LAMBDALAB_LUIGID_DATA": str(lay.data("luigid")),
+        },
         stopwait_s=10,
         command=[
             sys.executable,

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import luigi
+import luigi.configuration
 import pytest
 
 from batch import scheduler
@@ -64,11 +65,15 @@ def test_luigid_is_a_supervised_service_with_its_state_under_the_state_dir(
     assert svc.supervised and svc.ports == [18082]
     assert svc.command[svc.command.index("--port") + 1] == "18082"
     assert svc.command[svc.command.index("--address") + 1] == "127.0.0.1"
-    conf = Path(svc.env["LUIGI_CONFIG_PATH"]).read_text()
     data = tmp_settings.paths.state_dir / "data" / "luigid"
-    assert f"state_path = {data}/state.pickle" in conf
-    assert "record_task_history = true" in conf
-    assert f"db_connection = sqlite:///{data}/task-history.db" in conf
+    assert svc.env["LAMBDALAB_LUIGID_DATA"] == str(data) and data.is_dir()
+    config = luigi.configuration.LuigiConfigParser()  # as luigid reads it, env interpolated
+    config.read([svc.env["LUIGI_CONFIG_PATH"]])
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("LAMBDALAB_LUIGID_DATA", svc.env["LAMBDALAB_LUIGID_DATA"])
+        assert config.get("scheduler", "state_path") == f"{data}/state.pickle"
+        assert config.getboolean("scheduler", "record_task_history")
+        assert config.get("task_history", "db_connection") == f"sqlite:///{data}/task-history.db"
     stack = Stack(settings)
     names = [s.name for s in stack.services()]
     assert "luigid" in names and names.index("luigid") < names.index("spark")
