@@ -32,6 +32,10 @@ RPC_RETRY_ATTEMPTS = 3
 RPC_RETRY_WAIT_S = 2
 
 
+# Luigi statuses that say no task failed in this worker (NOT_RUN: others ran some).
+QUIET = (LuigiStatusCode.SUCCESS, LuigiStatusCode.SUCCESS_WITH_RETRY, LuigiStatusCode.NOT_RUN)
+
+
 def down_message(settings: Settings, why: object) -> str:
     """What to do when the configured luigid does not answer."""
     url = settings.luigi.scheduler_url
@@ -125,6 +129,20 @@ def build(tasks: list[luigi.Task], settings: Settings) -> LuigiRunResult:
             raise BatchError(down_message(settings, exc)) from exc
 
 
+def run(tasks: list[luigi.Task], settings: Settings) -> dict[str, Any]:
+    """Run ``tasks`` (:func:`build`); ``{"ok", "summary"}`` of the run (:func:`outcome`).
+
+    A task this loop waited for that failed elsewhere -- in another loop, or its worker
+    died (luigid marks it FAILED ``worker_disconnect_delay`` after its last ping) -- is
+    asked for again once: luigid hands it to this loop, which runs it.
+    """
+    result = build(tasks, settings)
+    found = outcome(result, tasks, settings)
+    if not found["ok"] and not settings.luigi.local_scheduler and result.status in QUIET:
+        found = outcome(build(tasks, settings), tasks, settings)
+    return found
+
+
 def outcome(result: LuigiRunResult, tasks: list[luigi.Task], settings: Settings) -> dict[str, Any]:
     """``{"ok", "summary"}`` of a run: ok when nothing failed here and every root is done.
 
@@ -132,8 +150,7 @@ def outcome(result: LuigiRunResult, tasks: list[luigi.Task], settings: Settings)
     counts as "not run" here, and one that failed there is no failure of this worker.
     The roots' outputs say whether the cycle's work exists, whoever made it.
     """
-    quiet = (LuigiStatusCode.SUCCESS, LuigiStatusCode.SUCCESS_WITH_RETRY, LuigiStatusCode.NOT_RUN)
-    ok = result.status in quiet and all(task.complete() for task in tasks)
+    ok = result.status in QUIET and all(task.complete() for task in tasks)
     summary = result.summary_text
     if not settings.luigi.local_scheduler and result.status is not LuigiStatusCode.SUCCESS:
         seen = "done by another loop" if ok else "failed or left pending"

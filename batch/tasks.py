@@ -27,8 +27,7 @@ from batch.build import Plan, build, new_run_id
 from batch.notify import notify_failure
 from batch.phases import Phases
 from batch.publish import VersionStore
-from batch.scheduler import build as luigi_build
-from batch.scheduler import outcome
+from batch.scheduler import run as run_luigi
 from lambdalab.boundary import cut_at
 from lambdalab.errors import BatchError
 from lambdalab.hdfs import LINEAGE
@@ -290,7 +289,7 @@ def run_tasks(ctx: BatchContext) -> dict[str, Any]:
         tasks = [ExposeInTrino(**params)]
     else:
         tasks = [make_task(PublishVersion, v, p.fingerprint, ctx) for v, p in ctx.plans.items()]
-    return outcome(luigi_build(tasks, ctx.settings), tasks, ctx.settings)
+    return run_luigi(tasks, ctx.settings)
 
 
 def run_cycle(
