@@ -28,6 +28,7 @@ from batch.notify import notify_failure
 from batch.phases import Phases
 from batch.publish import VersionStore
 from batch.scheduler import run as run_luigi
+from batch.scheduler import running_tasks
 from lambdalab.boundary import cut_at
 from lambdalab.errors import BatchError
 from lambdalab.hdfs import LINEAGE
@@ -318,10 +319,16 @@ def run_cycle(
     Returns:
         {"cut_ms", "landed": {stream: manifest} | None,
         "views": {view: {"fingerprint", "status", "version"}}, "ok"}.
+
+    Raises:
+        BatchError: the cut is refused, or the configured luigid does not answer (checked
+            first: nothing is landed then).
     """
     from batch.build import plan
     from views.registry import all_views, get_view
 
+    if not settings.luigi.local_scheduler:
+        running_tasks(settings)  # luigid down: fail now, before landing anything
     snapshot_ms = int(time.time() * 1000)
     complete = cut_at(settings, snapshot_ms)
     cut = cut_ms if cut_ms is not None else complete

@@ -137,3 +137,13 @@ def test_the_dashboard_links_to_the_luigi_ui() -> None:
     assert "{{" not in page.text
     default = TestClient(create_app(load_settings())).get("/dashboard").text
     assert 'href="http://127.0.0.1:8082"' in default
+
+
+def test_a_cycle_checks_luigid_before_it_lands_anything(
+    tmp_settings: Settings, loopback: Loopback
+) -> None:
+    from batch.tasks import run_cycle
+
+    settings = with_luigi(tmp_settings, scheduler_url=f"http://127.0.0.1:{loopback.refusing()}")
+    with pytest.raises(BatchError, match=r"does not answer.*`make up`"):
+        run_cycle(settings)  # the guard fails the test on any Kafka or HDFS connection
