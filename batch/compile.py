@@ -9,11 +9,13 @@ so the serving layer can merge a batch row with realtime partials.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from lambdalab.schema import get_stream
 from views.definition import ESCAPE, HLL_LG_K, HLL_MARK, KEY_SEP, NULL_KEY, ViewDef
+from views.transform import spark_transformed
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -64,8 +66,13 @@ def measure_columns(view: ViewDef) -> list[Column]:
     return cols
 
 
-def compile_view(view: ViewDef, records: DataFrame) -> DataFrame:
+def compile_view(
+    view: ViewDef, records: DataFrame, dimensions: Mapping[str, DataFrame] | None = None
+) -> DataFrame:
     """The batch view of ``records``: one row per (key, bucket) with the contract's columns.
+
+    The view's transforms run first (:func:`views.transform.spark_transformed`: enrich
+    from ``dimensions``, one version each, derive, filter), as the speed layer runs them.
 
     Columns: one string column per key field (its value as text, NULL when missing),
     ``key``, ``bucket_ms`` (int64), one column per measure (int64; decimal(38,0) for sums;
@@ -77,6 +84,7 @@ def compile_view(view: ViewDef, records: DataFrame) -> DataFrame:
     """
     from pyspark.sql import functions as F
 
+    records = spark_transformed(view, records, dimensions)
     types = _field_types(view)
     groups = [_text(k, types[k]).alias(f"__v{i}") for i, k in enumerate(view.keys)]
     time_field = get_stream(view.stream).time_field
@@ -91,7 +99,7 @@ def compile_view(view: ViewDef, records: DataFrame) -> DataFrame:
 
 
 def _field_types(view: ViewDef) -> dict[str, str]:
-    return {f.name: f.type for f in get_stream(view.stream).fields}
+    return view.field_types()
 
 
 def _hll_item(text: Column) -> Column:

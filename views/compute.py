@@ -8,7 +8,7 @@ bucket), the layout the time boundary needs (docs/architecture.md).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from datasketches import hll_sketch
@@ -16,29 +16,40 @@ from datasketches import hll_sketch
 from lambdalab.boundary import window_of
 from lambdalab.schema import get_stream, parse_ts_ms
 from views.definition import HLL_LG_K, KINDS, ViewDef, hll_item, hll_union, identity, merge
+from views.dimension import Table
+from views.transform import transformed
 
 Cell = tuple[int, str, int]  # (ingest window start ms, view key, event bucket start ms)
 TimedEvent = tuple[int, int, dict[str, Any]]  # (ingest window start ms, event ms, event)
 
 
 def aggregate(
-    view: ViewDef, records: Iterable[tuple[int, dict[str, Any]]], window_s: int
+    view: ViewDef,
+    records: Iterable[tuple[int, dict[str, Any]]],
+    window_s: int,
+    tables: Mapping[str, Table] | None = None,
 ) -> dict[Cell, dict[str, Any]]:
     """Partial aggregates of ``view`` over (ingest_ms, validated event) pairs."""
     stream_time = get_stream(view.stream).time_field
     timed = (
         (window_of(ingest_ms, window_s), parse_ts_ms(e[stream_time]), e) for ingest_ms, e in records
     )
-    return aggregate_timed(view, timed)
+    return aggregate_timed(view, timed, tables)
 
 
-def aggregate_timed(view: ViewDef, records: Iterable[TimedEvent]) -> dict[Cell, dict[str, Any]]:
+def aggregate_timed(
+    view: ViewDef, records: Iterable[TimedEvent], tables: Mapping[str, Table] | None = None
+) -> dict[Cell, dict[str, Any]]:
     """Partial aggregates of ``view`` over (ingest window, event_ms, validated event) triples.
+
+    The view's transforms run first (:func:`views.transform.transformed`: enrich from
+    ``tables``, one dimension version each, derive, filter).
 
     The speed consumer's hot loop: it computes each record's ingest window and event time
     once for all its views. The measures are grouped by kind up front and each distinct
     key value is rendered once, so the per-event work is a few dict operations per measure.
     """
+    records = transformed(view, records, tables)
     bucket_of = view.bucket_of
     by_kind = _by_kind(view)
     counts, sums, mins, maxs = (by_kind[k] for k in ("count", "sum", "min", "max"))

@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, replace
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, Literal
 
 from lambdalab.errors import DefinitionError
-from lambdalab.schema import get_stream
+
+if TYPE_CHECKING:
+    from views.expr import Node
 
 MeasureKind = Literal["count", "sum", "min", "max", "hll"]
 KINDS: tuple[str, ...] = ("count", "sum", "min", "max", "hll")
@@ -36,8 +40,40 @@ class Measure:
 
 
 @dataclass(frozen=True)
+class Derived:
+    """A field computed from the event by an expression (``views.expr``, docs/lab/transforms.md)."""
+
+    name: str
+    expr: str
+
+
+@dataclass(frozen=True)
+class Enrich:
+    """Fields looked up in a dimension table by the value of ``on`` (a left join).
+
+    ``version`` is the dimension version a layer runs the view with: None in a declared
+    view, set by the layer (:meth:`ViewDef.pinned`), so a new dimension version changes
+    the fingerprint (a new batch version, a speed-layer rebuild).
+    """
+
+    dimension: str
+    on: str
+    fields: tuple[str, ...]
+    version: int | None = None
+
+
+TRANSFORMS = ("enrich", "derive", "where")  # applied in this order, before key and measures
+
+
+@dataclass(frozen=True)
 class ViewDef:
-    """A view over one stream: keys, event-time bucket width, measures."""
+    """A view over one stream: transforms, keys, event-time bucket width, measures.
+
+    Before the key is built, an event is enriched from dimension tables (``enrich``),
+    gains derived fields (``derive``, in order, each may read the earlier ones) and is kept
+    only if ``where`` is true (a NULL drops it, as in SQL). Keys and measures may name
+    the stream's fields and the enriched and derived ones (:meth:`field_types`).
+    """
 
     name: str
     stream: str
@@ -45,16 +81,25 @@ class ViewDef:
     bucket_s: int
     measures: tuple[Measure, ...]
     description: str = ""
+    where: str | None = None
+    derive: tuple[Derived, ...] = ()
+    enrich: tuple[Enrich, ...] = ()
 
     def __post_init__(self) -> None:
-        stream = get_stream(self.stream)
-        fields: dict[str, str] = {f.name: f.type for f in stream.fields}
         if not self.name.isidentifier() or self.name != self.name.lower():
             msg = f"view name {self.name!r} must be a lowercase identifier"
             raise DefinitionError(msg)
+        fields = self.field_types()
         for key in self.keys:
             if key not in fields:
                 msg = f"view {self.name}: key {key!r} is not a field of stream {self.stream}"
+                msg += " nor an enriched or derived field" if self.derive or self.enrich else ""
+                raise DefinitionError(msg)
+            if fields[key] == "float":
+                msg = (
+                    f"view {self.name}: key {key!r} is a float; key on an int or string "
+                    f"derived from it instead (e.g. floor({key}))"
+                )
                 raise DefinitionError(msg)
         if self.bucket_s <= 0:
             msg = f"view {self.name}: bucket_s must be positive"
@@ -62,9 +107,37 @@ class ViewDef:
         for m in self.measures:
             _check_measure(self.name, m, fields)
 
+    def field_types(self) -> dict[str, str]:
+        """Every field keys and measures may name, with its type: stream, enriched, derived."""
+        return dict(self._typed[0])
+
+    @cached_property
+    def _typed(self) -> tuple[dict[str, str], dict[str, Node], Node | None]:
+        """(field types, derived field -> typed expression, typed where): checked once."""
+        from views.transform import check_transforms
+
+        return check_transforms(self)
+
+    def pinned(self, versions: Mapping[str, int | None]) -> ViewDef:
+        """This view run with these dimension versions (part of its fingerprint)."""
+        enrich = tuple(replace(e, version=versions.get(e.dimension)) for e in self.enrich)
+        return replace(self, enrich=enrich)
+
+    def dimension_versions(self) -> dict[str, int | None]:
+        """Dimension -> the version this definition is pinned to (None: not pinned)."""
+        return {e.dimension: e.version for e in self.enrich}
+
     def to_dict(self) -> dict[str, Any]:
-        """The definition as plain data (what the fingerprint hashes and lineage records)."""
-        return asdict(self)
+        """The definition as plain data (what the fingerprint hashes and lineage records).
+
+        Transforms appear only when declared, so a view without any keeps the fingerprint
+        it had before transforms existed.
+        """
+        out = asdict(self)
+        for name in TRANSFORMS:
+            if not out[name]:
+                del out[name]
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ViewDef:
@@ -77,6 +150,7 @@ class ViewDef:
             measures = tuple(
                 Measure(str(m["name"]), m["kind"], m.get("field")) for m in data["measures"]
             )
+            where = data.get("where")
             return cls(
                 name=str(data["name"]),
                 stream=str(data["stream"]),
@@ -84,6 +158,11 @@ class ViewDef:
                 bucket_s=int(data["bucket_s"]),
                 measures=measures,
                 description=str(data.get("description", "")),
+                where=None if where is None else str(where),
+                derive=tuple(
+                    Derived(str(d["name"]), str(d["expr"])) for d in data.get("derive", [])
+                ),
+                enrich=tuple(_enrich_of(e) for e in data.get("enrich", ())),
             )
         except (KeyError, TypeError, ValueError) as exc:
             msg = f"view definition {data.get('name', '?')!r}: missing or malformed {exc}"
@@ -115,16 +194,26 @@ class ViewDef:
         return event_ms - event_ms % width
 
 
+def _enrich_of(data: dict[str, Any]) -> Enrich:
+    version = data.get("version")
+    fields = tuple(str(f) for f in data["fields"])
+    on = str(data["on"])
+    return Enrich(str(data["dimension"]), on, fields, None if version is None else int(version))
+
+
 def key_part(value: Any) -> str:
     r"""One key field as text, so that distinct values never share a key.
 
-    A missing value is ``NULL_KEY``; ints are decimal, timestamps their normalised ISO
-    text. In a value, ``\`` is doubled and KEY_SEP becomes ``\u001f`` (so a multi-field
-    key splits unambiguously), and a literal ``NULL_KEY`` gets a leading ``\`` (so it never
-    merges with a missing value).
+    A missing value is ``NULL_KEY``; ints are decimal, bools ``true``/``false`` (as
+    Spark casts them), timestamps their normalised ISO text. Floats are never keys
+    (Python and the JVM print them differently). In a value, ``\`` is doubled and KEY_SEP
+    becomes ``\u001f`` (so a multi-field key splits unambiguously), and a literal
+    ``NULL_KEY`` gets a leading ``\`` (so it never merges with a missing value).
     """
     if value is None:
         return NULL_KEY
+    if value is True or value is False:
+        return "true" if value else "false"
     text = str(value).replace(ESCAPE, ESCAPE * 2).replace(KEY_SEP, ESCAPE + "u001f")
     return ESCAPE + text if text == NULL_KEY else text
 

@@ -1,0 +1,224 @@
+"""Dimension tables: small, slowly changing lookups a view enriches its events from.
+
+A :class:`Dimension` is declared once (name, key field, value fields with their types)
+and registered in :data:`DIMENSIONS`; a view names it in ``enrich``. Its rows are loaded
+from a file (CSV with a header, or JSON lines) as an immutable, numbered **version**: the
+batch layer reads a version as Parquet on HDFS (``batch.dimensions``), the speed layer
+from a Redis hash (``speed.dimensions``), and a view runs pinned to one version
+(:meth:`views.definition.ViewDef.pinned`), so a new version is a new batch version and a
+speed-layer rebuild. This module is pure: declarations, file parsing and the names of a
+version in each store.
+
+Where declarations come from: :func:`declare` (a user project registers its dimensions
+with it at import, as it registers its streams and views).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lambdalab.errors import DefinitionError, NotFound, ValidationFailed
+from lambdalab.schema import MAX_STRING, Field
+
+DIMENSION_TYPES = ("string", "int", "float", "bool")
+KEY_TYPES = ("string", "int")
+Table = dict[Any, tuple[Any, ...]]  # key value -> values, in the declared order of fields
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """A lookup table: rows keyed by ``key``, each with the values of ``fields``."""
+
+    name: str
+    key: Field
+    fields: tuple[Field, ...]
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.name.isidentifier() or self.name != self.name.lower():
+            msg = f"dimension name {self.name!r} must be a lowercase identifier"
+            raise DefinitionError(msg)
+        if self.key.type not in KEY_TYPES:
+            msg = f"dimension {self.name}: key {self.key.name!r} must be one of {KEY_TYPES}"
+            raise DefinitionError(msg)
+        names = [self.key.name, *(f.name for f in self.fields)]
+        if len(set(names)) != len(names) or not self.fields:
+            msg = f"dimension {self.name}: needs value fields, names distinct from the key's"
+            raise DefinitionError(msg)
+        for f in self.fields:
+            if f.type not in DIMENSION_TYPES:
+                msg = f"dimension {self.name}: field {f.name!r} must be one of {DIMENSION_TYPES}"
+                raise DefinitionError(msg)
+
+    def field_types(self) -> dict[str, str]:
+        """Value field -> type."""
+        return {f.name: f.type for f in self.fields}
+
+    def index(self, name: str) -> int:
+        """Position of value field ``name`` in a row's values."""
+        return [f.name for f in self.fields].index(name)
+
+    def read(self, path: Path) -> Table:
+        """The rows of a ``.csv`` (header row; an empty cell is NULL) or ``.jsonl`` file.
+
+        Raises:
+            ValidationFailed: a row is malformed (wrong type, missing or NULL key, unknown
+                column, duplicate key), naming the file, line and column.
+        """
+        text = path.read_text(encoding="utf-8")
+        if path.suffix == ".csv":
+            rows = _csv_rows(text)
+        elif path.suffix in (".jsonl", ".json", ".ndjson"):
+            rows = _jsonl_rows(path, text)
+        else:
+            msg = f"dimension file {path}: use .csv or .jsonl"
+            raise ValidationFailed(msg)
+        return self.table_of(rows, str(path))
+
+    def table_of(self, rows: Iterable[tuple[int, dict[str, Any]]], where: str) -> Table:
+        """Validated rows (line number, column -> value) as a table; see :meth:`read`."""
+        table: Table = {}
+        known = {self.key.name, *(f.name for f in self.fields)}
+        for line, row in rows:
+            unknown = sorted(set(row) - known)
+            if unknown:
+                msg = f"{where}:{line}: unknown column(s) {', '.join(unknown)}"
+                raise ValidationFailed(msg)
+            key = _value(self.key, row.get(self.key.name), f"{where}:{line}")
+            if key is None:
+                msg = f"{where}:{line}: key {self.key.name!r} is missing"
+                raise ValidationFailed(msg)
+            if key in table:
+                msg = f"{where}:{line}: duplicate key {key!r}"
+                raise ValidationFailed(msg)
+            table[key] = tuple(_value(f, row.get(f.name), f"{where}:{line}") for f in self.fields)
+        return table
+
+
+def _csv_rows(text: str) -> list[tuple[int, dict[str, Any]]]:
+    reader = csv.DictReader(io.StringIO(text))
+    return [
+        (n + 2, {k: (None if v == "" else v) for k, v in row.items()})
+        for n, row in enumerate(reader)
+    ]
+
+
+def _jsonl_rows(path: Path, text: str) -> list[tuple[int, dict[str, Any]]]:
+    rows = []
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            msg = f"{path}:{n}: not valid JSON: {exc}"
+            raise ValidationFailed(msg) from exc
+        if not isinstance(obj, dict):
+            msg = f"{path}:{n}: each line must be a JSON object"
+            raise ValidationFailed(msg)
+        rows.append((n, obj))
+    return rows
+
+
+def _value(f: Field, raw: Any, where: str) -> Any:
+    """``raw`` (JSON value, or CSV text) as a value of ``f``'s type; None stays None."""
+    if raw is None:
+        return None
+    text = isinstance(raw, str)
+    try:
+        if f.type == "string" and text and len(raw) <= MAX_STRING:
+            return raw
+        if f.type == "int" and not isinstance(raw, bool | float):
+            value = int(raw)
+            if -(2**63) <= value < 2**63 and (not text or raw.strip().lstrip("-").isdigit()):
+                return value
+        if f.type == "float" and not isinstance(raw, bool):
+            value = float(raw)
+            if math.isfinite(value):
+                return value
+        if f.type == "bool" and (isinstance(raw, bool) or raw in ("true", "false")):
+            return raw if isinstance(raw, bool) else raw == "true"
+    except ValueError:
+        pass
+    msg = f"{where}: column {f.name!r} must be a {f.type}, got {str(raw)[:40]!r}"
+    raise ValidationFailed(msg)
+
+
+def content_hash(table: Table) -> str:
+    """A hash of a table's rows: loading the same content again makes no new version."""
+    rows = sorted(([key, *values] for key, values in table.items()), key=lambda r: repr(r[0]))
+    return hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# --- where a version lives ---------------------------------------------------------------
+
+
+def hdfs_dir(root: str, name: str) -> str:
+    """Everything of dimension ``name`` on HDFS: ``{root}/dimensions/{name}``."""
+    return f"{root}/dimensions/{name}"
+
+
+def hdfs_version(root: str, name: str, n: int) -> str:
+    """Version ``n``: ``.../v{n:06d}`` holding ``data.parquet`` (renamed into place)."""
+    return f"{hdfs_dir(root, name)}/v{n:06d}"
+
+
+def redis_table(prefix: str, name: str, n: int) -> str:
+    """The Redis hash of version ``n``: key text -> JSON list of the values."""
+    return f"{prefix}dim:{name}:v{n}"
+
+
+def redis_current(prefix: str, name: str) -> str:
+    """The Redis key holding the current version number of dimension ``name``."""
+    return f"{prefix}dim:{name}:current"
+
+
+def key_text(value: Any) -> str:
+    """A key as a Redis hash field (ints as decimal)."""
+    return str(value)
+
+
+def key_value(dim: Dimension, text: str) -> Any:
+    """The inverse of :func:`key_text` for ``dim``'s key type."""
+    return int(text) if dim.key.type == "int" else text
+
+
+# --- the registry -------------------------------------------------------------------------
+
+DIMENSIONS: dict[str, Dimension] = {}
+
+
+def declare(dim: Dimension) -> Dimension:
+    """Register ``dim`` (a project's dimensions are declared at import); returns it.
+
+    Raises:
+        DefinitionError: another dimension of that name is declared.
+    """
+    held = DIMENSIONS.get(dim.name)
+    if held is not None and held != dim:
+        msg = f"dimension {dim.name!r} is declared twice, differently"
+        raise DefinitionError(msg)
+    DIMENSIONS[dim.name] = dim
+    return dim
+
+
+def get_dimension(name: str) -> Dimension:
+    """The dimension declared as ``name``.
+
+    Raises:
+        NotFound: none is, listing the declared ones.
+    """
+    try:
+        return DIMENSIONS[name]
+    except KeyError:
+        declared = ", ".join(sorted(DIMENSIONS)) or "none"
+        msg = f"unknown dimension {name!r}; declared: {declared}"
+        raise NotFound(msg) from None
