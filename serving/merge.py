@@ -32,6 +32,8 @@ class Provenance:
         missing: the parts that could not be read ("batch", "realtime").
         kappa: the replay output that served the answer instead of batch ⊕ realtime
             (``lab replay``: output, generation, switched_ms), None when Lambda served it.
+        dimensions: for a view enriched from dimension tables, the version of each that
+            each part used: ``{"batch": {name: n}, "realtime": {name: n}}``.
     """
 
     version: int | None = None
@@ -40,6 +42,7 @@ class Provenance:
     speed_offsets: dict[int, int] | None = None
     missing: list[str] = field(default_factory=list)
     kappa: dict[str, Any] | None = None
+    dimensions: dict[str, dict[str, int | None]] | None = None
 
 
 def iso_ms(ms: int | None) -> str | None:
@@ -137,6 +140,7 @@ def provenance(prov: Provenance) -> dict[str, Any]:
         "partial": bool(prov.missing),
         "missing": list(prov.missing),
         "kappa": prov.kappa,
+        "dimensions": prov.dimensions,
     }
 
 

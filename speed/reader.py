@@ -249,6 +249,11 @@ class SpeedReader:
         """Newest ingest timestamp (ms) applied to ``view``'s realtime part, None if none yet."""
         return _int(self._meta(view).get("freshness_ms"))
 
+    def dimensions(self, view: str) -> dict[str, int | None]:
+        """Dimension -> version the realtime part of ``view`` was built with ({} if none)."""
+        raw = self._meta(view).get("dimensions")
+        return dict(json.loads(raw)) if raw else {}
+
     def status(self, stream: str) -> dict[str, Any]:
         """The speed consumer of ``stream``, for the pipeline health.
 

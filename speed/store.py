@@ -21,6 +21,7 @@ while the rest of the transaction applied).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -235,13 +236,13 @@ class RealtimeStore:
             pipe.hset(self.offsets_key, mapping={str(p): o for p, o in start.items()})
             for view in views.values():
                 pipe.delete(self.keys.meta(view.name))
-                pipe.hset(
-                    self.keys.meta(view.name),
-                    mapping={
-                        "fingerprint": view.fingerprint,
-                        **{k: str(v) for k, v in meta.items()},
-                    },
-                )
+                fields: dict[str | bytes, bytes | float | int | str] = {
+                    "fingerprint": view.fingerprint,
+                    **{k: str(v) for k, v in meta.items()},
+                }
+                if view.enrich:  # the dimension versions it runs with, for provenance
+                    fields["dimensions"] = json.dumps(view.dimension_versions())
+                pipe.hset(self.keys.meta(view.name), mapping=fields)
             pipe.execute()
 
     def _scan(self, pattern: str) -> list[bytes]:

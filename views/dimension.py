@@ -158,27 +158,7 @@ def content_hash(table: Table) -> str:
     return hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()[:16]
 
 
-# --- where a version lives ---------------------------------------------------------------
-
-
-def hdfs_dir(root: str, name: str) -> str:
-    """Everything of dimension ``name`` on HDFS: ``{root}/dimensions/{name}``."""
-    return f"{root}/dimensions/{name}"
-
-
-def hdfs_version(root: str, name: str, n: int) -> str:
-    """Version ``n``: ``.../v{n:06d}`` holding ``data.parquet`` (renamed into place)."""
-    return f"{hdfs_dir(root, name)}/v{n:06d}"
-
-
-def redis_table(prefix: str, name: str, n: int) -> str:
-    """The Redis hash of version ``n``: key text -> JSON list of the values."""
-    return f"{prefix}dim:{name}:v{n}"
-
-
-def redis_current(prefix: str, name: str) -> str:
-    """The Redis key holding the current version number of dimension ``name``."""
-    return f"{prefix}dim:{name}:current"
+# --- a key in a Redis hash field ------------------------------------------------------
 
 
 def key_text(value: Any) -> str:
