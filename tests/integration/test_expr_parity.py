@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from lambdalab.schema import TS_MAX, TS_MIN, format_ts
 from lambdalab.settings import Settings
+from views.definition import Derived, Measure, ViewDef
 from views.expr import parse, to_python, to_spark
 
 INT_MIN, INT_MAX = -(2**63), 2**63 - 1
@@ -231,3 +232,61 @@ PARITY = settings(
 @example(rows=EDGES)
 def test_spark_and_python_agree(spark: Any, kind: str, rows: list[tuple[Any, ...]]) -> None:
     check_parity(spark, kind, rows)
+
+
+KEYED = ViewDef(
+    name="keyed_by_derived",
+    stream="pageviews",
+    keys=("big", "hour", "day", "host", "at", "maybe"),
+    bucket_s=3600,
+    measures=(Measure("n", "count"), Measure("kb", "sum", "kb")),
+    derive=(
+        Derived("big", "bytes >= 5000"),
+        Derived("hour", "hour(event_time)"),
+        Derived("day", "date(event_time)"),
+        Derived("host", "url_host(url)"),
+        Derived("at", "event_time"),
+        Derived("maybe", "if(bytes % 3 == 0, referrer is null, null)"),
+        Derived("kb", "bytes // 1024"),
+    ),
+    where="length(coalesce(referrer, '')) < 8",
+)
+
+
+def test_a_view_keyed_by_derived_fields_is_the_same_in_both_layers(spark: Any) -> None:
+    """compile_view (Spark) and aggregate (Python) agree on keys made of derived fields:
+    bools render true/false, ints, dates, NULL hosts and timestamps alike."""
+    from pyspark.sql import functions as F
+
+    from batch.compile import compile_view
+    from views.compute import aggregate
+
+    events = []
+    for n, row in enumerate(EDGES * 2):
+        s, _, u, i, _, _, _, _, ts_ms = row
+        at = EPOCH + timedelta(milliseconds=ts_ms if ts_ms is not None else n * 997_000)
+        events.append(
+            {"event_id": str(n), "url": u, "user_id": "u", "referrer": s, "bytes": i or n}
+        )
+        events[-1]["event_time"] = format_ts(at)
+    ddl = "event_id string, url string, user_id string, referrer string, bytes bigint, ms bigint"
+    columns = ("event_id", "url", "user_id", "referrer", "bytes")
+    rows = [(*(e[c] for c in columns), _ms(e["event_time"])) for e in events]
+
+    df = spark.createDataFrame(rows, ddl).withColumn("event_time", F.timestamp_millis("ms"))
+    got = {
+        (r["key"], r["bucket_ms"]): (r["n"], int(r["kb"]))
+        for r in compile_view(KEYED, df).collect()
+    }
+    cells = aggregate(KEYED, [(0, e) for e in events], 60)
+    expected = {(k, b): (row["n"], row["kb"]) for (_, k, b), row in cells.items()}
+    assert got == expected
+    assert any(k.startswith("true\x1f") for k, _ in got) and any(
+        "\x1f(none)\x1f" in k for k, _ in got
+    )
+
+
+def _ms(text: str) -> int:
+    return (datetime.fromisoformat(text.replace("Z", "+00:00")) - EPOCH) // timedelta(
+        milliseconds=1
+    )
