@@ -40,6 +40,8 @@ NUMERIC = ("int", "float")
 INF = math.inf
 ASCII_UPPER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 ASCII_LOWER = ASCII_UPPER.lower()
+REGEX_MEMO = 4096  # results remembered per regex call site (cleared when full)
+_MISS = object()
 URL_HOST = r"^[A-Za-z][A-Za-z0-9+.\-]*://(?:[^/?#]*@)?([^/?#@:]*)"
 URL_PATH = r"^[A-Za-z][A-Za-z0-9+.\-]*://[^/?#]*([^?#]*)"
 
@@ -341,9 +343,17 @@ def _py_regex(pattern: str | None, group: int | None = None) -> PyForm:
         rx = re.compile(pattern, re.ASCII) if pattern else saferegex.check(node.args[1].value)
         g = group if group is not None else node.args[2].value
 
+        seen: dict[str, str | None] = {}  # the same URLs come again and again
+
         def extract(s: str) -> str | None:
-            m = rx.search(s)
-            return None if m is None else (m.group(g) or "")
+            found = seen.get(s, _MISS)
+            if found is _MISS:
+                m = rx.search(s)
+                found = None if m is None else (m.group(g) or "")
+                if len(seen) >= REGEX_MEMO:
+                    seen.clear()
+                seen[s] = found
+            return found  # type: ignore[return-value]
 
         return _strict1(extract)(node, fs[:1])
 
@@ -477,12 +487,12 @@ FUNCTIONS: dict[str, Function] = {
     "floor": Function(_floor, _py_floor, _sp_floor),
     "lower": _string1(
         "string",
-        lambda s: s.translate(_LOWER),
+        lambda s: s.lower() if s.isascii() else s.translate(_LOWER),  # same on ASCII, faster
         lambda c: _f().translate(c, ASCII_UPPER, ASCII_LOWER),
     ),
     "upper": _string1(
         "string",
-        lambda s: s.translate(_UPPER),
+        lambda s: s.upper() if s.isascii() else s.translate(_UPPER),
         lambda c: _f().translate(c, ASCII_LOWER, ASCII_UPPER),
     ),
     "length": _string1("int", len, lambda c: _f().char_length(c).cast("bigint")),
