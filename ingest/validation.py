@@ -15,6 +15,7 @@ with generated texts).
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -186,6 +187,13 @@ TIMESTAMP_PATTERN = _timestamp_pattern()
 _TYPE_SCHEMAS: dict[str, dict[str, Any]] = {
     "string": {"type": "string", "maxLength": MAX_STRING},
     "int": {"type": "integer", "minimum": INT64[0], "maximum": INT64[1]},
+    "float": {
+        "type": "number",
+        "minimum": -sys.float_info.max,
+        "maximum": sys.float_info.max,
+        "description": "a finite 64-bit float; an integer is read as the nearest float",
+    },
+    "bool": {"type": "boolean"},
     "timestamp": {
         "type": "string",
         "format": "date-time",

@@ -8,6 +8,7 @@ another schema is one ``Stream(...)`` declaration registered in :data:`STREAMS`.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -17,7 +18,8 @@ import orjson
 
 from lambdalab.errors import DefinitionError, NotFound
 
-FieldType = Literal["string", "int", "timestamp"]
+FieldType = Literal["string", "int", "float", "bool", "timestamp"]
+FIELD_TYPES: tuple[str, ...] = ("string", "int", "float", "bool", "timestamp")
 RESERVED_STREAM_NAMES = ("dlq",)
 # Event times every layer represents identically: after the Gregorian switch (Spark and
 # Parquet rebase older dates) and far enough before year 10000 that a bucket or a query
@@ -36,6 +38,15 @@ class Field:
     name: str
     type: FieldType
     required: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.name.isidentifier():
+            msg = f"field {self.name!r}: a field name must be an identifier"
+            raise DefinitionError(msg)
+        if self.type not in FIELD_TYPES:
+            known = ", ".join(FIELD_TYPES)
+            msg = f"field {self.name!r}: unknown type {self.type!r} (one of {known})"
+            raise DefinitionError(msg)
 
 
 @dataclass(frozen=True)
@@ -62,8 +73,10 @@ class Stream:
     def validate(self, obj: Any) -> tuple[dict[str, Any] | None, str | None]:
         """Check one decoded event; return (normalised event, None) or (None, reason).
 
-        Timestamps become ISO-8601 UTC strings with a ``Z``; ints stay ints. Unknown fields
-        are rejected so that a typo never silently drops data.
+        Timestamps become ISO-8601 UTC strings with a ``Z``; ints stay ints; a float field
+        holds a finite float (a JSON integer given for it becomes the nearest float); a bool
+        field holds only JSON ``true``/``false``. Unknown fields are rejected so that a typo
+        never silently drops data.
         """
         if not isinstance(obj, dict):
             return None, f"event must be a JSON object, got {type(obj).__name__}"
@@ -108,13 +121,21 @@ class Stream:
         types = {
             "string": pa.string(),
             "int": pa.int64(),
+            "float": pa.float64(),
+            "bool": pa.bool_(),
             "timestamp": pa.timestamp("ms", tz="UTC"),
         }
         return [pa.field(f.name, types[f.type], nullable=not f.required) for f in self.fields]
 
     def spark_ddl(self) -> str:
         """Spark DDL of the parsed columns (used with ``from_json``)."""
-        types = {"string": "STRING", "int": "BIGINT", "timestamp": "STRING"}
+        types = {
+            "string": "STRING",
+            "int": "BIGINT",
+            "float": "DOUBLE",
+            "bool": "BOOLEAN",
+            "timestamp": "STRING",
+        }
         return ", ".join(f"`{f.name}` {types[f.type]}" for f in self.fields)
 
 
@@ -124,6 +145,10 @@ def _plainly_valid(kind: FieldType, value: Any) -> bool:
         return type(value) is str and len(value) <= MAX_STRING
     if kind == "int":
         return type(value) is int and -(2**63) <= value < 2**63
+    if kind == "float":
+        return type(value) is float and math.isfinite(value)
+    if kind == "bool":
+        return type(value) is bool
     return type(value) is str and normal_ts_ms(value) is not None
 
 
@@ -140,7 +165,37 @@ def _check(f: Field, value: Any) -> tuple[Any, str | None]:
         if not -(2**63) <= value < 2**63:
             return None, f"field '{f.name}' is out of the 64-bit range"
         return value, None
+    if f.type == "float":
+        return _check_float(f, value)
+    if f.type == "bool":
+        if not isinstance(value, bool):
+            return None, f"field '{f.name}' must be true or false, got {_json_kind(value)}"
+        return value, None
     return _check_timestamp(f, value)
+
+
+def _check_float(f: Field, value: Any) -> tuple[Any, str | None]:
+    """A finite float; a JSON integer becomes the nearest double (exact up to 2**53).
+
+    An integer past 2**53 is rounded to the nearest double, as every JSON reader that
+    reads numbers as doubles does (Spark, Trino, JavaScript); one beyond the double
+    range, NaN and the infinities are refused.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None, f"field '{f.name}' must be a number, got {_json_kind(value)}"
+    try:
+        number = float(value)
+    except OverflowError:
+        return None, f"field '{f.name}' is beyond the range of a 64-bit float"
+    if not math.isfinite(number):
+        return None, f"field '{f.name}' must be a finite number, got {value!r}"
+    return number, None
+
+
+def _json_kind(value: Any) -> str:
+    """The JSON name of a decoded value's type, for a reason."""
+    kinds = {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}
+    return kinds.get(type(value), "an array" if isinstance(value, list) else "an object")
 
 
 # The syntax accepted for a timestamp field, checked before any parsing: Python's
@@ -176,6 +231,20 @@ def _check_timestamp(f: Field, value: Any) -> tuple[Any, str | None]:
             f"{format_ts(TS_MAX)} (exclusive): {value[:40]!r}"
         )
     return format_ts(utc), None
+
+
+def value_text(value: Any) -> str:
+    """A validated value as text, the same in every layer (a key part, a sketch item).
+
+    A bool is ``true``/``false`` (as Spark casts it to a string and as JSON writes it);
+    every other type is ``str(value)``. Float fields have no text form every layer renders
+    alike (Python and the JVM print doubles differently), so they cannot be view keys.
+    """
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    return str(value)
 
 
 def format_ts(moment: datetime) -> str:
