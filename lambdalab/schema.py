@@ -12,6 +12,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any, Literal
 
 import orjson
@@ -20,6 +21,8 @@ from lambdalab.errors import DefinitionError, NotFound
 
 FieldType = Literal["string", "int", "float", "bool", "timestamp"]
 FIELD_TYPES: tuple[str, ...] = ("string", "int", "float", "bool", "timestamp")
+TimeFormat = Literal["iso", "epoch_s", "epoch_ms"]
+TIME_FORMATS: tuple[str, ...] = ("iso", "epoch_s", "epoch_ms")
 RESERVED_STREAM_NAMES = ("dlq",)
 # Event times every layer represents identically: after the Gregorian switch (Spark and
 # Parquet rebase older dates) and far enough before year 10000 that a bucket or a query
@@ -33,11 +36,19 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 @dataclass(frozen=True)
 class Field:
-    """One typed field of an event."""
+    """One typed field of an event.
+
+    ``time_format`` says how a producer writes a timestamp field: ``"iso"`` (RFC 3339
+    text), ``"epoch_s"`` (a JSON number of seconds since 1970, a fraction allowed, kept to
+    the millisecond) or ``"epoch_ms"`` (a JSON integer of milliseconds). Whatever the
+    form, the validated event holds the normal ISO text (:func:`format_ts`); an epoch
+    field also takes ISO text, which is what the edge writes to the log.
+    """
 
     name: str
     type: FieldType
     required: bool = True
+    time_format: TimeFormat = "iso"
 
     def __post_init__(self) -> None:
         if not self.name.isidentifier():
@@ -46,6 +57,13 @@ class Field:
         if self.type not in FIELD_TYPES:
             known = ", ".join(FIELD_TYPES)
             msg = f"field {self.name!r}: unknown type {self.type!r} (one of {known})"
+            raise DefinitionError(msg)
+        if self.time_format not in TIME_FORMATS:
+            known = ", ".join(TIME_FORMATS)
+            msg = f"field {self.name!r}: unknown time_format {self.time_format!r} (one of {known})"
+            raise DefinitionError(msg)
+        if self.time_format != "iso" and self.type != "timestamp":
+            msg = f"field {self.name!r}: time_format applies to timestamp fields only"
             raise DefinitionError(msg)
 
 
@@ -208,6 +226,8 @@ RFC3339 = re.compile(
 
 
 def _check_timestamp(f: Field, value: Any) -> tuple[Any, str | None]:
+    if f.time_format != "iso" and not isinstance(value, str):
+        return _check_epoch(f, value)
     if not isinstance(value, str):
         return None, f"field '{f.name}' must be an ISO-8601 timestamp string"
     if not RFC3339.fullmatch(value):
@@ -247,6 +267,33 @@ def value_text(value: Any) -> str:
     return str(value)
 
 
+def _check_epoch(f: Field, value: Any) -> tuple[Any, str | None]:
+    """An epoch number as the normal ISO text; seconds with a fraction floor to the ms."""
+    unit = "seconds" if f.time_format == "epoch_s" else "milliseconds"
+    if f.time_format == "epoch_ms" and (isinstance(value, bool) or not isinstance(value, int)):
+        return None, (
+            f"field '{f.name}' must be an integer number of milliseconds since 1970-01-01 "
+            f"(or ISO-8601 text), got {_json_kind(value)}"
+        )
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None, (
+            f"field '{f.name}' must be a number of seconds since 1970-01-01 "
+            f"(or ISO-8601 text), got {_json_kind(value)}"
+        )
+    if isinstance(value, float) and not math.isfinite(value):
+        return None, f"field '{f.name}' must be a finite number of {unit}"
+    if isinstance(value, int):
+        ms = value * 1000 if f.time_format == "epoch_s" else value
+    else:  # the float's shortest decimal form, so 1.001 s is 1001 ms, not 1000.9999
+        ms = math.floor(Decimal(repr(value)) * 1000)
+    if not _EPOCH_MIN_MS <= ms < _EPOCH_MAX_MS:
+        return None, (
+            f"field '{f.name}' is outside the accepted range {format_ts(TS_MIN)} to "
+            f"{format_ts(TS_MAX)} (exclusive): {value!r} {unit} since 1970-01-01"
+        )
+    return format_ts(EPOCH + timedelta(milliseconds=ms)), None
+
+
 def format_ts(moment: datetime) -> str:
     """ISO-8601 UTC with milliseconds and a ``Z``: the one textual form of a timestamp.
 
@@ -273,6 +320,8 @@ def parse_ts_ms(text: str) -> int:
 # checked and read here with one regex and one C-level parse, no reformatting. Anything
 # else returns None and takes the full path, which also gives the reasons.
 NORMAL_TS = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z")
+_EPOCH_MIN_MS = (TS_MIN - EPOCH) // _ONE_MS
+_EPOCH_MAX_MS = (TS_MAX - EPOCH) // _ONE_MS
 _NORMAL_MIN = format_ts(TS_MIN)
 _NORMAL_MAX = format_ts(TS_MAX)  # fixed-width text in normal form sorts like time
 

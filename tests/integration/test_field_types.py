@@ -1,6 +1,7 @@
-"""Float and bool fields, through every layer of the real stack.
+"""Float, bool and epoch-time fields, through every layer of the real stack.
 
-A ``readings`` stream with a float, an optional float and a bool field: hostile values at
+A ``readings`` stream with a float, an optional float, a bool field and an event time in
+epoch seconds (with a fraction): hostile values at
 the HTTP edge are a 422 naming the field, and a raw record with one goes to the
 dead-letter topic with its reason; valid events land in the master dataset as float64 and
 bool columns, and a view keyed by the bool field answers the same in the batch layer
@@ -44,8 +45,9 @@ READINGS = Stream(
         Field("humidity", "float", required=False),
         Field("ok", "bool"),
         Field("n", "int"),
-        Field("event_time", "timestamp"),
+        Field("at", "timestamp", time_format="epoch_s"),
     ),
+    time_field="at",
 )
 VIEW_DEF = {
     "name": "readings_by_ok",
@@ -78,7 +80,7 @@ def _events(n: int) -> list[dict[str, Any]]:
             "humidity": None if i % 3 == 0 else i / 7,
             "ok": i % 5 != 0,
             "n": i,
-            "event_time": format_ts(now - timedelta(hours=i % 2)),
+            "at": (now - timedelta(hours=i % 2)).timestamp() + i / 1000,  # epoch seconds
         }
         for i in range(n)
     ]
@@ -115,19 +117,23 @@ def test_floats_and_bools_flow_through_every_layer(settings: Settings, readings:
         # NaN cannot be written in JSON: the body is refused before any field is read
         nan = client.post(
             "/streams/readings/events",
-            content=b'{"event_id":"x","celsius":NaN,"ok":true,"n":1,"event_time":"2026-01-01T00:00:00Z"}',
+            content=b'{"event_id":"x","celsius":NaN,"ok":true,"n":1,"at":1700000000}',
             headers={**WRITE, "Content-Type": "application/json"},
         )
         assert nan.status_code == 400, nan.text
     producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers, acks="all")
     poison = {**events[1], "event_id": "poison", "ok": 1}
     producer.send(settings.topic_for("readings"), value=orjson.dumps(poison), partition=0)
+    raw = {**events[2], "event_id": "raw", "at": int(events[2]["at"])}  # an epoch, unnormalised
+    producer.send(settings.topic_for("readings"), value=orjson.dumps(raw), partition=1)
+    events.append(raw)
     producer.flush()
     producer.close()
 
     valid = [READINGS.validate(e)[0] for e in events]
     assert all(v is not None for v in valid)
     assert valid[0] is not None and type(valid[0]["celsius"]) is float  # 20 became 20.0
+    assert valid[0]["at"].endswith("Z")  # the epoch became the normal ISO text
 
     catch_up(settings, READINGS, views={view.name: view})
     manifest = land(settings, READINGS)
@@ -138,7 +144,11 @@ def test_floats_and_bools_flow_through_every_layer(settings: Settings, readings:
     table = read_master(webhdfs(settings), settings, "readings")
     assert table.schema.field("celsius").type == pa.float64()
     assert table.schema.field("ok").type == pa.bool_()
-    stored = {
+    assert table.schema.field("at").type == pa.timestamp("ms", tz="UTC")
+    times = dict(
+        zip(table.column("event_id").to_pylist(), table.column("at").to_pylist(), strict=True)
+    )
+    stored = {  # the epoch time field is a timestamp column like an ISO one
         r["event_id"]: r
         for r in table.select(["event_id", "celsius", "humidity", "ok"]).to_pylist()
     }
@@ -148,6 +158,7 @@ def test_floats_and_bools_flow_through_every_layer(settings: Settings, readings:
         assert (got["celsius"], got["humidity"], got["ok"]) == (
             want["celsius"], want["humidity"], want["ok"],
         )  # fmt: skip
+        assert format_ts(times[want["event_id"]]) == want["at"]
 
     oracle = truth.measures(view, [v for v in valid if v is not None])
     assert {key for key, _ in oracle} == {"true", "false"}

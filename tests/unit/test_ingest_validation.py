@@ -128,3 +128,38 @@ def test_non_finite_numbers_never_pass_the_edge(literal: bytes) -> None:
     body = b'{"event_id": "t", "price": ' + literal + b', "event_time": "2026-01-01T00:00:00Z"}'
     with pytest.raises(BodyError, match="not valid JSON"):
         parse_body(body, "application/json")  # JSON has no such number; orjson refuses it
+
+
+EPOCHS = Stream(
+    name="epochs",
+    fields=(
+        Field("s", "timestamp", time_format="epoch_s"),
+        Field("ms", "timestamp", time_format="epoch_ms", required=False),
+    ),
+    id_field="s",
+    time_field="s",
+)
+EPOCH_EVENT = jsonschema_rs.validator_for(event_json_schema(EPOCHS))
+
+
+@pytest.mark.parametrize(
+    ("s", "ms", "valid"),
+    [
+        (b"1700000000", b"1700000000000", True),
+        (b"1700000000.5", b"null", True),
+        (b"1.7e9", b"1.7e12", True),  # whole numbers written with an exponent
+        (b'"2026-01-01T00:00:00Z"', b'"2026-01-01T00:00:00Z"', True),
+        (b"-2208988800", b"-2208988800000", True),
+        (b"-2208988800.5", b"0", False),
+        (b"221845392000", b"0", False),
+        (b"0", b"221845392000000", False),
+        (b"0", b"0.5", False),
+        (b"true", b"0", False),
+        (b'"1700000000"', b"0", False),
+    ],
+)
+def test_epoch_what_the_schema_admits_the_edge_accepts(s: bytes, ms: bytes, valid: bool) -> None:
+    body = b'{"s": ' + s + b', "ms": ' + ms + b"}"
+    assert EPOCH_EVENT.is_valid(orjson.loads(body)) is valid
+    checked = check(EPOCHS, parse_body(body, "application/json"))
+    assert (not checked.rejected) is valid, checked.rejected

@@ -159,3 +159,68 @@ def test_a_field_of_unknown_type_is_refused_naming_it() -> None:
 
 def test_value_text_is_what_spark_casts_to_a_string() -> None:
     assert [value_text(v) for v in (True, False, 7, "a")] == ["true", "false", "7", "a"]
+
+
+EPOCHS = Stream(
+    name="epochs",
+    fields=(
+        Field("s", "timestamp", time_format="epoch_s"),
+        Field("ms", "timestamp", time_format="epoch_ms", required=False),
+    ),
+    id_field="s",
+    time_field="s",
+)
+
+
+@pytest.mark.parametrize(
+    ("s", "ms", "want_s", "want_ms"),
+    [
+        (0, 0, "1970-01-01T00:00:00.000Z", "1970-01-01T00:00:00.000Z"),
+        (1.001, 1001, "1970-01-01T00:00:01.001Z", "1970-01-01T00:00:01.001Z"),
+        (1.0019, -1, "1970-01-01T00:00:01.001Z", "1969-12-31T23:59:59.999Z"),  # floored
+        (-0.0005, None, "1969-12-31T23:59:59.999Z", None),
+        (1700000000.123, 1700000000123, "2023-11-14T22:13:20.123Z", "2023-11-14T22:13:20.123Z"),
+        (-2208988800, -2208988800000, "1900-01-01T00:00:00.000Z", "1900-01-01T00:00:00.000Z"),
+        (221845391999.999, 221845391999999, "8999-12-31T23:59:59.999Z", "8999-12-31T23:59:59.999Z"),
+        ("2026-03-01T10:15:00+01:00", "2026-03-01T09:15:00.000Z",
+         "2026-03-01T09:15:00.000Z", "2026-03-01T09:15:00.000Z"),  # ISO text too (the log's)
+    ],
+)  # fmt: skip
+def test_epoch_fields_become_the_normal_iso_text(
+    s: object, ms: object, want_s: str, want_ms: str | None
+) -> None:
+    event, why = EPOCHS.validate({"s": s, "ms": ms})
+    assert why is None
+    assert event == {"s": want_s, "ms": want_ms}
+    assert EPOCHS.validate(event) == (event, None)  # the edge's output validates unchanged
+    assert EPOCHS.decode(EPOCHS.encode(event)) == (event, None)
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"s": True}, "field 's' must be a number of seconds since 1970-01-01"),
+        ({"s": [1]}, "field 's' must be a number of seconds"),
+        ({"s": math.nan}, "field 's' must be a finite number of seconds"),
+        ({"s": -2208988800.001}, "field 's' is outside the accepted range"),
+        ({"s": 221845392000}, "field 's' is outside the accepted range"),
+        ({"s": 10**30}, "field 's' is outside the accepted range"),
+        ({"s": "1700000000"}, "field 's' is not an ISO-8601 timestamp"),
+        ({"ms": 1.5}, "field 'ms' must be an integer number of milliseconds"),
+        ({"ms": False}, "field 'ms' must be an integer number of milliseconds"),
+        ({"ms": 221845392000000}, "field 'ms' is outside the accepted range"),
+        ({"ms": -2208988800001}, "field 'ms' is outside the accepted range"),
+    ],
+)
+def test_epoch_refusals_name_the_field(change: dict[str, object], reason: str) -> None:
+    event, why = EPOCHS.validate({"s": 0, **change})
+    assert event is None
+    assert why is not None
+    assert reason in why
+
+
+def test_time_format_is_for_timestamps_only_and_known() -> None:
+    with pytest.raises(DefinitionError, match="field 'n': time_format applies to timestamp"):
+        Field("n", "int", time_format="epoch_s")
+    with pytest.raises(DefinitionError, match="field 't': unknown time_format 'unix'"):
+        Field("t", "timestamp", time_format="unix")  # type: ignore[arg-type]
