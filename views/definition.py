@@ -18,6 +18,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
 
 from lambdalab.errors import DefinitionError
+from lambdalab.schema import value_text
 
 if TYPE_CHECKING:
     from views.expr import Node
@@ -97,8 +98,9 @@ class ViewDef:
                 raise DefinitionError(msg)
             if fields[key] == "float":
                 msg = (
-                    f"view {self.name}: key {key!r} is a float; key on an int or string "
-                    f"derived from it instead (e.g. floor({key}))"
+                    f"view {self.name}: key {key!r} is a float field; a view key must be a "
+                    "string, int, bool or timestamp field (bucket a float with a derived "
+                    f"field, e.g. floor({key}))"
                 )
                 raise DefinitionError(msg)
         if self.bucket_s <= 0:
@@ -204,17 +206,16 @@ def _enrich_of(data: dict[str, Any]) -> Enrich:
 def key_part(value: Any) -> str:
     r"""One key field as text, so that distinct values never share a key.
 
-    A missing value is ``NULL_KEY``; ints are decimal, bools ``true``/``false`` (as
-    Spark casts them), timestamps their normalised ISO text. Floats are never keys
-    (Python and the JVM print them differently). In a value, ``\`` is doubled and KEY_SEP
-    becomes ``\u001f`` (so a multi-field key splits unambiguously), and a literal
-    ``NULL_KEY`` gets a leading ``\`` (so it never merges with a missing value).
+    A missing value is ``NULL_KEY``; ints are decimal, bools ``true``/``false``
+    (:func:`lambdalab.schema.value_text`), timestamps their normalised ISO text; floats
+    never key a view (the JVM and Python print them differently). In a value, ``\`` is
+    doubled and KEY_SEP becomes ``\u001f`` (so a multi-field key splits unambiguously),
+    and a literal ``NULL_KEY`` gets a leading ``\`` (so it never merges with a missing
+    value).
     """
     if value is None:
         return NULL_KEY
-    if value is True or value is False:
-        return "true" if value else "false"
-    text = str(value).replace(ESCAPE, ESCAPE * 2).replace(KEY_SEP, ESCAPE + "u001f")
+    text = value_text(value).replace(ESCAPE, ESCAPE * 2).replace(KEY_SEP, ESCAPE + "u001f")
     return ESCAPE + text if text == NULL_KEY else text
 
 

@@ -141,9 +141,9 @@ def _value(f: Field, raw: Any, where: str) -> Any:
             if -(2**63) <= value < 2**63 and (not text or raw.strip().lstrip("-").isdigit()):
                 return value
         if f.type == "float" and not isinstance(raw, bool):
-            value = float(raw)
-            if math.isfinite(value):
-                return value
+            real = float(raw)
+            if math.isfinite(real):
+                return real
         if f.type == "bool" and (isinstance(raw, bool) or raw in ("true", "false")):
             return raw if isinstance(raw, bool) else raw == "true"
     except ValueError:
