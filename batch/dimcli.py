@@ -1,6 +1,7 @@
 """``lambdalab dim``: load a dimension table's file as its next version, list versions.
 
-``lambdalab dim load campaigns campaigns.csv`` validates the file against the declared
+``lambdalab dim load campaigns campaigns.csv`` (or ``--topic campaigns``, a compacted
+Kafka topic: its newest value per key) validates the rows against the declared
 dimension (``views.dimension``), publishes it on HDFS as the next version (nothing if
 the rows equal the newest version's) and prints the version. The next batch cycle builds
 the views that enrich from it with that version; the speed layer copies it into Redis
@@ -24,14 +25,28 @@ dim_app = typer.Typer(help="Dimension tables: versions views enrich from.", no_a
 @friendly
 def load(
     name: Annotated[str, typer.Argument(help="the declared dimension")],
-    file: Annotated[Path, typer.Argument(help="a .csv (with a header) or .jsonl file")],
+    file: Annotated[
+        Path | None, typer.Argument(help="a .csv (with a header) or .jsonl file")
+    ] = None,
+    topic: Annotated[
+        str | None, typer.Option(help="read a compacted Kafka topic instead of a file")
+    ] = None,
 ) -> None:
-    """Load FILE as the next version of dimension NAME; print the version."""
+    """Load FILE (or --topic) as the next version of dimension NAME; print the version."""
     from batch.dimensions import load as publish
+    from batch.dimensions import topic_table
+    from lambdalab.errors import ConfigError
     from views.dimension import get_dimension
 
-    dim = get_dimension(name)
-    result = publish(get_settings(), dim, dim.read(file), str(file))
+    if (file is None) == (topic is None):
+        msg = "give the rows as FILE or as --topic TOPIC (one of them)"
+        raise ConfigError(msg)
+    dim, settings = get_dimension(name), get_settings()
+    if file is not None:
+        table, source = dim.read(file), str(file)
+    else:
+        table, source = topic_table(settings, dim, str(topic)), f"topic {topic}"
+    result = publish(settings, dim, table, source)
     console.print(
         f"dimension {name}: version {result['version']} ({result['status']}, "
         f"{result['rows']} rows, hash {result['hash']})"

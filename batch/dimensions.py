@@ -25,7 +25,7 @@ from lambdalab.hdfs import DIMENSION_DATA, answering, dimension_versions, webhdf
 from lambdalab.paths import HdfsPaths
 from lambdalab.settings import Settings
 from views.definition import ViewDef
-from views.dimension import Dimension, Table, content_hash
+from views.dimension import Dimension, Table, content_hash, topic_rows
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -80,6 +80,19 @@ def load(settings: Settings, dim: Dimension, table: Table, source: str) -> dict[
         newest = dimension_versions(client, settings, dim.name)
     msg = f"dimension {dim.name}: no version number after {ATTEMPTS} attempts (other loaders?)"
     raise BatchError(msg)
+
+
+def topic_table(settings: Settings, dim: Dimension, topic: str) -> Table:
+    """The rows a compacted topic holds now (its newest value per key), read to its end.
+
+    Raises:
+        ValidationFailed: a record is malformed (named by partition and offset).
+        ServiceUnavailable: Kafka did not answer.
+    """
+    from lambdalab.topics import read_topic
+
+    records = sorted(read_topic(settings, topic), key=lambda r: (r.partition, r.offset))
+    return topic_rows(dim, ((r.partition, r.offset, r.key, r.value) for r in records))
 
 
 def version_meta(settings: Settings, name: str, n: int) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 
 A :class:`Dimension` is declared once (name, key field, value fields with their types)
 and registered in :data:`DIMENSIONS`; a view names it in ``enrich``. Its rows are loaded
-from a file (CSV with a header, or JSON lines) as an immutable, numbered **version**: the
+from a file (CSV with a header, or JSON lines) or a compacted Kafka topic (its newest value
+per key, :func:`topic_rows`) as an immutable, numbered **version**: the
 batch layer reads a version as Parquet on HDFS (``batch.dimensions``), the speed layer
 from a Redis hash (``speed.dimensions``), and a view runs pinned to one version
 (:meth:`views.definition.ViewDef.pinned`), so a new version is a new batch version and a
@@ -81,26 +82,61 @@ class Dimension:
         else:
             msg = f"dimension file {path}: use .csv or .jsonl"
             raise ValidationFailed(msg)
-        return self.table_of(rows, str(path))
+        return self.table_of((f"{path}:{line}", row) for line, row in rows)
 
-    def table_of(self, rows: Iterable[tuple[int, dict[str, Any]]], where: str) -> Table:
-        """Validated rows (line number, column -> value) as a table; see :meth:`read`."""
+    def table_of(self, rows: Iterable[tuple[str, dict[str, Any]]]) -> Table:
+        """Validated rows (where each is, column -> value) as a table; see :meth:`read`."""
         table: Table = {}
         known = {self.key.name, *(f.name for f in self.fields)}
-        for line, row in rows:
+        for where, row in rows:
             unknown = sorted(set(row) - known)
             if unknown:
-                msg = f"{where}:{line}: unknown column(s) {', '.join(unknown)}"
+                msg = f"{where}: unknown column(s) {', '.join(unknown)}"
                 raise ValidationFailed(msg)
-            key = _value(self.key, row.get(self.key.name), f"{where}:{line}")
+            key = _value(self.key, row.get(self.key.name), where)
             if key is None:
-                msg = f"{where}:{line}: key {self.key.name!r} is missing"
+                msg = f"{where}: key {self.key.name!r} is missing"
                 raise ValidationFailed(msg)
             if key in table:
-                msg = f"{where}:{line}: duplicate key {key!r}"
+                msg = f"{where}: duplicate key {key!r}"
                 raise ValidationFailed(msg)
-            table[key] = tuple(_value(f, row.get(f.name), f"{where}:{line}") for f in self.fields)
+            table[key] = tuple(_value(f, row.get(f.name), where) for f in self.fields)
         return table
+
+
+def topic_rows(
+    dim: Dimension, records: Iterable[tuple[int, int, bytes | None, bytes | None]]
+) -> Table:
+    """The table a compacted topic holds: per key, its newest value; a tombstone deletes.
+
+    ``records`` are (partition, offset, key, value) in log order. A record's key is the
+    dimension key as UTF-8 text, its value a JSON object of the value fields (a NULL value
+    deletes the key), as a compacted topic keeps them.
+
+    Raises:
+        ValidationFailed: a record without a key, or a value that is not a JSON object of
+            the dimension's fields, naming its partition and offset.
+    """
+    latest: dict[str, tuple[str, dict[str, Any]]] = {}
+    for partition, offset, key, value in records:
+        where = f"dimension {dim.name}, partition {partition} offset {offset}"
+        if key is None:
+            msg = f"{where}: a record without a key"
+            raise ValidationFailed(msg)
+        text = key.decode("utf-8", errors="replace")
+        if value is None:
+            latest.pop(text, None)
+            continue
+        try:
+            obj = json.loads(value)
+        except ValueError as exc:
+            msg = f"{where}: value is not valid JSON: {exc}"
+            raise ValidationFailed(msg) from exc
+        if not isinstance(obj, dict):
+            msg = f"{where}: value must be a JSON object"
+            raise ValidationFailed(msg)
+        latest[text] = (where, {**obj, dim.key.name: text})
+    return dim.table_of(latest.values())
 
 
 def _csv_rows(text: str) -> list[tuple[int, dict[str, Any]]]:

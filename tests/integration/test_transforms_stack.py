@@ -180,3 +180,41 @@ def test_where_derive_enrich_on_the_stack(
         )
         speed_cells = SpeedReader(ns).view_snapshot(view.name, second["cut_ms"], *SPAN).cells
         assert _plain(speed_cells) == _expected(view, _oracle(c, SECOND))
+
+
+def test_a_compacted_topic_loads_as_a_version(
+    stack: Settings, dimension: Dimension, monkeypatch: Any
+) -> None:
+    """``dim load NAME --topic T``: the newest value per key of a compacted topic."""
+    from kafka import KafkaProducer
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    from lambdalab import cli
+    from lambdalab.hdfs import read_dimension, webhdfs
+
+    with short_windows(stack) as ns:
+        topic = f"{ns.namespace}.dim.tx_campaigns"
+        admin = KafkaAdminClient(bootstrap_servers=ns.kafka.bootstrap_servers)
+        try:
+            policy = {"cleanup.policy": "compact"}
+            admin.create_topics([NewTopic(topic, 2, 1, topic_configs=policy)])
+        finally:
+            admin.close()
+        producer = KafkaProducer(bootstrap_servers=ns.kafka.bootstrap_servers)
+        sent = [(URLS[0], "spring"), (URLS[1], "news"), (URLS[0], "summer"), (URLS[1], None)]
+        for url, campaign in sent:
+            value = None if campaign is None else f'{{"campaign": "{campaign}"}}'.encode()
+            producer.send(topic, key=url.encode(), value=value)
+        producer.send(topic, key=URLS[2].encode(), value=b'{"campaign": null}')
+        producer.flush()
+        producer.close()
+        monkeypatch.setattr("batch.dimcli.get_settings", lambda: ns)
+        args = ["dim", "load", "tx_campaigns", "--topic", topic]
+        result = CliRunner().invoke(cli.app, args)
+        assert result.exit_code == 0, result.output
+        assert "version 1 (loaded, 2 rows" in result.output
+        rows = read_dimension(webhdfs(ns), ns, "tx_campaigns", 1).to_pylist()
+        assert sorted(rows, key=lambda r: r["url"]) == [
+            {"url": URLS[2], "campaign": None},
+            {"url": URLS[0], "campaign": "summer"},
+        ]

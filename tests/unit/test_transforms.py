@@ -184,3 +184,22 @@ def test_dimension_files_are_validated(tmp_path: Path, campaigns: Dimension) -> 
         from views.dimension import get_dimension
 
         get_dimension("nope")
+
+
+def test_a_compacted_topic_gives_the_newest_value_per_key() -> None:
+    from views.dimension import topic_rows
+
+    dim = Dimension("d", Field("id", "int"), (Field("name", "string"),))
+    records = [
+        (0, 0, b"1", b'{"name": "old"}'),
+        (1, 0, b"2", b'{"name": "two"}'),
+        (0, 1, b"3", b'{"name": "gone"}'),
+        (0, 2, b"1", b'{"name": "new"}'),
+        (0, 3, b"3", None),  # a tombstone deletes key 3
+        (1, 1, b"4", b'{"id": 4}'),  # no name: NULL
+    ]
+    assert topic_rows(dim, records) == {1: ("new",), 2: ("two",), 4: (None,)}
+    with pytest.raises(ValidationFailed, match="partition 0 offset 7: value is not valid JSON"):
+        topic_rows(dim, [(0, 7, b"1", b"{")])
+    with pytest.raises(ValidationFailed, match="partition 2 offset 0: column 'id' must be a int"):
+        topic_rows(dim, [(2, 0, b"x", b"{}")])
