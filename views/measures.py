@@ -756,7 +756,7 @@ class Quantiles(Kind):
         if not value:
             return {quantile_label(q): None for q in self.quantiles}
         sketch = self.load(value)
-        return {quantile_label(q): sketch.get_quantile(q) for q in self.quantiles}
+        return {quantile_label(q): sketch.get_quantile(q, True) for q in self.quantiles}
 
     @override
     def sketch(self, value: Any) -> bytes | None:
@@ -781,7 +781,7 @@ def _union_quantile(ints: bool) -> Callable[[list[bytes | None], float], Any]:
     def quantile(sketches: list[bytes | None], q: float) -> Any:
         kind = Quantiles(_any("quantiles"), "int" if ints else "float")
         merged = kind.merge_all(sketches)
-        return None if not merged else kind.load(merged).get_quantile(q)
+        return None if not merged else kind.load(merged).get_quantile(q, True)
 
     return quantile
 
