@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from lambdalab.errors import DefinitionError
-from lambdalab.schema import get_stream
+from lambdalab.schema import get_stream, value_text
 from views.measures import (  # noqa: F401 (HLL_MARK, KINDS: re-exported)
     DEFAULTS,
     HLL_MARK,
@@ -94,6 +94,12 @@ class ViewDef:
             if key not in fields:
                 msg = f"view {self.name}: key {key!r} is not a field of stream {self.stream}"
                 raise DefinitionError(msg)
+            if fields[key] == "float":
+                msg = (
+                    f"view {self.name}: key {key!r} is a float field; a view key must be a "
+                    "string, int, bool or timestamp field (bucket a float with a derived field)"
+                )
+                raise DefinitionError(msg)
         if self.bucket_s <= 0:
             msg = f"view {self.name}: bucket_s must be positive"
             raise DefinitionError(msg)
@@ -166,14 +172,15 @@ class ViewDef:
 def key_part(value: Any) -> str:
     r"""One key field as text, so that distinct values never share a key.
 
-    A missing value is ``NULL_KEY``; ints are decimal, timestamps their normalised ISO
-    text. In a value, ``\`` is doubled and KEY_SEP becomes ``\u001f`` (so a multi-field
-    key splits unambiguously), and a literal ``NULL_KEY`` gets a leading ``\`` (so it never
+    A missing value is ``NULL_KEY``; ints are decimal, bools ``true``/``false``
+    (:func:`lambdalab.schema.value_text`), timestamps their normalised ISO text. In a
+    value, ``\`` is doubled and KEY_SEP becomes ``\u001f`` (so a multi-field key splits
+    unambiguously), and a literal ``NULL_KEY`` gets a leading ``\`` (so it never
     merges with a missing value).
     """
     if value is None:
         return NULL_KEY
-    text = str(value).replace(ESCAPE, ESCAPE * 2).replace(KEY_SEP, ESCAPE + "u001f")
+    text = value_text(value).replace(ESCAPE, ESCAPE * 2).replace(KEY_SEP, ESCAPE + "u001f")
     return ESCAPE + text if text == NULL_KEY else text
 
 

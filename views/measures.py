@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from typing_extensions import override
 
 from lambdalab.errors import DefinitionError
+from lambdalab.schema import value_text
 
 if TYPE_CHECKING:
     from pyspark.sql import Column
@@ -451,11 +452,8 @@ class Hll(Kind):
     """``hll``: approximate distinct count, an Apache DataSketches HLL_4 sketch (``lg_k``)."""
 
     kind = "hll"
-    accepts: ClassVar[tuple[str, ...]] = (
-        "string",
-        "int",
-        "timestamp",
-    )  # hashed as their text, the same in both layers
+    # hashed as their text, the same in both layers (a bool as true/false: value_text)
+    accepts: ClassVar[tuple[str, ...]] = ("string", "int", "bool", "timestamp")
     params = ("lg_k",)
     trino, duckdb, arrow_type = "varbinary", "BLOB", "binary"
     finishes = True
@@ -492,7 +490,7 @@ class Hll(Kind):
                 sk = acc[name]
                 if sk is None:
                     sk = acc[name] = hll_sketch(lg_k)
-                sk.update(sketch_item(str(value)))
+                sk.update(sketch_item(value_text(value)))
 
         return step
 
@@ -562,7 +560,7 @@ class Theta(Hll):
     """
 
     kind = "theta"
-    accepts = ("string", "int", "float", "timestamp")
+    accepts = ("string", "int", "float", "bool", "timestamp")
 
     @override
     def merge_all(self, values: Iterable[Any]) -> Any:
@@ -581,7 +579,7 @@ class Theta(Hll):
         from datasketches import update_theta_sketch
 
         name, fld, lg_k = self.name, self.field or "", self.lg_k
-        as_text = self.field_type in ("string", "timestamp")
+        as_text = self.field_type in ("string", "bool", "timestamp")
 
         def step(acc: dict[str, Any], event: dict[str, Any]) -> None:
             value = event.get(fld)
@@ -589,7 +587,7 @@ class Theta(Hll):
                 sk = acc[name]
                 if sk is None:
                     sk = acc[name] = update_theta_sketch(lg_k)
-                sk.update(sketch_item(value) if as_text else value)
+                sk.update(sketch_item(value_text(value)) if as_text else value)
 
         return step
 
@@ -601,7 +599,7 @@ class Theta(Hll):
     def spark_aggs(self, value: Column, text: Column) -> list[Column]:
         from pyspark.sql import functions as F
 
-        item = spark_item(text) if self.field_type in ("string", "timestamp") else value
+        item = spark_item(text) if self.field_type in ("string", "bool", "timestamp") else value
         return [F.theta_sketch_agg(item, self.lg_k).alias(self.name)]
 
     @override
