@@ -744,16 +744,20 @@ class Quantiles(Kind):
 
         get = F.kll_sketch_get_quantile_bigint if self.ints else F.kll_sketch_get_quantile_double
         sketch = F.col(self.name)
-        derived = [
-            get(sketch, F.lit(q)).alias(f"{self.name}_{quantile_label(q)}") for q in self.quantiles
+        count = F.kll_sketch_get_n_bigint if self.ints else F.kll_sketch_get_n_double
+        derived = [  # Spark refuses the quantile of an empty sketch (a bucket without values)
+            F.when(count(sketch) > 0, get(sketch, F.lit(q))).alias(
+                f"{self.name}_{quantile_label(q)}"
+            )
+            for q in self.quantiles
         ]
         return [sketch, *derived]
 
     @override
     def render(self, value: Any) -> Any:
-        if not value:
+        sketch = self.load(value) if value else None
+        if sketch is None or sketch.is_empty():  # Spark's sketch of no value is empty
             return {quantile_label(q): None for q in self.quantiles}
-        sketch = self.load(value)
         return {quantile_label(q): sketch.get_quantile(q, True) for q in self.quantiles}
 
     @override
@@ -779,7 +783,8 @@ def _union_quantile(ints: bool) -> Callable[[list[bytes | None], float], Any]:
     def quantile(sketches: list[bytes | None], q: float) -> Any:
         kind = Quantiles(_any("quantiles"), "int" if ints else "float")
         merged = kind.merge_all(sketches)
-        return None if not merged else kind.load(merged).get_quantile(q, True)
+        sketch = kind.load(merged) if merged else None
+        return None if sketch is None or sketch.is_empty() else sketch.get_quantile(q, True)
 
     return quantile
 
