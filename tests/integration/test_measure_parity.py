@@ -60,10 +60,10 @@ KINDS_UNDER_TEST = [
     kind_of(
         Measure(
             f"{k}_{f or 'all'}",
-            k,
+            k,  # type: ignore[arg-type]
             f,
             quantiles=(0.0, 0.25, 0.5, 0.99, 1.0) if k == "quantiles" else None,
-        ),  # type: ignore[arg-type]
+        ),
         FIELDS.get(f or ""),
     )
     for k, f in CASES

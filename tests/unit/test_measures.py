@@ -43,7 +43,13 @@ TEXTS = st.one_of(st.text(max_size=8), st.sampled_from(["", HLL_MARK, HLL_MARK +
 TIMES = st.integers(0, 253_402_300_799_999).map(
     lambda ms: f"{ms // 1000:011d}"  # sortable stand-in for ISO text: compared as text
 )
-VALUES = {"int": INTS, "float": FLOATS, "string": TEXTS, "timestamp": TIMES}
+VALUES = {
+    "int": INTS,
+    "float": FLOATS,
+    "string": TEXTS,
+    "timestamp": TIMES,
+    "bool": st.booleans(),
+}
 CASES = [
     ("count", None),
     ("sum", "int"),
@@ -58,7 +64,9 @@ CASES = [
     ("avg", "float"),
     ("hll", "string"),
     ("hll", "int"),
+    ("hll", "bool"),
     ("theta", "string"),
+    ("theta", "bool"),
     ("theta", "int"),
     ("theta", "float"),
     ("quantiles", "int"),
@@ -258,7 +266,7 @@ def test_speed_path_of_every_new_kind_equals_the_oracle() -> None:
         Measure("sizes", "quantiles", "bytes", quantiles=(0.0, 0.5, 1.0)),
     )
     hour = 1_714_557_600_000
-    events = [
+    events: list[dict[str, Any]] = [
         {
             "url": "/a",
             "user_id": f"u{i % 7}",
@@ -281,7 +289,7 @@ def test_speed_path_of_every_new_kind_equals_the_oracle() -> None:
     ]
     merged = combine(view, parts)
     got = {k.name: k.render(merged[k.name]) for k in view.kinds}
-    sizes = [e["bytes"] for e in events]
+    sizes: list[int] = [e["bytes"] for e in events]
     assert got["mean"] == sum(sizes) / len(sizes)
     assert got["users"] == 7.0
     assert got["sizes"] == {"p0": min(sizes), "p50": sorted(sizes)[24], "p100": max(sizes)}
