@@ -1,7 +1,9 @@
 """The serving layer's HTTP contract: request and response bodies, as in the OpenAPI schema.
 
-Measures differ per view, so rows allow extra fields (one per measure; an HLL measure is
-a float estimate, plus ``<name>_sketch`` base64 when sketches are asked for).
+Measures differ per view, so rows allow extra fields (one per measure, rendered by its
+kind, :mod:`views.measures`: a number, an hll/theta float estimate, an avg float or null,
+quantiles an object ``{"p50": ...}``; plus ``<name>_sketch`` base64 for each sketch when
+sketches are asked for).
 """
 
 from __future__ import annotations

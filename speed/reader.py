@@ -350,7 +350,7 @@ def _merge_windows(
     vdef: ViewDef, raw: dict[bytes, bytes], since_window_ms: int, lo: int, hi: int
 ) -> dict[int, dict[str, Any]]:
     """Per bucket in [lo, hi): its measures merged over ingest windows ≥ ``since_window_ms``."""
-    kinds = {m.name: m.kind for m in vdef.measures}
+    kinds = {kind.name: kind for kind in vdef.kinds}
     parts: dict[int, dict[int, dict[str, Any]]] = defaultdict(dict)
     for fld, value in raw.items():
         window, bucket, measure = RedisKeys.parse_field(fld.decode())

@@ -136,7 +136,7 @@ def test_definition_round_trips_and_fingerprints_transforms(campaigns: Dimension
         ({"derive": (Derived("f", "bytes / 2"),), "keys": ("f",)}, "key 'f' is a float"),
         ({"keys": ("nope",)}, "key 'nope' is not a field"),
         ({"enrich": (Enrich("nodim", "url", ("c",)),)}, "unknown dimension 'nodim'"),
-        ({"measures": (Measure("s", "sum", "host"),)}, "sum needs an integer field"),
+        ({"measures": (Measure("s", "sum", "host"),)}, "field 'host' is string"),
     ],
 )
 def test_bad_transforms_name_the_view_and_the_problem(changes: dict, problem: str) -> None:

@@ -58,7 +58,7 @@ def test_registry_has_the_default_views() -> None:
     ("kwargs", "reason"),
     [
         ({"keys": ("colour",)}, "key 'colour' is not a field"),
-        ({"measures": (Measure("s", "sum", "url"),)}, "sum needs an integer field"),
+        ({"measures": (Measure("s", "sum", "url"),)}, "sum reads a field of type int or float"),
         ({"measures": (Measure("c", "count", "url"),)}, "takes no field"),
         ({"measures": (Measure("m", "median", "bytes"),)}, "unknown kind"),  # type: ignore[arg-type]
         ({"bucket_s": 0}, "bucket_s must be positive"),
