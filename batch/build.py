@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from batch import lineage as lin
 from batch.compile import CODE_VERSION, compile_view, read_master
+from batch.dimensions import frames, pin
 from batch.master import list_files
 from batch.publish import VersionStore, pause_point
 from lambdalab.paths import HdfsPaths, MasterFile
@@ -46,7 +47,12 @@ class Plan:
 
 
 def plan(settings: Settings, view: ViewDef, cut_ms: int, store: VersionStore) -> Plan:
-    """The committed master files of ``view``'s stream in ingest windows before ``cut_ms``."""
+    """The committed master files of ``view``'s stream in ingest windows before ``cut_ms``.
+
+    A view that enriches from dimension tables is pinned to their newest versions here
+    (:func:`batch.dimensions.pin`): they are part of the plan's fingerprint.
+    """
+    view = pin(settings, view)
     files = list_files(store.client, settings, view.stream)
     inputs = [(path, mf) for path, mf in files if mf.window_ms < cut_ms]
     manifests_dir = HdfsPaths(settings).manifests(view.stream)
@@ -70,7 +76,8 @@ def build(
     staged = store.staging_dir(p.view.name, p.fingerprint, run_id)
     store.clean_staging(p.view.name)
     uris = [store.paths.uri(path) for path, _ in p.inputs]
-    out = compile_view(p.view, read_master(spark, uris, p.cut_ms))
+    dims = frames(spark, settings, p.view)
+    out = compile_view(p.view, read_master(spark, uris, p.cut_ms), dims)
     data_uri = store.paths.uri(f"{staged}/data")
     out.coalesce(1).write.mode("errorifexists").parquet(data_uri)
     pause_point("build")
@@ -88,6 +95,7 @@ def _lineage(p: Plan, run_id: str, rows: int, started: float, finished: float) -
         "fingerprint": p.fingerprint,
         "view_fingerprint": p.view.fingerprint,
         "view_definition": p.view.to_dict(),
+        **({"dimensions": p.view.dimension_versions()} if p.view.enrich else {}),
         "code_version": CODE_VERSION,
         "inputs": [path for path, _ in p.inputs],
         "manifests": p.manifests,

@@ -3,27 +3,29 @@
 The speed layer applies the same :class:`views.definition.ViewDef` in plain Python
 (``views.compute``); this module turns it into one Spark aggregation over the master
 dataset. Both produce, per (view key, event-time bucket), the same measures, and both
-write HLL sketches in the Apache DataSketches binary format (Spark's ``hll_sketch_agg``),
-so the serving layer can merge a batch row with realtime partials.
+take every measure's form from its kind (:mod:`views.measures`), sketches included, so
+the serving layer can merge a batch row with realtime partials.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from lambdalab.schema import get_stream
-from views.definition import ESCAPE, HLL_LG_K, HLL_MARK, KEY_SEP, NULL_KEY, ViewDef
+from views.definition import ESCAPE, KEY_SEP, NULL_KEY, ViewDef
+from views.measures import SUM_TYPE  # noqa: F401 (re-exported: the exact sum type)
+from views.transform import spark_transformed
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
 
 # Bumped whenever the compiled form changes meaning: part of every version's fingerprint.
-CODE_VERSION = "batch-compile-5"
+CODE_VERSION = "batch-compile-5"  # unchanged: old kinds compile to the same columns
 # Timestamps as text exactly as the edge normalises them (lambdalab.schema.format_ts);
 # the session time zone is UTC (batch.spark).
 TS_TEXT = "yyyy-MM-dd'T'HH:mm:ss.SSS'Z'"
-SUM_TYPE = "decimal(38,0)"  # sums are exact beyond int64, like Python ints in the speed layer
 
 
 def read_master(spark: SparkSession, uris: list[str], cut_ms: int) -> DataFrame:
@@ -44,32 +46,31 @@ def bucket_column(view: ViewDef, time_field: str = "event_time") -> Column:
 
 
 def measure_columns(view: ViewDef) -> list[Column]:
-    """One Spark aggregate per measure, plus ``<name>_estimate`` after each HLL."""
+    """The aggregate columns of every measure (:meth:`views.measures.Kind.spark_aggs`)."""
     from pyspark.sql import functions as F
 
-    types = _field_types(view)
+    types = view.field_types()
     cols: list[Column] = []
-    for m in view.measures:
-        if m.kind == "count":
-            cols.append(F.count(F.lit(1)).cast("long").alias(m.name))
-        elif m.kind == "sum":
-            total = F.sum(F.col(str(m.field)).cast(SUM_TYPE))
-            cols.append(F.coalesce(total, F.lit(0)).cast(SUM_TYPE).alias(m.name))
-        elif m.kind in ("min", "max"):
-            agg = F.min if m.kind == "min" else F.max
-            cols.append(agg(str(m.field)).cast("long").alias(m.name))
-        else:
-            value = _hll_item(_text(str(m.field), types[str(m.field)]))
-            cols.append(F.hll_sketch_agg(value, HLL_LG_K).alias(m.name))
+    for kind in view.kinds:
+        fld = kind.field
+        value = F.col(fld) if fld else F.lit(None)
+        text = _text(fld, types[fld]) if fld else F.lit(None)
+        cols += kind.spark_aggs(value, text)
     return cols
 
 
-def compile_view(view: ViewDef, records: DataFrame) -> DataFrame:
+def compile_view(
+    view: ViewDef, records: DataFrame, dimensions: Mapping[str, DataFrame] | None = None
+) -> DataFrame:
     """The batch view of ``records``: one row per (key, bucket) with the contract's columns.
 
+    The view's transforms run first (:func:`views.transform.spark_transformed`: enrich
+    from ``dimensions``, one version each, derive, filter), as the speed layer runs them.
+
     Columns: one string column per key field (its value as text, NULL when missing),
-    ``key``, ``bucket_ms`` (int64), one column per measure (int64; decimal(38,0) for sums;
-    binary HLL sketch) and ``<name>_estimate`` (double) for each HLL. ``key`` joins the
+    ``key``, ``bucket_ms`` (int64), then each measure's columns
+    (:meth:`views.measures.Kind.columns`: its state, then derived columns such as an
+    HLL's ``<name>_estimate``). ``key`` joins the
     key parts as ``views.definition.key_part`` renders them, so batch and speed agree on
     every key. Rows are grouped by the key fields' text: the key part is a one-to-one
     function of it (escaping is injective, NULL has its own mark), so the groups are the
@@ -77,7 +78,8 @@ def compile_view(view: ViewDef, records: DataFrame) -> DataFrame:
     """
     from pyspark.sql import functions as F
 
-    types = _field_types(view)
+    records = spark_transformed(view, records, dimensions)
+    types = view.field_types()
     groups = [_text(k, types[k]).alias(f"__v{i}") for i, k in enumerate(view.keys)]
     time_field = get_stream(view.stream).time_field
     grouped = records.groupBy(*groups, bucket_column(view, time_field).alias("__bucket"))
@@ -87,22 +89,6 @@ def compile_view(view: ViewDef, records: DataFrame) -> DataFrame:
         F.concat_ws(KEY_SEP, *parts).alias("key"),
         F.col("__bucket").cast("long").alias("bucket_ms"),
         *_measure_outputs(view),
-    )
-
-
-def _field_types(view: ViewDef) -> dict[str, str]:
-    return {f.name: f.type for f in get_stream(view.stream).fields}
-
-
-def _hll_item(text: Column) -> Column:
-    """``views.definition.hll_item`` in Spark: ``""`` counts as a value (NULL stays NULL)."""
-    from pyspark.sql import functions as F
-
-    mark = F.lit(HLL_MARK)
-    return (
-        F.when(text == F.lit(""), mark)
-        .when(text.startswith(HLL_MARK), F.concat(mark, text))
-        .otherwise(text)
     )
 
 
@@ -129,23 +115,10 @@ def _key_part(text: Column) -> Column:
 
 
 def _measure_outputs(view: ViewDef) -> list[Column]:
-    from pyspark.sql import functions as F
-
-    cols: list[Column] = []
-    for m in view.measures:
-        cols.append(F.col(m.name))
-        if m.kind == "hll":
-            estimate = F.hll_sketch_estimate(F.col(m.name)).cast("double")
-            cols.append(estimate.alias(f"{m.name}_estimate"))
-    return cols
+    return [col for kind in view.kinds for col in kind.spark_outputs()]
 
 
 def output_columns(view: ViewDef) -> list[tuple[str, str]]:
     """(name, Trino type) of every column of a version's Parquet, in order."""
     cols = [(k, "varchar") for k in view.keys] + [("key", "varchar"), ("bucket_ms", "bigint")]
-    for m in view.measures:
-        if m.kind == "hll":
-            cols += [(m.name, "varbinary"), (f"{m.name}_estimate", "double")]
-        else:
-            cols.append((m.name, SUM_TYPE if m.kind == "sum" else "bigint"))
-    return cols
+    return cols + [(name, trino) for kind in view.kinds for name, trino, _ in kind.columns()]

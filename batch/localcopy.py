@@ -30,6 +30,10 @@ from typing import Any
 
 import pyarrow as pa
 
+from lambdalab.errors import DefinitionError, LambdaLabError
+from views.definition import Measure, ViewDef
+from views.measures import Kind, kind_of
+
 Fetch = Callable[[Path], list[Path]]  # download a version's Parquet files into a directory
 BATCH_ROWS = 65_536  # rows per Arrow record batch of a copy
 BUILD_MEMORY = "512MB"  # DuckDB's sort of one version while it builds a copy
@@ -49,8 +53,15 @@ class LocalVersion:
     back as Python ints, like the speed layer's.
     """
 
-    def __init__(self, path: Path, key_fields: tuple[str, ...]) -> None:
+    def __init__(self, path: Path, key_fields: tuple[str, ...], kinds: Sequence[Kind] = ()) -> None:
+        """``kinds``: the view's measures, when a row must be read back into their values.
+
+        Kinds whose value is one column (count, sum, min, max, sketches) need none; a kind
+        kept in several columns (avg: sum and count) is read with its ``from_batch``.
+        """
         self.path = path
+        self._kinds = [k for k in kinds if type(k).from_batch is not Kind.from_batch]
+        self._all = list(kinds)
         self.table = pa.ipc.open_file(pa.memory_map(str(path), "r")).read_all()
         self.key_fields = key_fields
         skip = set(_NOT_MEASURES) | set(key_fields)
@@ -76,7 +87,7 @@ class LocalVersion:
             return {}
         part = self.table.slice(lo, hi - lo).select(["bucket_ms", *self.measures])
         return {
-            int(row.pop("bucket_ms")): _exact(row)
+            int(row.pop("bucket_ms")): self._values(row)
             for row in part.to_pylist()
             if bucket_from_ms <= row["bucket_ms"] < bucket_to_ms
         }
@@ -104,8 +115,14 @@ class LocalVersion:
             names = ["key", "bucket_ms", *self.measures]
             for row in chosen.select(names).to_pylist():
                 key, bucket = row.pop("key"), int(row.pop("bucket_ms"))
-                out.setdefault(key, {})[bucket] = _exact(row)
+                out.setdefault(key, {})[bucket] = self._values(row)
         return out
+
+    def _values(self, row: dict[str, Any]) -> dict[str, Any]:
+        """A row as measure values (the columns as they are unless a kind reads several)."""
+        if not self._kinds:
+            return _exact(row)
+        return {k.name: k.from_batch(row) for k in self._all}
 
 
 class _KeyColumn(Sequence[str]):
@@ -180,8 +197,8 @@ class LocalCopies:
         if hit is not None:
             return hit
         self.build(view, version, lineage, fetch)
-        keys = tuple(lineage["view_definition"]["keys"])
-        opened = LocalVersion(path, keys)
+        definition = lineage["view_definition"]
+        opened = LocalVersion(path, tuple(definition["keys"]), _kinds(definition))
         with self._lock:
             self._open = {p: v for p, v in self._open.items() if p.parent != path.parent}
             self._open[path] = self._open.get(path, opened)
@@ -224,18 +241,20 @@ def _write(final: Path, lineage: dict[str, Any], fetch: Fetch) -> None:
             con.close()
 
 
+def _kinds(definition: dict[str, Any]) -> list[Kind]:
+    """The measure kinds of a lineage's definition (field types from its stream if known)."""
+    try:
+        return list(ViewDef.from_dict(definition).kinds)
+    except (DefinitionError, LambdaLabError):  # a partial record: its kinds without types
+        return [kind_of(Measure.from_dict(m)) for m in definition["measures"]]
+
+
 def _select(files: list[str], lineage: dict[str, Any]) -> str:
     """The copy's rows: every Parquet file of the version (typed by the view when none)."""
-    from batch.compile import SUM_TYPE
-
     definition = lineage["view_definition"]
     cols = [(k, "VARCHAR") for k in definition["keys"]] + [("key", "VARCHAR")]
     cols.append(("bucket_ms", "BIGINT"))
-    for m in definition["measures"]:
-        if m["kind"] == "hll":
-            cols += [(m["name"], "BLOB"), (f"{m['name']}_estimate", "DOUBLE")]
-        else:
-            cols.append((m["name"], SUM_TYPE.upper() if m["kind"] == "sum" else "BIGINT"))
+    cols += [(name, duck) for kind in _kinds(definition) for name, _, duck in kind.columns()]
     names = ", ".join(f'CAST("{n}" AS {t}) AS "{n}"' for n, t in cols)
     if not files:
         empty = ", ".join(f'CAST(NULL AS {t}) AS "{n}"' for n, t in cols)

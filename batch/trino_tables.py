@@ -24,7 +24,13 @@ if TYPE_CHECKING:
 
 PARALLEL = 4  # statements in flight: Trino and HDFS latency, not CPU, bound this step
 
-_TRINO_TYPES = {"string": "varchar", "int": "bigint", "timestamp": "timestamp(3)"}
+_TRINO_TYPES = {
+    "string": "varchar",
+    "int": "bigint",
+    "float": "double",
+    "bool": "boolean",
+    "timestamp": "timestamp(3)",
+}
 _COORDINATES = [
     ("topic", "varchar"),
     ("partition", "integer"),

@@ -15,15 +15,16 @@ with generated texts).
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import orjson
 
 from lambdalab.errors import DefinitionError, IngestRejected
-from lambdalab.schema import MAX_STRING, TS_MAX, TS_MIN, Field, Stream, format_ts
+from lambdalab.schema import EPOCH, MAX_STRING, TS_MAX, TS_MIN, Field, Stream, format_ts
 
 NDJSON = "application/x-ndjson"
 INT64 = (-(2**63), 2**63 - 1)  # the kernel's range of an "int" field, both ends included
@@ -129,6 +130,13 @@ def event_json_schema(stream: Stream) -> dict[str, Any]:
 
 
 def _field_schema(f: Field) -> dict[str, Any]:
+    if f.type == "timestamp" and f.time_format != "iso":
+        schema: dict[str, Any] = {
+            "anyOf": [_EPOCH_SCHEMAS[f.time_format], _TYPE_SCHEMAS["timestamp"]]
+        }
+        if not f.required:
+            schema["anyOf"].append({"type": "null"})
+        return schema
     schema = dict(_TYPE_SCHEMAS[f.type])
     if not f.required:
         schema["type"] = [schema["type"], "null"]
@@ -186,6 +194,13 @@ TIMESTAMP_PATTERN = _timestamp_pattern()
 _TYPE_SCHEMAS: dict[str, dict[str, Any]] = {
     "string": {"type": "string", "maxLength": MAX_STRING},
     "int": {"type": "integer", "minimum": INT64[0], "maximum": INT64[1]},
+    "float": {
+        "type": "number",
+        "minimum": -sys.float_info.max,
+        "maximum": sys.float_info.max,
+        "description": "a finite 64-bit float; an integer is read as the nearest float",
+    },
+    "bool": {"type": "boolean"},
     "timestamp": {
         "type": "string",
         "format": "date-time",
@@ -194,5 +209,23 @@ _TYPE_SCHEMAS: dict[str, dict[str, Any]] = {
             f"RFC 3339 with an offset, in [{format_ts(TS_MIN)}, {format_ts(TS_MAX)}) once "
             "converted to UTC; stored as UTC with milliseconds"
         ),
+    },
+}
+_RANGE = f"[{format_ts(TS_MIN)}, {format_ts(TS_MAX)})"
+_EPOCH_SCHEMAS: dict[str, dict[str, Any]] = {
+    "epoch_s": {
+        "type": "number",
+        "minimum": (TS_MIN - EPOCH).total_seconds(),
+        "exclusiveMaximum": (TS_MAX - EPOCH).total_seconds(),
+        "description": (
+            f"seconds since 1970-01-01T00:00:00Z, in {_RANGE}; a fraction is kept to the "
+            "millisecond (floored); stored as UTC with milliseconds"
+        ),
+    },
+    "epoch_ms": {
+        "type": "integer",
+        "minimum": (TS_MIN - EPOCH) // timedelta(milliseconds=1),
+        "exclusiveMaximum": (TS_MAX - EPOCH) // timedelta(milliseconds=1),
+        "description": f"milliseconds since 1970-01-01T00:00:00Z, in {_RANGE}",
     },
 }

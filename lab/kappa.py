@@ -26,7 +26,7 @@ from lambdalab.topics import read_topic
 from serving.query import merged_query
 from speed.reader import SpeedReader
 from views.compute import aggregate, combine
-from views.definition import ViewDef, hll_estimate, hll_rse
+from views.definition import ViewDef
 
 
 @dataclass
@@ -106,19 +106,14 @@ def _compare_cell(
 ) -> None:
     """Record in ``report`` where a served cell differs from the replay's.
 
-    Exact for count/sum/min/max; HLL estimates of a union may use another estimator than
-    the replay's, so they must agree within two relative standard errors.
+    Each kind decides what agreeing means (``Kind.close``): exact for count/sum/min/max;
+    HLL estimates of a union may use another estimator than the replay's, so they must
+    agree within two relative standard errors.
     """
-    kinds = {m.name: m.kind for m in view.measures}
-    expected = {n: hll_estimate(want[n]) if k == "hll" else want[n] for n, k in kinds.items()}
+    kinds = {kind.name: kind for kind in view.kinds}
+    expected = {n: kind.render(want[n]) for n, kind in kinds.items()}
     actual = None if got is None else {n: got.get(n) for n in kinds}
-
-    def off(name: str, have: dict[str, Any]) -> bool:
-        a, e = float(have[name] or 0), float(expected[name] or 0)
-        slack = 2 * hll_rse() * max(1.0, e) if kinds[name] == "hll" else 0.0
-        return abs(a - e) > slack
-
-    if actual is None or any(off(n, actual) for n in kinds):
+    if actual is None or any(not k.close(actual[n], expected[n]) for n, k in kinds.items()):
         report.mismatches.append(
             {"key": key, "bucket_ms": bucket, "kappa": expected, "lambda": actual}
         )

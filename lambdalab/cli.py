@@ -28,7 +28,7 @@ stack_app = typer.Typer(
 app.add_typer(stack_app, name="stack")
 
 # Each layer adds its own commands: a module with ``register(app)``.
-LAYER_CLIS = ("ingest.cli", "batch.cli", "speed.cli", "serving.cli", "lab.cli")
+LAYER_CLIS = ("ingest.cli", "batch.cli", "batch.dimcli", "speed.cli", "serving.cli", "lab.cli")
 
 
 def _register_layers() -> None:

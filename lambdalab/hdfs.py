@@ -23,6 +23,7 @@ from lambdalab.paths import VERSION_DIR, HdfsPaths
 from lambdalab.settings import Settings
 
 LINEAGE = "_lineage.json"
+DIMENSION_DATA = "data.parquet"
 T = TypeVar("T")
 
 
@@ -59,6 +60,35 @@ def published_versions(client: InsecureClient, settings: Settings, view: str) ->
             return []
         names = client.list(root)
     return sorted((int(m["n"]) for m in map(VERSION_DIR.match, names) if m), reverse=True)
+
+
+def dimension_versions(client: InsecureClient, settings: Settings, name: str) -> list[int]:
+    """Version numbers of dimension table ``name`` loaded so far, newest first.
+
+    Raises:
+        ServiceUnavailable: HDFS did not answer.
+    """
+    root = HdfsPaths(settings).dimension(name)
+    with answering(settings, root):
+        if client.status(root, strict=False) is None:
+            return []
+        names = client.list(root)
+    return sorted((int(m["n"]) for m in map(VERSION_DIR.match, names) if m), reverse=True)
+
+
+def read_dimension(client: InsecureClient, settings: Settings, name: str, n: int) -> Any:
+    """Version ``n`` of dimension table ``name`` as a pyarrow Table.
+
+    Raises:
+        ServiceUnavailable: HDFS did not answer.
+    """
+    import io
+
+    import pyarrow.parquet as pq
+
+    path = f"{HdfsPaths(settings).dimension_version(name, n)}/{DIMENSION_DATA}"
+    with answering(settings, path), client.read(path) as reader:
+        return pq.read_table(io.BytesIO(reader.read()))
 
 
 def read_lineage(client: InsecureClient, settings: Settings, view: str, n: int) -> dict[str, Any]:

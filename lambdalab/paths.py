@@ -101,6 +101,14 @@ class HdfsPaths:
         """Where versions of ``view`` are built before the publishing rename."""
         return f"{self.view_root(view)}/_staging"
 
+    def dimension(self, name: str) -> str:
+        """The versions of dimension table ``name`` (``v000001``, ...: one rename each)."""
+        return f"{self.root}/dimensions/{name}"
+
+    def dimension_version(self, name: str, n: int) -> str:
+        """Version ``n`` of dimension ``name``: its ``data.parquet`` and ``_meta.json``."""
+        return f"{self.dimension(name)}/v{n:06d}"
+
     def uri(self, path: str) -> str:
         """The hdfs:// URI of a path, for Spark and Trino."""
         return f"{self.namenode}{path}"
@@ -116,6 +124,8 @@ class RedisKeys:
     - ``offsets:{topic}`` hash partition -> next offset to consume, written in the same
       MULTI/EXEC as the increments it covers.
     - ``speed:{view}:meta`` hash of bookkeeping (rebuilt_from, view fingerprint).
+    - ``dim:{name}:v{n}`` hash key -> JSON values of version n of a dimension table, and
+      ``dim:{name}:current`` its newest version copied from HDFS (``speed.dimensions``).
     - ``kappa:{view}`` the Kappa switch: JSON naming the replayed output that serves
       ``view`` instead of batch ⊕ realtime (``lab replay``); ``kappa:{view}:gen`` counts
       the replays. A replay writes its output as a view of its own, ``{view}__k{n}``, with
@@ -152,6 +162,14 @@ class RedisKeys:
     def kappa_generation(self, view: str) -> str:
         """The counter of ``view``'s replays (their outputs are ``{view}__k{n}``)."""
         return f"{self.p}kappa:{view}:gen"
+
+    def dimension(self, name: str, n: int) -> str:
+        """The hash of version ``n`` of dimension ``name``: key -> JSON list of its values."""
+        return f"{self.p}dim:{name}:v{n}"
+
+    def dimension_current(self, name: str) -> str:
+        """The version of dimension ``name`` the Redis copy holds (``dim:{name}:current``)."""
+        return f"{self.p}dim:{name}:current"
 
     def meta(self, view: str) -> str:
         """The bookkeeping hash of ``view`` (freshness, rebuilt_from, view fingerprint)."""

@@ -8,16 +8,21 @@ another schema is one ``Stream(...)`` declaration registered in :data:`STREAMS`.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any, Literal
 
 import orjson
 
 from lambdalab.errors import DefinitionError, NotFound
 
-FieldType = Literal["string", "int", "timestamp"]
+FieldType = Literal["string", "int", "float", "bool", "timestamp"]
+FIELD_TYPES: tuple[str, ...] = ("string", "int", "float", "bool", "timestamp")
+TimeFormat = Literal["iso", "epoch_s", "epoch_ms"]
+TIME_FORMATS: tuple[str, ...] = ("iso", "epoch_s", "epoch_ms")
 RESERVED_STREAM_NAMES = ("dlq",)
 # Event times every layer represents identically: after the Gregorian switch (Spark and
 # Parquet rebase older dates) and far enough before year 10000 that a bucket or a query
@@ -31,11 +36,35 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 @dataclass(frozen=True)
 class Field:
-    """One typed field of an event."""
+    """One typed field of an event.
+
+    ``time_format`` says how a producer writes a timestamp field: ``"iso"`` (RFC 3339
+    text), ``"epoch_s"`` (a JSON number of seconds since 1970, a fraction allowed, kept to
+    the millisecond) or ``"epoch_ms"`` (a JSON integer of milliseconds). Whatever the
+    form, the validated event holds the normal ISO text (:func:`format_ts`); an epoch
+    field also takes ISO text, which is what the edge writes to the log.
+    """
 
     name: str
     type: FieldType
     required: bool = True
+    time_format: TimeFormat = "iso"
+
+    def __post_init__(self) -> None:
+        if not self.name.isidentifier():
+            msg = f"field {self.name!r}: a field name must be an identifier"
+            raise DefinitionError(msg)
+        if self.type not in FIELD_TYPES:
+            known = ", ".join(FIELD_TYPES)
+            msg = f"field {self.name!r}: unknown type {self.type!r} (one of {known})"
+            raise DefinitionError(msg)
+        if self.time_format not in TIME_FORMATS:
+            known = ", ".join(TIME_FORMATS)
+            msg = f"field {self.name!r}: unknown time_format {self.time_format!r} (one of {known})"
+            raise DefinitionError(msg)
+        if self.time_format != "iso" and self.type != "timestamp":
+            msg = f"field {self.name!r}: time_format applies to timestamp fields only"
+            raise DefinitionError(msg)
 
 
 @dataclass(frozen=True)
@@ -62,8 +91,10 @@ class Stream:
     def validate(self, obj: Any) -> tuple[dict[str, Any] | None, str | None]:
         """Check one decoded event; return (normalised event, None) or (None, reason).
 
-        Timestamps become ISO-8601 UTC strings with a ``Z``; ints stay ints. Unknown fields
-        are rejected so that a typo never silently drops data.
+        Timestamps become ISO-8601 UTC strings with a ``Z``; ints stay ints; a float field
+        holds a finite float (a JSON integer given for it becomes the nearest float); a bool
+        field holds only JSON ``true``/``false``. Unknown fields are rejected so that a typo
+        never silently drops data.
         """
         if not isinstance(obj, dict):
             return None, f"event must be a JSON object, got {type(obj).__name__}"
@@ -108,13 +139,21 @@ class Stream:
         types = {
             "string": pa.string(),
             "int": pa.int64(),
+            "float": pa.float64(),
+            "bool": pa.bool_(),
             "timestamp": pa.timestamp("ms", tz="UTC"),
         }
         return [pa.field(f.name, types[f.type], nullable=not f.required) for f in self.fields]
 
     def spark_ddl(self) -> str:
         """Spark DDL of the parsed columns (used with ``from_json``)."""
-        types = {"string": "STRING", "int": "BIGINT", "timestamp": "STRING"}
+        types = {
+            "string": "STRING",
+            "int": "BIGINT",
+            "float": "DOUBLE",
+            "bool": "BOOLEAN",
+            "timestamp": "STRING",
+        }
         return ", ".join(f"`{f.name}` {types[f.type]}" for f in self.fields)
 
 
@@ -124,6 +163,10 @@ def _plainly_valid(kind: FieldType, value: Any) -> bool:
         return type(value) is str and len(value) <= MAX_STRING
     if kind == "int":
         return type(value) is int and -(2**63) <= value < 2**63
+    if kind == "float":
+        return type(value) is float and math.isfinite(value)
+    if kind == "bool":
+        return type(value) is bool
     return type(value) is str and normal_ts_ms(value) is not None
 
 
@@ -140,7 +183,37 @@ def _check(f: Field, value: Any) -> tuple[Any, str | None]:
         if not -(2**63) <= value < 2**63:
             return None, f"field '{f.name}' is out of the 64-bit range"
         return value, None
+    if f.type == "float":
+        return _check_float(f, value)
+    if f.type == "bool":
+        if not isinstance(value, bool):
+            return None, f"field '{f.name}' must be true or false, got {_json_kind(value)}"
+        return value, None
     return _check_timestamp(f, value)
+
+
+def _check_float(f: Field, value: Any) -> tuple[Any, str | None]:
+    """A finite float; a JSON integer becomes the nearest double (exact up to 2**53).
+
+    An integer past 2**53 is rounded to the nearest double, as every JSON reader that
+    reads numbers as doubles does (Spark, Trino, JavaScript); one beyond the double
+    range, NaN and the infinities are refused.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None, f"field '{f.name}' must be a number, got {_json_kind(value)}"
+    try:
+        number = float(value)
+    except OverflowError:
+        return None, f"field '{f.name}' is beyond the range of a 64-bit float"
+    if not math.isfinite(number):
+        return None, f"field '{f.name}' must be a finite number, got {value!r}"
+    return number, None
+
+
+def _json_kind(value: Any) -> str:
+    """The JSON name of a decoded value's type, for a reason."""
+    kinds = {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}
+    return kinds.get(type(value), "an array" if isinstance(value, list) else "an object")
 
 
 # The syntax accepted for a timestamp field, checked before any parsing: Python's
@@ -153,6 +226,8 @@ RFC3339 = re.compile(
 
 
 def _check_timestamp(f: Field, value: Any) -> tuple[Any, str | None]:
+    if f.time_format != "iso" and not isinstance(value, str):
+        return _check_epoch(f, value)
     if not isinstance(value, str):
         return None, f"field '{f.name}' must be an ISO-8601 timestamp string"
     if not RFC3339.fullmatch(value):
@@ -176,6 +251,47 @@ def _check_timestamp(f: Field, value: Any) -> tuple[Any, str | None]:
             f"{format_ts(TS_MAX)} (exclusive): {value[:40]!r}"
         )
     return format_ts(utc), None
+
+
+def value_text(value: Any) -> str:
+    """A validated value as text, the same in every layer (a key part, a sketch item).
+
+    A bool is ``true``/``false`` (as Spark casts it to a string and as JSON writes it);
+    every other type is ``str(value)``. Float fields have no text form every layer renders
+    alike (Python and the JVM print doubles differently), so they cannot be view keys.
+    """
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    return str(value)
+
+
+def _check_epoch(f: Field, value: Any) -> tuple[Any, str | None]:
+    """An epoch number as the normal ISO text; seconds with a fraction floor to the ms."""
+    unit = "seconds" if f.time_format == "epoch_s" else "milliseconds"
+    if f.time_format == "epoch_ms" and (isinstance(value, bool) or not isinstance(value, int)):
+        return None, (
+            f"field '{f.name}' must be an integer number of milliseconds since 1970-01-01 "
+            f"(or ISO-8601 text), got {_json_kind(value)}"
+        )
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None, (
+            f"field '{f.name}' must be a number of seconds since 1970-01-01 "
+            f"(or ISO-8601 text), got {_json_kind(value)}"
+        )
+    if isinstance(value, float) and not math.isfinite(value):
+        return None, f"field '{f.name}' must be a finite number of {unit}"
+    if isinstance(value, int):
+        ms = value * 1000 if f.time_format == "epoch_s" else value
+    else:  # the float's shortest decimal form, so 1.001 s is 1001 ms, not 1000.9999
+        ms = math.floor(Decimal(repr(value)) * 1000)
+    if not _EPOCH_MIN_MS <= ms < _EPOCH_MAX_MS:
+        return None, (
+            f"field '{f.name}' is outside the accepted range {format_ts(TS_MIN)} to "
+            f"{format_ts(TS_MAX)} (exclusive): {value!r} {unit} since 1970-01-01"
+        )
+    return format_ts(EPOCH + timedelta(milliseconds=ms)), None
 
 
 def format_ts(moment: datetime) -> str:
@@ -204,6 +320,8 @@ def parse_ts_ms(text: str) -> int:
 # checked and read here with one regex and one C-level parse, no reformatting. Anything
 # else returns None and takes the full path, which also gives the reasons.
 NORMAL_TS = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z")
+_EPOCH_MIN_MS = (TS_MIN - EPOCH) // _ONE_MS
+_EPOCH_MAX_MS = (TS_MAX - EPOCH) // _ONE_MS
 _NORMAL_MIN = format_ts(TS_MIN)
 _NORMAL_MAX = format_ts(TS_MAX)  # fixed-width text in normal form sorts like time
 

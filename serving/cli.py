@@ -72,8 +72,8 @@ def query(
     for row in got["merged"]:
         table.add_row(row["bucket"], *(str(row[m.name]) for m in measures))
     console.print(table)
-    for m in measures:
-        if m.kind not in ("count", "sum"):
+    for m in definition.kinds:
+        if not m.additive:
             continue
         batch = sum(r.get(m.name) or 0 for r in got["batch"].values())
         realtime = sum(r.get(m.name) or 0 for r in got["realtime"].values())

@@ -116,6 +116,9 @@ class SpeedSource(Protocol):
     def stream_offsets(self, stream: str) -> dict[int, int]:
         """Partition -> next offset the speed consumer of ``stream`` committed."""
 
+    def dimensions(self, view: str) -> dict[str, int | None]:
+        """Dimension -> version the realtime part of ``view`` was built with."""
+
     def status(self, stream: str) -> dict[str, Any]:
         """The speed consumer of ``stream``: offsets, freshness, rebuild, windows held."""
 

@@ -3,8 +3,8 @@
 Pure logic, no I/O. The routes read one batch version (and its cut) and the realtime
 partials since that cut, then hand both here. Every measure is merged with the view's
 own algebra (:func:`views.compute.combine`), so the answer is exact whichever side of the
-cut a record fell on. HLL measures are answered as estimates; their sketches are
-returned base64-encoded on request.
+cut a record fell on. Each measure is rendered by its kind (:mod:`views.measures`):
+sketches as estimates or quantiles, their bytes base64-encoded on request.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from views.compute import combine
-from views.definition import ViewDef, hll_estimate
+from views.definition import ViewDef
 
 Rows = dict[int, dict[str, Any]]  # event-time bucket start (ms) -> {measure: value}
 
@@ -32,6 +32,8 @@ class Provenance:
         missing: the parts that could not be read ("batch", "realtime").
         kappa: the replay output that served the answer instead of batch ⊕ realtime
             (``lab replay``: output, generation, switched_ms), None when Lambda served it.
+        dimensions: for a view enriched from dimension tables, the version of each that
+            each part used: ``{"batch": {name: n}, "realtime": {name: n}}``.
     """
 
     version: int | None = None
@@ -40,6 +42,7 @@ class Provenance:
     speed_offsets: dict[int, int] | None = None
     missing: list[str] = field(default_factory=list)
     kappa: dict[str, Any] | None = None
+    dimensions: dict[str, dict[str, int | None]] | None = None
 
 
 def iso_ms(ms: int | None) -> str | None:
@@ -57,17 +60,17 @@ def merge_rows(view: ViewDef, batch: Rows, realtime: Rows) -> Rows:
 
 
 def render_row(view: ViewDef, row: dict[str, Any], *, sketches: bool) -> dict[str, Any]:
-    """A JSON-ready row: hll sketches become estimates (plus base64 if ``sketches``)."""
-    merged = combine(view, [row])
+    """A JSON-ready row: each measure rendered by its kind, sketches base64 if ``sketches``.
+
+    A sketch renders as its estimate (hll, theta) or its quantiles; an avg as sum/count.
+    """
     out: dict[str, Any] = {}
-    for m in view.measures:
-        value = merged[m.name]
-        if m.kind == "hll":
-            out[m.name] = hll_estimate(value)
-            if sketches:
-                out[f"{m.name}_sketch"] = base64.b64encode(value).decode() if value else None
-        else:
-            out[m.name] = value
+    for kind in view.kinds:
+        value = kind.merge_all([row.get(kind.name)])
+        out[kind.name] = kind.render(value)
+        if sketches and kind.finishes:
+            blob = kind.sketch(value)
+            out[f"{kind.name}_sketch"] = base64.b64encode(blob).decode() if blob else None
     return out
 
 
@@ -137,6 +140,7 @@ def provenance(prov: Provenance) -> dict[str, Any]:
         "partial": bool(prov.missing),
         "missing": list(prov.missing),
         "kappa": prov.kappa,
+        "dimensions": prov.dimensions,
     }
 
 

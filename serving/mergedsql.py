@@ -7,10 +7,12 @@ as a merged point query reads them (:mod:`serving.query`): the rows of one batch
 and one realtime snapshot of every key since that version's cut
 (``SpeedReader.view_snapshot``). A (key, bucket) may thus appear twice, once per part
 (column ``part``): the measures are partial aggregates and queries aggregate them with
-``sum`` (count and sum measures, exact integers), ``min``/``max``, and
-``hll_estimate(sketch)`` -- the estimate of the union of the HLL sketches it aggregates,
-i.e. of the merged sketch of each result row. Because ⊕ is associative and commutative
-any grouping of the partials is exact whichever side of the cut a record fell on.
+``sum`` (count and sum measures, exact integers), ``min``/``max``, an avg as
+``sum(x_sum) / sum(x_count)``, and the sketch functions ``hll_estimate(sketch)``,
+``theta_estimate(sketch)``, ``kll_quantile_bigint(sketch, q)`` and
+``kll_quantile_double(sketch, q)`` -- the estimate (quantile) of the union of the sketches
+it aggregates, i.e. of the merged sketch of each result row. Because ⊕ is associative
+and commutative any grouping of the partials is exact whichever side of the cut a record fell on.
 
 The statement runs in a fresh in-memory DuckDB with file access disabled and its
 configuration locked, after the same lexical read-only gate as ``/sql``
@@ -39,14 +41,14 @@ from serving.merge import provenance
 from serving.query import merged_parts
 from serving.sqlguard import check_read_only, strip_noise
 from views import registry
-from views.definition import ESCAPE, KEY_SEP, NULL_KEY, ViewDef, hll_estimate, hll_union
+from views.definition import ESCAPE, KEY_SEP, NULL_KEY, ViewDef
+from views.measures import SQL_FUNCTIONS
 
 if TYPE_CHECKING:
     from serving.realtime import RealtimeTables
 
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _ESCAPED = re.compile(r"\\(\\|u001f)")
-_TYPES = {"count": pa.int64(), "sum": pa.decimal128(38, 0), "min": pa.int64(), "max": pa.int64()}
 
 
 class SqlTimeout(LambdaLabError):
@@ -141,8 +143,9 @@ def _relation(
 def _part_select(view: ViewDef, source: str, part: str) -> str:
     keys = [f'"{k}"' for k in view.keys]
     measures = [
-        f'CAST("{m.name}" AS DECIMAL(38, 0)) AS "{m.name}"' if m.kind == "sum" else f'"{m.name}"'
-        for m in view.measures
+        f'CAST("{name}" AS {duck}) AS "{name}"'
+        for kind in view.kinds
+        for name, _, duck in kind.columns()
     ]
     cols = [f"'{part}' AS part", *keys, "key", "bucket_ms", "epoch_ms(bucket_ms) AS bucket"]
     return f"SELECT {', '.join(cols + measures)} FROM {source}"
@@ -162,11 +165,8 @@ def realtime_table(view: ViewDef, cells: dict[str, dict[int, dict[str, Any]]]) -
     }
     columns["key"] = pa.array(keys, pa.string())
     columns["bucket_ms"] = pa.array([bucket for _, bucket, _ in flat], pa.int64())
-    for m in view.measures:
-        values = [row.get(m.name) for _, _, row in flat]
-        if m.kind == "sum":
-            values = [Decimal(int(v or 0)) for v in values]
-        columns[m.name] = pa.array(values, _TYPES.get(m.kind, pa.binary()))
+    for kind in view.kinds:
+        columns.update(kind.arrow([row.get(kind.name) for _, _, row in flat]))
     return pa.table(columns)
 
 
@@ -191,16 +191,20 @@ def field_value(part: str) -> str | None:
 
 
 def _functions(con: Any) -> None:
-    """``hll_estimate(sketch)``: the estimate of the union of the sketches it aggregates."""
+    """The sketch functions (:data:`views.measures.SQL_FUNCTIONS`), e.g. ``hll_estimate``.
+
+    Each is an aggregate macro: the estimate (or quantile) of the union of the sketches it
+    aggregates, i.e. of the merged sketch of each result row.
+    """
     import duckdb
-    from duckdb.sqltypes import BLOB, DOUBLE
+    from duckdb import sqltypes
 
-    def union_estimate(sketches: list[bytes | None]) -> float:
-        present = [s for s in sketches if s]
-        return hll_estimate(hll_union(present)) if present else 0.0
-
-    con.create_function("hll_union_estimate", union_estimate, [duckdb.list_type(BLOB)], DOUBLE)
-    con.execute("CREATE TEMP MACRO hll_estimate(sketch) AS hll_union_estimate(list(sketch))")
+    for name, params, func, types, result in SQL_FUNCTIONS:
+        args = [duckdb.list_type(sqltypes.BLOB), *(getattr(sqltypes, t) for t in types)]
+        con.create_function(f"__{name}", func, args, getattr(sqltypes, result))
+        names = ", ".join(["sketch", *params])
+        call = ", ".join(["list(sketch)", *params])
+        con.execute(f"CREATE TEMP MACRO {name}({names}) AS __{name}({call})")
 
 
 def _execute(con: Any, statement: str, settings: Settings) -> tuple[list[str], list[Any], bool]:

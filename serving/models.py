@@ -1,7 +1,9 @@
 """The serving layer's HTTP contract: request and response bodies, as in the OpenAPI schema.
 
-Measures differ per view, so rows allow extra fields (one per measure; an HLL measure is
-a float estimate, plus ``<name>_sketch`` base64 when sketches are asked for).
+Measures differ per view, so rows allow extra fields (one per measure, rendered by its
+kind, :mod:`views.measures`: a number, an hll/theta float estimate, an avg float or null,
+quantiles an object ``{"p50": ...}``; plus ``<name>_sketch`` base64 for each sketch when
+sketches are asked for).
 """
 
 from __future__ import annotations
@@ -57,6 +59,12 @@ class MergedAnswer(BaseModel):
         "(`lambdalab lab replay`): then version and cut are null and speed_offsets are the "
         "replay's",
     )
+    dimensions: dict[str, dict[str, int | None]] | None = Field(
+        None,
+        description="for a view enriched from dimension tables: the version of each table "
+        "the batch part and the realtime part used, e.g. "
+        '{"batch": {"campaigns": 2}, "realtime": {"campaigns": 2}}',
+    )
     from_: str = Field(alias="from", description="first bucket start asked, ISO-8601 UTC")
     to: str = Field(description="end of the range (exclusive), ISO-8601 UTC")
 
@@ -80,6 +88,12 @@ class Sourced(BaseModel):
         description="set when a Kappa replay serves the view instead of batch ⊕ realtime "
         "(`lambdalab lab replay`): then version and cut are null and speed_offsets are the "
         "replay's",
+    )
+    dimensions: dict[str, dict[str, int | None]] | None = Field(
+        None,
+        description="for a view enriched from dimension tables: the version of each table "
+        "the batch part and the realtime part used, e.g. "
+        '{"batch": {"campaigns": 2}, "realtime": {"campaigns": 2}}',
     )
     next_cursor: str | None = Field(
         description="pass as `cursor` (with the same other parameters) for the next page; "

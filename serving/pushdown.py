@@ -15,8 +15,9 @@ The order is :meth:`serving.selection.Selection.sort_key` spelled in SQL: per te
 key parts, then the bucket; a cursor's position continues strictly after its sort key.
 Key parts compare as text in DuckDB (bytes of UTF-8, the order of Python's code points).
 
-HLL measures are not pushed down (DuckDB cannot union DataSketches sketches): a view with
-one is answered by the Python path (:func:`supported`).
+Only kinds with a DuckDB aggregate (``Kind.pushdown``: count, sum, min, max) are pushed
+down (DuckDB cannot union DataSketches sketches; avg is a pair): a view with another kind
+is answered by the Python path (:func:`supported`).
 """
 
 from __future__ import annotations
@@ -32,15 +33,13 @@ from serving.merge import iso_ms
 from serving.selection import BUCKET, Page, Selection
 from views.definition import ViewDef
 
-_AGG = {"count": "coalesce(sum({0}), 0)", "sum": "coalesce(sum({0}), 0)", "min": "min({0})"}
-_AGG["max"] = "max({0})"
 _db: Any = None
 _db_lock = threading.Lock()
 
 
 def supported(view: ViewDef) -> bool:
-    """Whether :func:`select_page` answers selections over ``view`` (no HLL measure)."""
-    return all(m.kind in _AGG for m in view.measures)
+    """Whether :func:`select_page` answers selections over ``view`` (each kind pushes down)."""
+    return all(kind.pushdown for kind in view.kinds)
 
 
 def select_page(
@@ -104,7 +103,10 @@ def _statement(
     groups = [f"{p} AS g{i}" for i, p in enumerate(parts)]
     lo, width = selection.span[0], selection.width_ms
     bucket = f"{lo}::BIGINT" if width is None else f"{lo} + (bucket_ms - {lo}) // {width} * {width}"
-    aggs = [_AGG[m.kind].format(f'"{m.name}"') + f' AS "{m.name}"' for m in view.measures]
+    aggs = [
+        f"{kind.pushdown or ''}".format(f'"{kind.name}"') + f' AS "{kind.name}"'
+        for kind in view.kinds
+    ]
     grouped = f"SELECT {', '.join([*groups, f'{bucket} AS b', *aggs])} FROM ({cells}) GROUP BY ALL"
     order = _order_columns(selection)
     names = [f"g{i}" for i in range(len(parts))]

@@ -80,6 +80,24 @@ def kappa_source(target: Any) -> dict[str, Any] | None:
     }
 
 
+def dimension_sources(
+    speed: SpeedSource, view: ViewDef, info: Any
+) -> dict[str, dict[str, int | None]] | None:
+    """Which dimension versions each part used (None for a view without enrichment).
+
+    The batch part's are in its version's lineage; the realtime part's in the speed
+    layer's bookkeeping (it rebuilds a view when a dimension gets a new version).
+    """
+    if not view.enrich:
+        return None
+    lineage = getattr(info, "lineage", None) or {}
+    try:
+        realtime = speed.dimensions(view.name)
+    except ServiceUnavailable:
+        realtime = {}
+    return {"batch": dict(lineage.get("dimensions", {})), "realtime": realtime}
+
+
 def merged_query(
     settings: Settings,
     batch: BatchSource,
@@ -111,6 +129,7 @@ def merged_query(
         speed_offsets=offsets,
         missing=[p for p, gone in (("batch", batch_missing), ("realtime", rt_missing)) if gone],
         kappa=kappa_source(kappa),
+        dimensions=dimension_sources(speed, view, info),
     )
     return answer(view, key, batch_rows, rt_rows, prov, sketches=sketches)
 
@@ -207,5 +226,6 @@ def _merged(
         speed_offsets=offsets,
         missing=[p for p, gone in (("batch", batch_missing), ("realtime", rt_missing)) if gone],
         kappa=kappa_source(kappa),
+        dimensions=dimension_sources(speed, view, info),
     )
     return batch_part, rt_cells, prov

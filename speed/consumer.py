@@ -30,12 +30,14 @@ from lambdalab.paths import RedisKeys
 from lambdalab.schema import Stream, parse_ts_ms
 from lambdalab.settings import Settings
 from lambdalab.topics import end_offsets_of, ensure_topics, kafka_consumer, partitions
+from speed.dimensions import DimensionTables
 from speed.expiry import expire
 from speed.metrics import SpeedMetrics
 from speed.rebuild import horizons, needs_rebuild, rebuild
 from speed.store import RealtimeStore
 from views.compute import Cell, TimedEvent, aggregate_timed
 from views.definition import ViewDef
+from views.dimension import Table
 from views.registry import views_of
 
 log = logging.getLogger(__name__)
@@ -82,7 +84,9 @@ class SpeedConsumer:
         """
         self.settings = settings
         self.output = output
-        self.views = dict(views) if views is not None else views_of(stream.name)
+        self.declared = dict(views) if views is not None else views_of(stream.name)
+        self.views = dict(self.declared)  # pinned to dimension versions at setup
+        self.tables: dict[str, Table] = {}
         if not self.views:
             msg = f"no registered view reads stream {stream.name!r}: nothing to keep in Redis"
             raise DefinitionError(msg)
@@ -112,8 +116,27 @@ class SpeedConsumer:
         )
         self.parts = partitions(self.consumer, self.topic)
         self.consumer.assign(self.parts)
+        self.dimensions = DimensionTables(self.settings, self.store.client)
+        self._pin()
         self._refresh_horizons()
         self._resync()
+
+    def _pin(self) -> bool:
+        """Pin the views to the newest dimension versions; True if a version changed.
+
+        A changed version changes the view's fingerprint, so the next :meth:`_resync`
+        rebuilds it, as a changed definition would (the speed layer and the next batch
+        version then use the same dimension version).
+        """
+        names = {e.dimension for v in self.declared.values() for e in v.enrich}
+        if not names:
+            return False
+        versions = self.dimensions.sync(names)
+        pinned = {n: v.pinned(versions) for n, v in self.declared.items()}
+        changed = pinned != self.views
+        self.tables = self.dimensions.tables(versions)
+        self.views = pinned
+        return changed
 
     def _resync(self) -> None:
         """Seek to the offsets committed in Redis, rebuilding if they are unusable."""
@@ -188,7 +211,7 @@ class SpeedConsumer:
         ]
 
     def _cells(self, view: ViewDef, timed: list[TimedEvent]) -> dict[Cell, Any]:
-        cells = aggregate_timed(view, timed)
+        cells = aggregate_timed(view, timed, self.tables)
         floor = self.horizon.get(view.name)
         if floor is None:
             return cells
@@ -220,9 +243,18 @@ class SpeedConsumer:
             if target is not None and all(self.position[p] >= o for p, o in target.items()):
                 break
             if time.monotonic() >= next_expiry:
+                self._repin()
                 self.expire_once()
                 next_expiry = time.monotonic() + EXPIRY_EVERY_S
         self.expire_once()
+
+    def _repin(self) -> None:
+        """Rebuild the views whose dimension got a new version (checked every expiry)."""
+        try:
+            if self._pin():
+                self._resync()
+        except ServiceUnavailable as exc:
+            log.warning("dimension check skipped: %s", exc)
 
     def _end_offsets(self) -> dict[int, int]:
         return end_offsets_of(self.consumer, self.parts)

@@ -249,6 +249,11 @@ class SpeedReader:
         """Newest ingest timestamp (ms) applied to ``view``'s realtime part, None if none yet."""
         return _int(self._meta(view).get("freshness_ms"))
 
+    def dimensions(self, view: str) -> dict[str, int | None]:
+        """Dimension -> version the realtime part of ``view`` was built with ({} if none)."""
+        raw = self._meta(view).get("dimensions")
+        return dict(json.loads(raw)) if raw else {}
+
     def status(self, stream: str) -> dict[str, Any]:
         """The speed consumer of ``stream``, for the pipeline health.
 
@@ -345,7 +350,7 @@ def _merge_windows(
     vdef: ViewDef, raw: dict[bytes, bytes], since_window_ms: int, lo: int, hi: int
 ) -> dict[int, dict[str, Any]]:
     """Per bucket in [lo, hi): its measures merged over ingest windows ≥ ``since_window_ms``."""
-    kinds = {m.name: m.kind for m in vdef.measures}
+    kinds = {kind.name: kind for kind in vdef.kinds}
     parts: dict[int, dict[int, dict[str, Any]]] = defaultdict(dict)
     for fld, value in raw.items():
         window, bucket, measure = RedisKeys.parse_field(fld.decode())

@@ -12,7 +12,7 @@ and nothing is written.
 
 Every measure is read-merge-written: the fields a batch touches are read (after WATCH) with
 one HMGET per hash in one pipeline, merged in Python with the measure algebra of
-:mod:`views.definition`, and written with one HSET per hash. The WATCH makes this safe: a
+:mod:`views.measures`, and written with one HSET per hash. The WATCH makes this safe: a
 write by anyone else moves the offsets too, and the EXEC then fails. So the commands per
 batch grow with the hashes it touches (one per view key), not with its records or cells;
 counts and sums stay exact Python ints (HINCRBY would fail beyond int64 inside the EXEC
@@ -21,6 +21,7 @@ while the rest of the transaction applied).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,7 +32,8 @@ from lambdalab.errors import FencedOut, ServiceUnavailable
 from lambdalab.paths import RedisKeys
 from lambdalab.settings import Settings
 from views.compute import Cell
-from views.definition import ViewDef, merge
+from views.definition import ViewDef
+from views.measures import Kind
 
 RESET_ATTEMPTS = 20
 
@@ -53,11 +55,9 @@ def merge_fields(view: ViewDef, cells: Mapping[Cell, dict[str, Any]]) -> dict[st
     return out
 
 
-def decode_value(kind: str, raw: bytes | None) -> Any:
-    """A stored field value in its measure's Python form (ints, or HLL bytes)."""
-    if raw is None:
-        return None
-    return raw if kind == "hll" else int(raw)
+def decode_value(kind: Kind, raw: bytes | None) -> Any:
+    """A stored field value in its measure's Python form (:meth:`Kind.decode`)."""
+    return None if raw is None else kind.decode(raw)
 
 
 def plan_view(
@@ -79,13 +79,13 @@ def plan_view(
     for (window, key, bucket), acc in cells.items():
         values = plan.put.setdefault(rt_key(key), {})
         plan.windows.setdefault(window, set()).add(key)
-        for m in view.measures:
-            value = acc.get(m.name)
-            if value is None:  # min/max/hll of a batch where the field was always missing
+        for kind in view.kinds:
+            value = acc.get(kind.name)
+            if value is None:  # min/max/sketch of a batch where the field was always missing
                 continue
-            fld = RedisKeys.field(window, bucket, m.name)
-            merged = merge(m.kind, decode_value(m.kind, current.get((key, fld))), value)
-            values[fld] = merged if m.kind == "hll" else str(merged)
+            fld = RedisKeys.field(window, bucket, kind.name)
+            merged = kind.merge(decode_value(kind, current.get((key, fld))), value)
+            values[fld] = kind.encode(merged)
     return plan
 
 
@@ -235,13 +235,13 @@ class RealtimeStore:
             pipe.hset(self.offsets_key, mapping={str(p): o for p, o in start.items()})
             for view in views.values():
                 pipe.delete(self.keys.meta(view.name))
-                pipe.hset(
-                    self.keys.meta(view.name),
-                    mapping={
-                        "fingerprint": view.fingerprint,
-                        **{k: str(v) for k, v in meta.items()},
-                    },
-                )
+                fields: dict[str | bytes, bytes | float | int | str] = {
+                    "fingerprint": view.fingerprint,
+                    **{k: str(v) for k, v in meta.items()},
+                }
+                if view.enrich:  # the dimension versions it runs with, for provenance
+                    fields["dimensions"] = json.dumps(view.dimension_versions())
+                pipe.hset(self.keys.meta(view.name), mapping=fields)
             pipe.execute()
 
     def _scan(self, pattern: str) -> list[bytes]:

@@ -7,6 +7,10 @@ __all__, __getattr__ = lazy(
     {
         "ViewDef": "views.definition",
         "Measure": "views.definition",
+        "Derived": "views.definition",
+        "Enrich": "views.definition",
+        "Dimension": "views.dimension",
+        "declare": "views.dimension",
         "all_views": "views.registry",
         "get_view": "views.registry",
         "views_of": "views.registry",

@@ -12,15 +12,30 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, replace
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, Literal
 
 from lambdalab.errors import DefinitionError
-from lambdalab.schema import get_stream
+from lambdalab.schema import value_text
+from views.measures import (  # noqa: F401 (HLL_MARK, KINDS: re-exported)
+    DEFAULTS,
+    HLL_MARK,
+    KINDS,
+    KINDS_BY_NAME,
+    PARAMS,
+    Hll,
+    Kind,
+    check,
+    sketch_item,
+)
 
-MeasureKind = Literal["count", "sum", "min", "max", "hll"]
-KINDS: tuple[str, ...] = ("count", "sum", "min", "max", "hll")
-HLL_LG_K = 12
+if TYPE_CHECKING:
+    from views.expr import Node
+
+MeasureKind = Literal["count", "sum", "min", "max", "avg", "hll", "theta", "quantiles"]
+HLL_LG_K = DEFAULTS["lg_k"]
 NULL_KEY = "(none)"
 KEY_SEP = "\x1f"
 ESCAPE = "\\"
@@ -28,16 +43,77 @@ ESCAPE = "\\"
 
 @dataclass(frozen=True)
 class Measure:
-    """One aggregate of a view: ``count``, or ``sum``/``min``/``max``/``hll`` of a field."""
+    """One aggregate of a view: ``count``, or a kind of :mod:`views.measures` over a field.
+
+    Params (None: the kind's default, :data:`views.measures.DEFAULTS`): ``lg_k`` for
+    ``hll`` and ``theta``, ``k`` and ``quantiles`` for ``quantiles``.
+    """
 
     name: str
     kind: MeasureKind
     field: str | None = None
+    lg_k: int | None = None
+    k: int | None = None
+    quantiles: tuple[float, ...] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The measure as plain data; params only when set (old definitions hash alike)."""
+        out: dict[str, Any] = {"name": self.name, "kind": self.kind, "field": self.field}
+        for p in PARAMS:
+            value = getattr(self, p)
+            if value is not None:
+                out[p] = list(value) if isinstance(value, tuple) else value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Measure:
+        """The measure :meth:`to_dict` wrote."""
+        quantiles = data.get("quantiles")
+        return cls(
+            str(data["name"]),
+            data["kind"],
+            data.get("field"),
+            lg_k=data.get("lg_k"),
+            k=data.get("k"),
+            quantiles=None if quantiles is None else tuple(quantiles),
+        )
+
+
+@dataclass(frozen=True)
+class Derived:
+    """A field computed from the event by an expression (``views.expr``, docs/lab/transforms.md)."""
+
+    name: str
+    expr: str
+
+
+@dataclass(frozen=True)
+class Enrich:
+    """Fields looked up in a dimension table by the value of ``on`` (a left join).
+
+    ``version`` is the dimension version a layer runs the view with: None in a declared
+    view, set by the layer (:meth:`ViewDef.pinned`), so a new dimension version changes
+    the fingerprint (a new batch version, a speed-layer rebuild).
+    """
+
+    dimension: str
+    on: str
+    fields: tuple[str, ...]
+    version: int | None = None
+
+
+TRANSFORMS = ("enrich", "derive", "where")  # applied in this order, before key and measures
 
 
 @dataclass(frozen=True)
 class ViewDef:
-    """A view over one stream: keys, event-time bucket width, measures."""
+    """A view over one stream: transforms, keys, event-time bucket width, measures.
+
+    Before the key is built, an event is enriched from dimension tables (``enrich``),
+    gains derived fields (``derive``, in order, each may read the earlier ones) and is kept
+    only if ``where`` is true (a NULL drops it, as in SQL). Keys and measures may name
+    the stream's fields and the enriched and derived ones (:meth:`field_types`).
+    """
 
     name: str
     stream: str
@@ -45,26 +121,71 @@ class ViewDef:
     bucket_s: int
     measures: tuple[Measure, ...]
     description: str = ""
+    where: str | None = None
+    derive: tuple[Derived, ...] = ()
+    enrich: tuple[Enrich, ...] = ()
 
     def __post_init__(self) -> None:
-        stream = get_stream(self.stream)
-        fields: dict[str, str] = {f.name: f.type for f in stream.fields}
         if not self.name.isidentifier() or self.name != self.name.lower():
             msg = f"view name {self.name!r} must be a lowercase identifier"
             raise DefinitionError(msg)
+        fields = self.field_types()
         for key in self.keys:
             if key not in fields:
                 msg = f"view {self.name}: key {key!r} is not a field of stream {self.stream}"
+                msg += " nor an enriched or derived field" if self.derive or self.enrich else ""
+                raise DefinitionError(msg)
+            if fields[key] == "float":
+                msg = (
+                    f"view {self.name}: key {key!r} is a float field; a view key must be a "
+                    "string, int, bool or timestamp field (bucket a float with a derived "
+                    f"field, e.g. floor({key}))"
+                )
                 raise DefinitionError(msg)
         if self.bucket_s <= 0:
             msg = f"view {self.name}: bucket_s must be positive"
             raise DefinitionError(msg)
-        for m in self.measures:
-            _check_measure(self.name, m, fields)
+        kinds = tuple(check(self.name, m, fields) for m in self.measures)
+        object.__setattr__(self, "_kinds", kinds)  # not a field: no part of to_dict or eq
+
+    @property
+    def kinds(self) -> tuple[Kind, ...]:
+        """The kind object of each measure (:mod:`views.measures`), in measure order."""
+        kinds: tuple[Kind, ...] = self.__dict__["_kinds"]
+        return kinds
+
+    def field_types(self) -> dict[str, str]:
+        """Every field keys and measures may name, with its type: stream, enriched, derived."""
+        return dict(self._typed[0])
+
+    @cached_property
+    def _typed(self) -> tuple[dict[str, str], dict[str, Node], Node | None]:
+        """(field types, derived field -> typed expression, typed where): checked once."""
+        from views.transform import check_transforms
+
+        return check_transforms(self)
+
+    def pinned(self, versions: Mapping[str, int | None]) -> ViewDef:
+        """This view run with these dimension versions (part of its fingerprint)."""
+        enrich = tuple(replace(e, version=versions.get(e.dimension)) for e in self.enrich)
+        return replace(self, enrich=enrich)
+
+    def dimension_versions(self) -> dict[str, int | None]:
+        """Dimension -> the version this definition is pinned to (None: not pinned)."""
+        return {e.dimension: e.version for e in self.enrich}
 
     def to_dict(self) -> dict[str, Any]:
-        """The definition as plain data (what the fingerprint hashes and lineage records)."""
-        return asdict(self)
+        """The definition as plain data (what the fingerprint hashes and lineage records).
+
+        Measure params and transforms appear only when set, so a view without any keeps
+        the fingerprint it had before they existed.
+        """
+        out = asdict(self)
+        out["measures"] = [m.to_dict() for m in self.measures]
+        for name in TRANSFORMS:
+            if not out[name]:
+                del out[name]
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ViewDef:
@@ -74,9 +195,8 @@ class ViewDef:
             DefinitionError: a field is missing or has the wrong shape, named.
         """
         try:
-            measures = tuple(
-                Measure(str(m["name"]), m["kind"], m.get("field")) for m in data["measures"]
-            )
+            measures = tuple(Measure.from_dict(m) for m in data["measures"])
+            where = data.get("where")
             return cls(
                 name=str(data["name"]),
                 stream=str(data["stream"]),
@@ -84,6 +204,11 @@ class ViewDef:
                 bucket_s=int(data["bucket_s"]),
                 measures=measures,
                 description=str(data.get("description", "")),
+                where=None if where is None else str(where),
+                derive=tuple(
+                    Derived(str(d["name"]), str(d["expr"])) for d in data.get("derive", [])
+                ),
+                enrich=tuple(_enrich_of(e) for e in data.get("enrich", ())),
             )
         except (KeyError, TypeError, ValueError) as exc:
             msg = f"view definition {data.get('name', '?')!r}: missing or malformed {exc}"
@@ -115,62 +240,48 @@ class ViewDef:
         return event_ms - event_ms % width
 
 
+def _enrich_of(data: dict[str, Any]) -> Enrich:
+    version = data.get("version")
+    fields = tuple(str(f) for f in data["fields"])
+    on = str(data["on"])
+    return Enrich(str(data["dimension"]), on, fields, None if version is None else int(version))
+
+
 def key_part(value: Any) -> str:
     r"""One key field as text, so that distinct values never share a key.
 
-    A missing value is ``NULL_KEY``; ints are decimal, timestamps their normalised ISO
-    text. In a value, ``\`` is doubled and KEY_SEP becomes ``\u001f`` (so a multi-field
-    key splits unambiguously), and a literal ``NULL_KEY`` gets a leading ``\`` (so it never
-    merges with a missing value).
+    A missing value is ``NULL_KEY``; ints are decimal, bools ``true``/``false``
+    (:func:`lambdalab.schema.value_text`), timestamps their normalised ISO text; floats
+    never key a view (the JVM and Python print them differently). In a value, ``\`` is
+    doubled and KEY_SEP becomes ``\u001f`` (so a multi-field key splits unambiguously),
+    and a literal ``NULL_KEY`` gets a leading ``\`` (so it never merges with a missing
+    value).
     """
     if value is None:
         return NULL_KEY
-    text = str(value).replace(ESCAPE, ESCAPE * 2).replace(KEY_SEP, ESCAPE + "u001f")
+    text = value_text(value).replace(ESCAPE, ESCAPE * 2).replace(KEY_SEP, ESCAPE + "u001f")
     return ESCAPE + text if text == NULL_KEY else text
 
 
-def _check_measure(view: str, m: Measure, fields: dict[str, str]) -> None:
-    if m.kind not in KINDS:
-        msg = f"view {view}: measure {m.name!r} has unknown kind {m.kind!r} (one of {KINDS})"
-        raise DefinitionError(msg)
-    if m.kind == "count":
-        if m.field is not None:
-            msg = f"view {view}: count measure {m.name!r} takes no field"
-            raise DefinitionError(msg)
-        return
-    if m.field not in fields:
-        msg = f"view {view}: measure {m.name!r} reads unknown field {m.field!r}"
-        raise DefinitionError(msg)
-    if m.kind in ("sum", "min", "max") and fields[m.field] != "int":
-        msg = f"view {view}: {m.kind} needs an integer field, {m.field!r} is {fields[m.field]}"
-        raise DefinitionError(msg)
-
-
-# --- the measure algebra: identity and merge per kind -------------------------------------
+# --- the measure algebra by kind name (views.measures holds it; these serve old callers) --
 
 
 def identity(kind: str) -> Any:
     """The neutral element of a measure kind."""
-    return 0 if kind in ("count", "sum") else None
+    return KINDS_BY_NAME[kind](Measure("_", kind)).identity()  # type: ignore[arg-type]
 
 
 def merge(kind: str, a: Any, b: Any) -> Any:
-    """Combine two partial values of one measure (associative and commutative)."""
-    if kind in ("count", "sum"):
-        return (a or 0) + (b or 0)
-    if a is None:
-        return b
-    if b is None:
-        return a
-    if kind == "min":
-        return min(a, b)
-    if kind == "max":
-        return max(a, b)
-    return hll_union([a, b])
+    """Combine two partial values of one measure kind with default params."""
+    return KINDS_BY_NAME[kind](Measure("_", kind)).merge(a, b)  # type: ignore[arg-type]
+
+
+def _hll() -> Hll:
+    return Hll(Measure("_", "hll"))
 
 
 def hll_union(sketches: list[bytes]) -> bytes:
-    """Union of serialized DataSketches HLL sketches, as a compact HLL_4 sketch."""
+    """Union of serialized DataSketches HLL sketches (lg_k 12), as a compact HLL_4 sketch."""
     from datasketches import hll_sketch, tgt_hll_type
     from datasketches import hll_union as union_t
 
@@ -180,21 +291,7 @@ def hll_union(sketches: list[bytes]) -> bytes:
     return bytes(union.get_result(tgt_hll_type.HLL_4).serialize_compact())
 
 
-HLL_MARK = "\x1f"
-
-
-def hll_item(value: str) -> str:
-    r"""The string a sketch is updated with for ``value``, so that ``""`` counts too.
-
-    DataSketches ignores an empty string (in Python and in Spark's ``hll_sketch_agg``),
-    so ``""`` alone would be counted as no visitor at all. One injective rewrite, the same
-    in both layers (Spark's is ``batch.compile``): ``""`` becomes ``HLL_MARK`` and a value
-    that starts with ``HLL_MARK`` gets one more in front; every other value is itself, so
-    sketches of ordinary values are unchanged.
-    """
-    if value == "":
-        return HLL_MARK
-    return HLL_MARK + value if value.startswith(HLL_MARK) else value
+hll_item = sketch_item
 
 
 def hll_of(values: list[str]) -> bytes:
@@ -209,11 +306,9 @@ def hll_of(values: list[str]) -> bytes:
 
 def hll_estimate(blob: bytes | None) -> float:
     """Estimated distinct count of a serialized sketch (0 for none)."""
-    from datasketches import hll_sketch
-
-    return 0.0 if blob is None else float(hll_sketch.deserialize(blob).get_estimate())
+    return float(_hll().render(blob))
 
 
 def hll_rse() -> float:
     """Relative standard error of an HLL sketch with HLL_LG_K (≈ 1.04/sqrt(2^k))."""
-    return 1.04 / (2 ** (HLL_LG_K / 2))
+    return _hll().rse()

@@ -145,6 +145,13 @@ def order_terms(view: ViewDef, texts: list[str] | None) -> tuple[Order, ...]:
                 f"(prefix '-' for descending): {names}"
             )
             raise HTTPException(UNPROCESSABLE, detail=msg)
+        unordered = [k for k in view.kinds if k.name == term.name and not k.orderable]
+        if unordered:
+            msg = (
+                f"'order_by' {text[:40]!r}: measure {term.name!r} of view {view.name} is a "
+                f"{unordered[0].kind} ({unordered[0].field_type}) and has no numeric order"
+            )
+            raise HTTPException(UNPROCESSABLE, detail=msg)
         terms.setdefault(term.name, term)
     return tuple(terms.values())
 
@@ -380,7 +387,7 @@ def _specialise(operation: dict[str, Any], view: ViewDef, suffix: str) -> dict[s
     out = copy.deepcopy(operation)
     out["operationId"] = f"{suffix}_{view.name}"
     params = [p for p in out["parameters"] if p["name"] != "view"]
-    measures = [m.name for m in view.measures] + [BUCKET]
+    measures = [k.name for k in view.kinds if k.orderable] + [BUCKET]
     schemas = {
         "group_by": {"type": "array", "items": {"type": "string", "enum": list(view.keys)}},
         "order_by": {

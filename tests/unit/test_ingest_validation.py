@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import jsonschema_rs
+import orjson
 import pytest
 
 from ingest.files import read_events
-from ingest.validation import BodyError, check, parse_body
-from lambdalab.schema import PAGE_VIEWS
+from ingest.validation import BodyError, check, event_json_schema, parse_body
+from lambdalab.schema import PAGE_VIEWS, Field, Stream
 from tests.events import pageview
 
 GOOD = pageview(url="https://x/1", event_time="2025-01-01T00:00:00.000Z")
@@ -73,3 +75,91 @@ def test_file_lines_are_numbered(tmp_path: Path) -> None:
     rows = list(read_events(path, PAGE_VIEWS))
     assert [(n, e is None) for n, e, _ in rows] == [(1, False), (2, True), (4, True)]
     assert "bytes" in rows[2][2]
+
+
+TYPED = Stream(
+    name="typed",
+    fields=(
+        Field("event_id", "string"),
+        Field("price", "float"),
+        Field("ok", "bool", required=False),
+        Field("event_time", "timestamp"),
+    ),
+)
+TYPED_EVENT = jsonschema_rs.validator_for(event_json_schema(TYPED))
+
+
+@pytest.mark.parametrize(
+    ("price", "ok", "valid", "stored"),
+    [
+        (b"1.5", b"true", True, 1.5),
+        (b"2", b"false", True, 2.0),  # an integer for a float field becomes a float
+        (b"2.0", b"null", True, 2.0),
+        (b"1e300", b"true", True, 1e300),
+        (b"9007199254740993", b"true", True, 9007199254740992.0),  # nearest double
+        (b"123456789012345678901234567890", b"true", True, 1.2345678901234568e29),
+        (b"1.7976931348623157e308", b"true", True, 1.7976931348623157e308),
+        (b'"1.5"', b"true", False, None),
+        (b"true", b"true", False, None),
+        (b"1.5", b"1", False, None),
+        (b"1.5", b'"true"', False, None),
+    ],
+)
+def test_float_and_bool_what_the_schema_admits_the_edge_accepts(
+    price: bytes, ok: bytes, valid: bool, stored: float | None
+) -> None:
+    body = (
+        b'{"event_id": "t", "price": ' + price + b', "ok": ' + ok
+        + b', "event_time": "2026-01-01T00:00:00Z"}'
+    )  # fmt: skip
+    assert TYPED_EVENT.is_valid(orjson.loads(body)) is valid
+    checked = check(TYPED, parse_body(body, "application/json"))
+    assert (not checked.rejected) is valid, checked.rejected
+    if valid:
+        assert type(checked.events[0]["price"]) is float
+        assert checked.events[0]["price"] == stored
+    else:
+        reason = checked.rejected[0]["reason"]
+        assert "'price'" in reason or "'ok'" in reason
+
+
+@pytest.mark.parametrize("literal", [b"NaN", b"Infinity", b"-Infinity", b"1e400"])
+def test_non_finite_numbers_never_pass_the_edge(literal: bytes) -> None:
+    body = b'{"event_id": "t", "price": ' + literal + b', "event_time": "2026-01-01T00:00:00Z"}'
+    with pytest.raises(BodyError, match="not valid JSON"):
+        parse_body(body, "application/json")  # JSON has no such number; orjson refuses it
+
+
+EPOCHS = Stream(
+    name="epochs",
+    fields=(
+        Field("s", "timestamp", time_format="epoch_s"),
+        Field("ms", "timestamp", time_format="epoch_ms", required=False),
+    ),
+    id_field="s",
+    time_field="s",
+)
+EPOCH_EVENT = jsonschema_rs.validator_for(event_json_schema(EPOCHS))
+
+
+@pytest.mark.parametrize(
+    ("s", "ms", "valid"),
+    [
+        (b"1700000000", b"1700000000000", True),
+        (b"1700000000.5", b"null", True),
+        (b"1.7e9", b"1.7e12", True),  # whole numbers written with an exponent
+        (b'"2026-01-01T00:00:00Z"', b'"2026-01-01T00:00:00Z"', True),
+        (b"-2208988800", b"-2208988800000", True),
+        (b"-2208988800.5", b"0", False),
+        (b"221845392000", b"0", False),
+        (b"0", b"221845392000000", False),
+        (b"0", b"0.5", False),
+        (b"true", b"0", False),
+        (b'"1700000000"', b"0", False),
+    ],
+)
+def test_epoch_what_the_schema_admits_the_edge_accepts(s: bytes, ms: bytes, valid: bool) -> None:
+    body = b'{"s": ' + s + b', "ms": ' + ms + b"}"
+    assert EPOCH_EVENT.is_valid(orjson.loads(body)) is valid
+    checked = check(EPOCHS, parse_body(body, "application/json"))
+    assert (not checked.rejected) is valid, checked.rejected

@@ -58,7 +58,7 @@ def test_registry_has_the_default_views() -> None:
     ("kwargs", "reason"),
     [
         ({"keys": ("colour",)}, "key 'colour' is not a field"),
-        ({"measures": (Measure("s", "sum", "url"),)}, "sum needs an integer field"),
+        ({"measures": (Measure("s", "sum", "url"),)}, "sum reads a field of type int or float"),
         ({"measures": (Measure("c", "count", "url"),)}, "takes no field"),
         ({"measures": (Measure("m", "median", "bytes"),)}, "unknown kind"),  # type: ignore[arg-type]
         ({"bucket_s": 0}, "bucket_s must be positive"),
@@ -157,3 +157,24 @@ def test_hll_item_is_injective_and_counts_the_empty_string(a: str, b: str) -> No
     assert hll_item(a) == a or a == "" or a.startswith(HLL_MARK)  # others keep their sketch
     assert round(hll_estimate(hll_of([a]))) == 1
     assert round(hll_estimate(hll_of([a, b]))) == (1 if a == b else 2)
+
+
+def test_a_float_field_cannot_key_a_view_and_a_bool_key_reads_as_spark_casts_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from lambdalab import schema
+    from lambdalab.errors import DefinitionError
+    from lambdalab.schema import Field, Stream
+    from views.definition import Measure, ViewDef, key_part
+
+    typed = Stream(
+        name="typed",
+        fields=(Field("price", "float"), Field("ok", "bool"), Field("event_time", "timestamp")),
+        id_field="price",
+    )
+    monkeypatch.setitem(schema.STREAMS, "typed", typed)
+    with pytest.raises(DefinitionError, match="view v: key 'price' is a float field"):
+        ViewDef("v", "typed", ("price",), 60, (Measure("n", "count"),))
+    view = ViewDef("v", "typed", ("ok",), 60, (Measure("n", "count"),))
+    assert view.key_of({"ok": True}) == "true"
+    assert [key_part(False), key_part(None)] == ["false", "(none)"]
