@@ -28,6 +28,7 @@ from views.measures import (  # noqa: F401 (HLL_MARK, KINDS: re-exported)
     check,
     sketch_item,
 )
+from views.measures import hll_union as union_of
 
 MeasureKind = Literal["count", "sum", "min", "max", "avg", "hll", "theta", "quantiles"]
 HLL_LG_K = DEFAULTS["lg_k"]
@@ -203,13 +204,7 @@ def _hll() -> Hll:
 
 def hll_union(sketches: list[bytes]) -> bytes:
     """Union of serialized DataSketches HLL sketches (lg_k 12), as a compact HLL_4 sketch."""
-    from datasketches import hll_sketch, tgt_hll_type
-    from datasketches import hll_union as union_t
-
-    union = union_t(HLL_LG_K)
-    for blob in sketches:
-        union.update(hll_sketch.deserialize(blob))
-    return bytes(union.get_result(tgt_hll_type.HLL_4).serialize_compact())
+    return union_of(sketches, HLL_LG_K)
 
 
 hll_item = sketch_item
