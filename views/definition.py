@@ -52,6 +52,10 @@ class Measure:
     k: int | None = None
     quantiles: tuple[float, ...] | None = None
 
+    def __post_init__(self) -> None:
+        if isinstance(self.quantiles, list):  # a list written in a view file: keep it hashable
+            object.__setattr__(self, "quantiles", tuple(self.quantiles))
+
     def to_dict(self) -> dict[str, Any]:
         """The measure as plain data; params only when set (old definitions hash alike)."""
         out: dict[str, Any] = {"name": self.name, "kind": self.kind, "field": self.field}
