@@ -30,6 +30,7 @@ from views.measures import (  # noqa: F401 (HLL_MARK, KINDS: re-exported)
     check,
     sketch_item,
 )
+from views.measures import hll_union as union_of
 
 if TYPE_CHECKING:
     from views.expr import Node
@@ -55,6 +56,10 @@ class Measure:
     lg_k: int | None = None
     k: int | None = None
     quantiles: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.quantiles, list):  # a list written in a view file: keep it hashable
+            object.__setattr__(self, "quantiles", tuple(self.quantiles))
 
     def to_dict(self) -> dict[str, Any]:
         """The measure as plain data; params only when set (old definitions hash alike)."""
@@ -282,13 +287,7 @@ def _hll() -> Hll:
 
 def hll_union(sketches: list[bytes]) -> bytes:
     """Union of serialized DataSketches HLL sketches (lg_k 12), as a compact HLL_4 sketch."""
-    from datasketches import hll_sketch, tgt_hll_type
-    from datasketches import hll_union as union_t
-
-    union = union_t(HLL_LG_K)
-    for blob in sketches:
-        union.update(hll_sketch.deserialize(blob))
-    return bytes(union.get_result(tgt_hll_type.HLL_4).serialize_compact())
+    return union_of(sketches, HLL_LG_K)
 
 
 hll_item = sketch_item

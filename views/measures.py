@@ -448,6 +448,17 @@ class Avg(Kind):
         return math.isclose(a, b, rel_tol=1e-9)
 
 
+def hll_union(sketches: Iterable[bytes], lg_k: int) -> bytes:
+    """Union of serialized DataSketches HLL sketches, as a compact HLL_4 sketch."""
+    from datasketches import hll_sketch, tgt_hll_type
+    from datasketches import hll_union as union_t
+
+    union = union_t(lg_k)
+    for blob in sketches:
+        union.update(hll_sketch.deserialize(blob))
+    return bytes(union.get_result(tgt_hll_type.HLL_4).serialize_compact())
+
+
 class Hll(Kind):
     """``hll``: approximate distinct count, an Apache DataSketches HLL_4 sketch (``lg_k``)."""
 
@@ -468,15 +479,10 @@ class Hll(Kind):
 
     @override
     def merge_all(self, values: Iterable[Any]) -> Any:
-        from datasketches import hll_sketch, hll_union, tgt_hll_type
-
         present = [v for v in values if v]
         if len(present) <= 1:
             return present[0] if present else None
-        union = hll_union(self.lg_k)
-        for blob in present:
-            union.update(hll_sketch.deserialize(blob))
-        return bytes(union.get_result(tgt_hll_type.HLL_4).serialize_compact())
+        return hll_union(present, self.lg_k)
 
     @override
     def step(self) -> Step:

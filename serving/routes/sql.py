@@ -112,8 +112,11 @@ async def sql_merged(
 
     Each view named (unquoted) is a relation of that name: the rows of its current batch
     version and the realtime partials since that version's cut, a column ``part`` telling
-    which. Aggregate measures with ``sum`` (count, sum: exact integers), ``min``/``max``
-    and ``hll_estimate(sketch)`` (the estimate of the merged sketch of each result row).
+    which. Aggregate measures with ``sum`` (count, sum: exact integers), ``min``/``max``,
+    an avg as ``sum(x_sum) / sum(x_count)``, and ``hll_estimate(sketch)``,
+    ``theta_estimate(sketch)``, ``kll_quantile_bigint(sketch, q)`` or
+    ``kll_quantile_double(sketch, q)`` (of the merged sketch of each result row;
+    docs/lab/measures.md).
     The answer names, per view, the version, cut and speed offsets it read. Limits as
     ``/sql``: ``api.sql_row_limit`` rows (``truncated``), ``api.sql_timeout_s`` (504),
     ``api.sql_memory``; writes, file access and settings are refused (400).

@@ -128,7 +128,7 @@ def _agree(name: str, field_type: str | None, got: Any, want: Any) -> bool:
 
 
 @pytest.mark.parametrize(("name", "field_type"), CASES)
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_merge_is_a_commutative_monoid_equal_to_the_oracle(
     name: str, field_type: str | None, data: st.DataObject
