@@ -19,6 +19,7 @@ from batch.compile import CODE_VERSION, compile_view, read_master
 from batch.master import list_files
 from batch.publish import VersionStore, pause_point
 from lambdalab.paths import HdfsPaths, MasterFile
+from lambdalab.schema import get_stream
 from lambdalab.settings import Settings
 from views.definition import ViewDef
 
@@ -70,7 +71,7 @@ def build(
     staged = store.staging_dir(p.view.name, p.fingerprint, run_id)
     store.clean_staging(p.view.name)
     uris = [store.paths.uri(path) for path, _ in p.inputs]
-    out = compile_view(p.view, read_master(spark, uris, p.cut_ms))
+    out = compile_view(p.view, read_master(spark, uris, p.cut_ms, get_stream(p.view.stream)))
     data_uri = store.paths.uri(f"{staged}/data")
     out.coalesce(1).write.mode("errorifexists").parquet(data_uri)
     pause_point("build")

@@ -45,9 +45,9 @@ class Field:
     form, the validated event holds the normal ISO text (:func:`format_ts`); an epoch
     field also takes ISO text, which is what the edge writes to the log.
 
-    ``default`` (optional fields only) is the value the master dataset's readers give the
-    field in events stored before it was declared (schema evolution, see
-    docs/lab/adding-a-stream.md); an event that leaves it out today holds null.
+    ``default`` (optional fields only) is the value of the field in an event that leaves
+    it out, and in every event stored before the field was declared: the master
+    dataset's readers fill it in (schema evolution, docs/lab/adding-a-stream.md).
     """
 
     name: str
@@ -115,6 +115,49 @@ class Stream:
             msg = f"stream {self.name!r}: time_field {self.time_field!r} must be a timestamp field"
             raise DefinitionError(msg)
 
+    def record(self) -> dict[str, Any]:
+        """The stored shape of the stream (``master/{stream}/_schema.json``), as plain data."""
+        return {
+            "stream": self.name,
+            "fields": [
+                {"name": f.name, "type": f.type, "required": f.required, "default": f.default}
+                for f in self.fields
+            ],
+        }
+
+    def evolution_problems(self, recorded: dict[str, Any]) -> list[str]:
+        """Why this declaration cannot read data stored under ``recorded`` (empty: it can).
+
+        Allowed: adding an optional field (its ``default`` fills in old events), making a
+        required field optional, changing a ``time_format``. Refused, because stored data
+        is never rewritten: removing a field, changing its type or its default, making an
+        optional field required, adding a required field.
+        """
+        old = {f["name"]: f for f in recorded.get("fields", [])}
+        now = {f.name: f for f in self.fields}
+        problems = []
+        for name, was in old.items():
+            if name not in now:
+                problems.append(f"field {name!r} was removed")
+            elif now[name].type != was["type"]:
+                problems.append(
+                    f"field {name!r} changed type from {was['type']} to {now[name].type}"
+                )
+            elif now[name].required and not was["required"]:
+                problems.append(f"field {name!r} became required (stored events may lack it)")
+            elif now[name].default != was.get("default"):
+                problems.append(
+                    f"field {name!r} changed its default from {was.get('default')!r} to "
+                    f"{now[name].default!r} (the views that read it would change meaning)"
+                )
+        for name, f in now.items():
+            if name not in old and f.required:
+                problems.append(
+                    f"field {name!r} was added as required (stored events lack it; declare it "
+                    "required=False with a default)"
+                )
+        return problems
+
     def get_field(self, name: str) -> Field:
         """The declared field ``name`` (KeyError if none)."""
         for f in self.fields:
@@ -141,7 +184,7 @@ class Stream:
             if value is None:
                 if f.required:
                     return None, f"field '{f.name}' is required"
-                out[f.name] = None
+                out[f.name] = f.default
                 continue
             if _plainly_valid(f.type, value):  # the common case, without building anything
                 out[f.name] = value
