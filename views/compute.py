@@ -14,7 +14,7 @@ from typing import Any
 from datasketches import hll_sketch
 
 from lambdalab.boundary import window_of
-from lambdalab.schema import get_stream, parse_ts_ms
+from lambdalab.schema import get_stream, parse_ts_ms, value_text
 from views.definition import HLL_LG_K, KINDS, ViewDef, hll_item, hll_union, identity, merge
 
 Cell = tuple[int, str, int]  # (ingest window start ms, view key, event bucket start ms)
@@ -72,7 +72,7 @@ def aggregate_timed(view: ViewDef, records: Iterable[TimedEvent]) -> dict[Cell, 
                 sk = sketches.get((cell, name))
                 if sk is None:
                     sk = sketches[(cell, name)] = hll_sketch(HLL_LG_K)
-                sk.update(hll_item(str(value)))
+                sk.update(hll_item(value_text(value)))  # bool: true/false, as Spark
     for (cell, name), sk in sketches.items():
         cells[cell][name] = bytes(sk.serialize_compact())
     return cells

@@ -148,6 +148,9 @@ def _check_measure(view: str, m: Measure, fields: dict[str, str]) -> None:
     if m.field not in fields:
         msg = f"view {view}: measure {m.name!r} reads unknown field {m.field!r}"
         raise DefinitionError(msg)
+    if m.kind == "hll" and fields[m.field] == "float":  # no text both layers print alike
+        msg = f"view {view}: hll measure {m.name!r} cannot count a float field ({m.field!r})"
+        raise DefinitionError(msg)
     if m.kind in ("sum", "min", "max") and fields[m.field] != "int":
         msg = f"view {view}: {m.kind} needs an integer field, {m.field!r} is {fields[m.field]}"
         raise DefinitionError(msg)
