@@ -253,12 +253,15 @@ def schema_record_path(settings: Settings, stream: str) -> str:
     return f"{HdfsPaths(settings).master(stream)}/_schema.json"
 
 
-def check_schema(client: InsecureClient, settings: Settings, stream: Stream) -> str:
+def check_schema(
+    client: InsecureClient, settings: Settings, stream: Stream, *, record: bool = True
+) -> str:
     """Check the declared ``stream`` against the recorded shape of its data; record it.
 
     The first landing records the declaration; an allowed evolution (an optional field
     added, ...: :meth:`Stream.evolution_problems`) records the new one. Returns what was
-    done: ``"recorded"``, ``"evolved"`` or ``"unchanged"``.
+    done: ``"recorded"``, ``"evolved"`` or ``"unchanged"``. With ``record=False`` (``lambdalab
+    project check --stored``) it only checks, and says ``"new"``/``"evolves"`` instead.
 
     Raises:
         SchemaRefused: the declaration removes or retypes a field of stored data.
@@ -282,5 +285,7 @@ def check_schema(client: InsecureClient, settings: Settings, stream: Stream) -> 
                 "another shape"
             )
             raise SchemaRefused(msg)
+    if not record:
+        return "new" if recorded is None else "evolves"
     client.write(path, data=orjson.dumps(declared, option=orjson.OPT_INDENT_2), overwrite=True)
     return "recorded" if recorded is None else "evolved"

@@ -86,9 +86,21 @@ def init(directory: Annotated[Path, typer.Argument(help="the new project's folde
 
 @project_app.command("check")
 @friendly
-def project_check() -> None:
+def project_check(
+    stored: Annotated[
+        bool, typer.Option(help="also check each stream against its stored data (HDFS)")
+    ] = False,
+) -> None:
     """Load the project and list its streams, views and dimensions."""
     folder, streams, views, dims = _load_project()
+    if stored:
+        from batch.master import check_schema
+        from lambdalab.hdfs import webhdfs
+
+        settings = get_settings()
+        for stream in streams.values():  # a refused evolution raises, named
+            state = check_schema(webhdfs(settings), settings, stream, record=False)
+            console.print(f"  stored data of {stream.name}: {state}")
     console.print(f"project {folder}")
     for name, stream in streams.items():
         fields = ", ".join(f"{f.name}:{f.type}" for f in stream.fields)

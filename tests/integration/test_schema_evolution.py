@@ -17,9 +17,10 @@ import orjson
 import pytest
 
 from batch.archiver import land
-from batch.master import read_master, schema_record_path
+from batch.master import check_schema, read_master, schema_record_path
 from batch.reader import BatchReader
 from batch.tasks import run_cycle
+from batch.trino_tables import TrinoTables
 from ingest.producer import EventProducer
 from lambdalab import schema
 from lambdalab.errors import SchemaRefused
@@ -87,12 +88,22 @@ def test_an_optional_field_added_to_a_stream_with_data(
     with client.read(schema_record_path(settings, "sensors")) as reader:
         assert orjson.loads(reader.read()) == V1.record()  # recorded on the first landing
 
+    tables = TrinoTables(settings)
+    tables.ensure_schema()
+    tables.register_master(V1)
     monkeypatch.setitem(schema.STREAMS, "sensors", V2)
     new = _events("b", 30, units=["kelvin", None, "celsius"])  # None: left out, the default
     _send(settings, V2, new)
     assert land(settings, V2)["rows"] == len(new)
     with client.read(schema_record_path(settings, "sensors")) as reader:
         assert orjson.loads(reader.read()) == V2.record()  # the allowed evolution recorded
+
+    # Trino's table over the master dataset gains the column; older files read null there
+    tables.register_master(V2)
+    _, counted = tables.query("SELECT unit, count(*) FROM master_sensors GROUP BY unit")
+    stored_units = [e.get("unit") or "celsius" for e in new]
+    want_units = {None: len(old), **{u: stored_units.count(u) for u in set(stored_units)}}
+    assert dict(counted) == want_units
 
     # the oracle: the default for every event without the field, v1 or v2 (plain Python)
     expected = [{**e, "unit": e.get("unit") or "celsius"} for e in old + new]
@@ -125,6 +136,7 @@ def test_an_optional_field_added_to_a_stream_with_data(
         answer = merged_query(settings, batch, speed, view, key, (bucket, bucket + 3_600_000))
         assert {m: answer["merged"][0][m] for m in want} == want
 
+    assert check_schema(client, settings, V2, record=False) == "unchanged"
     # removing or retyping a field of the stored stream: refused, nothing landed
     _send(settings, V2, _events("c", 3))
     topic = settings.topic_for("sensors")
@@ -136,5 +148,7 @@ def test_an_optional_field_added_to_a_stream_with_data(
         with pytest.raises(SchemaRefused, match="declare a new stream") as refused:
             land(settings, declared)
         assert problem in str(refused.value)
+        with pytest.raises(SchemaRefused, match=problem):  # `lambdalab project check --stored`
+            check_schema(client, settings, declared, record=False)
     assert read_master(client, settings, "sensors").num_rows == len(old) + len(new)
     assert sum(end_offsets(settings, topic).values()) == len(old) + len(new) + 3
