@@ -3,8 +3,11 @@
 Targets are named by the version's fingerprint (view definition, code version, input
 files), so Luigi's "done means the output exists" becomes: the same inputs are never
 recomputed, while new data below the cut or a changed definition is a new target and
-gives a new version. Tasks run in-process with the local scheduler; a failed task logs
-and mails its error (:mod:`batch.notify`) and leaves what is served unchanged.
+gives a new version. Luigi's central scheduler (luigid, :mod:`batch.scheduler`) runs each
+task once however many loops ask for it, so any loop may run any task of a cycle: a
+task's output is found from its identity (view, fingerprint), never from the run that
+made it. A failed task logs and mails its error (:mod:`batch.notify`) and leaves what is
+served unchanged.
 """
 
 from __future__ import annotations
@@ -12,20 +15,20 @@ from __future__ import annotations
 import logging
 import time
 import traceback
-import warnings
 from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import luigi
-from luigi.execution_summary import LuigiStatusCode
 from luigi.parameter import ParameterVisibility
 
 from batch.build import Plan, build, new_run_id
 from batch.notify import notify_failure
 from batch.phases import Phases
 from batch.publish import VersionStore
+from batch.scheduler import run as run_luigi
+from batch.scheduler import running_tasks
 from lambdalab.boundary import cut_at
 from lambdalab.errors import BatchError
 from lambdalab.hdfs import LINEAGE
@@ -116,6 +119,32 @@ class PublishedTarget(HdfsTarget):
         return True
 
 
+class StagedTarget(HdfsTarget):
+    """A complete staged build of (view, fingerprint), by this cycle or by another loop.
+
+    This cycle's own staging folder first, else any ``{fingerprint}-{run}`` folder holding
+    its lineage file (written last, so only a complete build has one): with a central
+    scheduler the loop that publishes need not be the one that built. Builds with one
+    fingerprint have the same inputs, definition and code, so any of them will do.
+    """
+
+    def __init__(self, store: VersionStore, view: str, fingerprint: str, run_id: str) -> None:
+        super().__init__(store, f"{store.staging_dir(view, fingerprint, run_id)}/{LINEAGE}")
+        self.view, self.fingerprint = view, fingerprint
+
+    def exists(self) -> bool:
+        """Whether a complete build exists; ``path`` is then its lineage file."""
+        if super().exists():
+            return True
+        root = self.store.paths.staging(self.view)
+        for name in sorted(self.store._list(root)):
+            lineage = f"{root}/{name}/{LINEAGE}"
+            if name.startswith(f"{self.fingerprint}-") and self.store.exists(lineage):
+                self.path = lineage
+                return True
+        return False
+
+
 T = TypeVar("T", bound="_ViewTask")
 
 
@@ -165,15 +194,16 @@ class _ViewTask(_CycleTask):
 class BuildVersion(_ViewTask):
     """Compute the version into a staging dir (data + unpublished lineage)."""
 
-    def output(self) -> HdfsTarget:
+    def output(self) -> StagedTarget:
         """The staged lineage file: written last, so it exists only for a complete build."""
-        staged = self.ctx.store.staging_dir(self.view, self.fingerprint, self.ctx.run_id)
-        return HdfsTarget(self.ctx.store, f"{staged}/{LINEAGE}")
+        return StagedTarget(self.ctx.store, self.view, self.fingerprint, self.ctx.run_id)
 
     def run(self) -> None:
         """Compute the version with Spark into this run's staging folder."""
         import json
 
+        if self.output().exists():  # another loop built it since this one scheduled it
+            return
         spark = self.ctx.spark
         with self.ctx.phases.phase(f"build:{self.view}"):
             staged, lineage = build(
@@ -197,8 +227,12 @@ class PublishVersion(_ViewTask):
         """Publish the staged version, mark its fingerprint, keep ``batch.keep_versions``."""
         import json
 
+        if self.output().exists():  # another loop published it since this one scheduled it
+            return
         store = self.ctx.store
-        staged = self.input().path.rsplit("/", 1)[0]
+        built = self.input()
+        built.exists()  # finds the complete build, this loop's or another's
+        staged = built.path.rsplit("/", 1)[0]
         with self.ctx.phases.phase(f"publish:{self.view}"):
             with store.client.read(f"{staged}/{LINEAGE}") as reader:
                 lineage = json.loads(reader.read())
@@ -239,6 +273,8 @@ class ExposeInTrino(_CycleTask):
         """Register the master and version tables, point the stable names, drop pruned ones."""
         from batch.trino_tables import TrinoTables, expose
 
+        if self.complete():  # another loop registered them since this one scheduled it
+            return
         markers = {v: target.path for (v, _), target in zip(self.pairs, self.output(), strict=True)}
         views = [self.ctx.plans[v].view for v in markers]
         with self.ctx.phases.phase("trino"):
@@ -246,7 +282,7 @@ class ExposeInTrino(_CycleTask):
 
 
 def run_tasks(ctx: BatchContext) -> dict[str, Any]:
-    """Run the tasks of every planned view with Luigi's local scheduler, in-process."""
+    """Run the tasks of every planned view with the configured Luigi scheduler, one worker."""
     tasks: list[luigi.Task]
     if ctx.trino:
         pairs = tuple((v, p.fingerprint) for v, p in ctx.plans.items())
@@ -254,13 +290,7 @@ def run_tasks(ctx: BatchContext) -> dict[str, Any]:
         tasks = [ExposeInTrino(**params)]
     else:
         tasks = [make_task(PublishVersion, v, p.fingerprint, ctx) for v, p in ctx.plans.items()]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        result = luigi.build(
-            tasks, local_scheduler=True, workers=1, detailed_summary=True, log_level="WARNING"
-        )
-    ok = result.status in (LuigiStatusCode.SUCCESS, LuigiStatusCode.SUCCESS_WITH_RETRY)
-    return {"ok": ok, "summary": result.summary_text}
+    return run_luigi(tasks, ctx.settings)
 
 
 def run_cycle(
@@ -289,10 +319,16 @@ def run_cycle(
     Returns:
         {"cut_ms", "landed": {stream: manifest} | None,
         "views": {view: {"fingerprint", "status", "version"}}, "ok"}.
+
+    Raises:
+        BatchError: the cut is refused, or the configured luigid does not answer (checked
+            first: nothing is landed then).
     """
     from batch.build import plan
     from views.registry import all_views, get_view
 
+    if not settings.luigi.local_scheduler:
+        running_tasks(settings)  # luigid down: fail now, before landing anything
     snapshot_ms = int(time.time() * 1000)
     complete = cut_at(settings, snapshot_ms)
     cut = cut_ms if cut_ms is not None else complete

@@ -1,7 +1,8 @@
 """Real health checks of the stack's services, each doing the thing the platform needs.
 
 Kafka: produce a record and consume it back. HDFS: write and read a file over WebHDFS
-(through the DataNode). Redis: PING. Trino: ``SELECT 1``. Spark: a local job. Each check
+(through the DataNode). Redis: PING. Trino: ``SELECT 1``. luigid: its scheduler API
+answers. Spark: a local job. Each check
 returns a short detail on success and raises on failure.
 """
 
@@ -140,6 +141,14 @@ def check_spark(settings: Settings) -> str:
     return f"Spark {version} local job ok"
 
 
+def check_luigid(settings: Settings) -> str:
+    """Luigi's scheduler API answers ``task_list`` (what the batch workers and the UI use)."""
+    from batch.scheduler import running_tasks
+
+    running = running_tasks(settings)
+    return f"API ok, {len(running)} task(s) running; UI {settings.luigi.ui}"
+
+
 def check_api(settings: Settings) -> str:
     """``GET /health`` of lambda-lab's API answers 2xx."""
     import httpx
@@ -170,5 +179,6 @@ CHECKS: dict[str, Callable[[Settings], str]] = {
     "datanode": check_hdfs,
     "redis": check_redis,
     "trino": check_trino,
+    "luigid": check_luigid,
     "spark": check_spark,
 }

@@ -260,12 +260,36 @@ def trino(settings: Settings, lay: Layout) -> Service:
     )
 
 
+def luigid(settings: Settings, lay: Layout) -> Service:
+    """Luigi's central scheduler and its UI: every batch loop asks it before running a task."""
+    main = "import sys; from luigi.cmdline import luigid; luigid(sys.argv[1:])"
+    return Service(
+        name="luigid",
+        ports=[settings.luigi.port],
+        priority=15,
+        env={  # the config shared with compose: state and task history in the data folder
+            "LUIGI_CONFIG_PATH": str(CONF / "luigid" / "luigid.cfg"),
+            "LAMBDALAB_LUIGID_DATA": str(lay.data("luigid")),
+        },
+        stopwait_s=10,
+        command=[
+            sys.executable,
+            "-c",
+            main,
+            "--address",
+            settings.luigi.host,
+            "--port",
+            str(settings.luigi.port),
+        ],
+    )
+
+
 def spark(settings: Settings, lay: Layout) -> Service:
     """Spark runs in-process (``spark.master``); nothing to supervise, only to check."""
     return Service(name="spark", ports=[])
 
 
-BUILDERS = (kafka, namenode, datanode, redis, trino, spark)
+BUILDERS = (kafka, namenode, datanode, redis, trino, luigid, spark)
 
 
 def platform(settings: Settings) -> list[Service]:

@@ -24,6 +24,7 @@ WAIT_S = {
     "datanode": 90,
     "redis": 30,
     "trino": 240,
+    "luigid": 30,
     "spark": 180,
     "api": 60,
 }

@@ -146,6 +146,45 @@ class BatchSettings(BaseModel):
     notify_from: str = "lambdalab@localhost"
 
 
+class LuigiSettings(BaseModel):
+    """The batch layer's Luigi scheduler: the central one (``luigid``) unless told otherwise."""
+
+    scheduler_url: str = Field(
+        "http://127.0.0.1:8082",
+        description="luigid: coordinates every batch loop, keeps task history; serves the UI",
+    )
+    ui_url: str | None = Field(
+        None, description="the Luigi UI as a browser reaches it (default: scheduler_url)"
+    )
+    local_scheduler: bool = Field(
+        False, description="Luigi's in-process scheduler instead: one loop only, no UI"
+    )
+
+    @field_validator("scheduler_url", "ui_url")
+    @classmethod
+    def _http(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            msg = f"must start with http:// or https://, got {value!r}"
+            raise ValueError(msg)
+        return value.rstrip("/") if value else value
+
+    @property
+    def host(self) -> str:
+        """The host of ``scheduler_url`` (luigid listens there on the local stack)."""
+        return self.scheduler_url.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[0]
+
+    @property
+    def port(self) -> int:
+        """The port of ``scheduler_url`` (8082, Luigi's own default, when it names none)."""
+        netloc = self.scheduler_url.split("://", 1)[1].split("/", 1)[0]
+        return int(netloc.rsplit(":", 1)[1]) if ":" in netloc else 8082
+
+    @property
+    def ui(self) -> str:
+        """Where people open the Luigi UI (the dashboard links to it)."""
+        return self.ui_url or self.scheduler_url
+
+
 class PathSettings(BaseModel):
     """Local directories: the stack's state (data, logs) and the download cache."""
 
@@ -210,6 +249,7 @@ class Settings(BaseSettings):
     spark: SparkSettings = SparkSettings()
     api: ApiSettings = ApiSettings()
     batch: BatchSettings = BatchSettings()
+    luigi: LuigiSettings = LuigiSettings()
     paths: PathSettings = PathSettings()
 
     @field_validator("namespace")

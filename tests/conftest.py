@@ -32,6 +32,7 @@ def _require(settings: Settings, services: list[str]) -> None:
         "datanode": ("127.0.0.1", settings.hdfs.datanode_port),
         "redis": ("127.0.0.1", settings.redis.port),
         "trino": (settings.trino.host, settings.trino.port),
+        "luigid": (settings.luigi.host, settings.luigi.port),
     }
     missing = [
         f"{s} ({h}:{p})" for s, (h, p) in ports.items() if s in services and not port_open(h, p)
@@ -72,7 +73,8 @@ def make_event(request: pytest.FixtureRequest) -> EventFactory:
 @pytest.fixture(scope="session")
 def stack(base_settings: Settings) -> Iterator[Settings]:
     """The whole real stack; fails with what to start if any service is down."""
-    _require(base_settings, ["kafka", "hdfs", "datanode", "redis", "trino"])
+    needed = ["kafka", "hdfs", "datanode", "redis", "trino"]
+    _require(base_settings, needed if base_settings.luigi.local_scheduler else [*needed, "luigid"])
     yield base_settings
 
 

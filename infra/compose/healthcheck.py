@@ -1,9 +1,10 @@
 """Health checks of lambda-lab's own containers in the docker-compose cluster.
 
 Compose runs ``python /opt/lambdalab/healthcheck.py ROLE`` inside the api, speed,
-archiver and batch containers. A role is healthy when its ``lambdalab`` process runs and
-the backends its layer of the Lambda architecture needs answer (the same checks as the
-local stack, from ``infra.health``, on the compose host names from ``LAMBDALAB_*``).
+archiver, batch and luigid containers. A role is healthy when its ``lambdalab`` process
+runs and the backends its layer of the Lambda architecture needs answer (the same checks
+as the local stack, from ``infra.health``, on the compose host names from
+``LAMBDALAB_*``); luigid when its scheduler API answers.
 Exit 0 when healthy, 1 with the reason on stderr otherwise.
 """
 
@@ -14,7 +15,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from infra.health import check_namenode, check_redis, port_open
+from infra.health import check_luigid, check_namenode, check_redis, port_open
 from lambdalab.settings import Settings, load_settings
 
 # The command line each role's process runs (as in docker-compose.yml).
@@ -70,16 +71,25 @@ BACKENDS: dict[str, list[Callable[[Settings], str]]] = {
 }
 
 
+# luigid runs no `lambdalab` process: its scheduler API answering is its health (on its
+# own port in its container; the default settings point there).
+SERVICES: dict[str, list[Callable[[Settings], str]]] = {"luigid": [check_luigid]}
+
+
 def main(argv: list[str]) -> int:
     """Check one role; print what passed, or the first failure."""
-    if len(argv) != 2 or argv[1] not in PROCESSES:
-        print(f"usage: healthcheck.py {{{'|'.join(PROCESSES)}}}", file=sys.stderr)
+    roles = [*PROCESSES, *SERVICES]
+    if len(argv) != 2 or argv[1] not in roles:
+        print(f"usage: healthcheck.py {{{'|'.join(roles)}}}", file=sys.stderr)
         return 2
     role = argv[1]
     settings = load_settings()
     try:
-        details = [process_running(PROCESSES[role])]
-        details += [check(settings) for check in BACKENDS[role]]
+        if role in SERVICES:
+            details = [check(settings) for check in SERVICES[role]]
+        else:
+            details = [process_running(PROCESSES[role])]
+            details += [check(settings) for check in BACKENDS[role]]
     except Exception as exc:  # any client library may raise: unhealthy, with the reason
         print(f"{role} unhealthy: {exc}", file=sys.stderr)
         return 1

@@ -29,6 +29,7 @@ from lambdalab.settings import (
     ApiSettings,
     HdfsSettings,
     KafkaSettings,
+    LuigiSettings,
     RedisSettings,
     TrinoSettings,
     load_settings,
@@ -43,11 +44,12 @@ HEALTHCHECK = ROOT / "infra" / "compose" / "healthcheck.py"
 
 BACKENDS = {"kafka", "namenode", "datanode", "redis", "trino"}
 APPS = {"api", "speed", "archiver", "batch"}
+SCHEDULER = "luigid"  # Luigi's central scheduler, from the app image
 # What each platform service cannot work without (its layer of the architecture).
 NEEDS = {
     "archiver": {"kafka", "namenode", "datanode"},
     "speed": {"kafka", "redis"},
-    "batch": {"namenode", "datanode", "trino"},
+    "batch": {"namenode", "datanode", "trino", SCHEDULER},
     "api": {"kafka", "redis", "namenode", "datanode", "trino"},
 }
 # The image (infra/docker/<image>/Dockerfile) and the folder of infra/conf of each service:
@@ -58,10 +60,11 @@ IMAGES = {
     "datanode": "hadoop",
     "redis": "redis",
     "trino": "trino",
-    **{app: "platform" for app in APPS},
+    **{app: "platform" for app in (*APPS, SCHEDULER)},
 }
 SHARED_CONF = {"kafka": "kafka", "namenode": "hadoop", "datanode": "hadoop", "redis": "redis"}
 SHARED_CONF["trino"] = "trino"
+SHARED_CONF[SCHEDULER] = "luigid"
 # The pom profile whose artifacts each JVM image runs (infra/jvm/pom.xml).
 POM_PROFILES = {"kafka": "kafka", "hadoop": "hadoop", "trino": "trino", "platform": "spark-kafka"}
 # Stages every Dockerfile that has them must spell identically (one cached build for all).
@@ -123,7 +126,7 @@ def _stages(text: str) -> dict[str, str]:
 
 
 def test_every_image_is_built_here_from_one_base(services: dict[str, Any]) -> None:
-    assert set(services) == BACKENDS | APPS
+    assert set(services) == BACKENDS | APPS | {SCHEDULER}
     for name, svc in services.items():
         image = IMAGES[name]
         assert svc["build"] == {
@@ -209,6 +212,7 @@ def test_published_ports_sit_beside_the_local_stacks(services: dict[str, Any]) -
         redis.port,
         TrinoSettings().port,
         ApiSettings().port,
+        LuigiSettings().port,
     }
     # the local stack's ports of each published service; on the host: each plus 10000
     ports = {
@@ -217,6 +221,7 @@ def test_published_ports_sit_beside_the_local_stacks(services: dict[str, Any]) -
         "redis": {redis.port},
         "trino": {TrinoSettings().port},
         "api": {ApiSettings().port},
+        SCHEDULER: {LuigiSettings().port},
     }
     inside: dict[str, set[int]] = {}
     host: dict[str, set[int]] = {}
@@ -239,7 +244,7 @@ def test_published_ports_sit_beside_the_local_stacks(services: dict[str, Any]) -
     assert inside == ports, "the DataNode advertises names a host cannot reach"
     advertised = kafka_env["KAFKA_ADVERTISED_LISTENERS"]
     assert "HOST://127.0.0.1:${LAMBDALAB_COMPOSE_KAFKA_PORT:-19092}" in advertised.split(",")
-    assert len(variables) == len(set(variables.values())) == 6
+    assert len(variables) == len(set(variables.values())) == 7
 
 
 def test_mounted_config_is_the_local_stacks(services: dict[str, Any]) -> None:
@@ -424,3 +429,26 @@ def test_every_platform_service_loads_the_mounted_project(services: dict[str, An
     text = DOCKERFILE.read_text()
     assert "COPY examples/pageviews /opt/lambdalab/project" in text  # `lambdalab --help` runs
     assert "LAMBDALAB_PROJECT=/opt/lambdalab/project" in text
+
+
+def test_luigid_runs_from_the_app_image_with_the_local_stacks_config(
+    services: dict[str, Any],
+) -> None:
+    luigid = services[SCHEDULER]
+    port = LuigiSettings().port
+    assert luigid["command"] == ["luigid", "--address", "0.0.0.0", "--port", str(port)]
+    env = _env(luigid)
+    mounted = {target: source for source, target in _bind_mounts(luigid).items()}
+    config = Path(env["LUIGI_CONFIG_PATH"])
+    assert (
+        mounted[str(config.parent)] == CONF / "luigid" and (CONF / "luigid" / config.name).is_file()
+    )
+    data = env["LAMBDALAB_LUIGID_DATA"]
+    assert f"luigid-data:{data}" in luigid["volumes"], "state and task history on a volume"
+    assert luigid["healthcheck"]["test"][-2:] == ["/opt/lambdalab/healthcheck.py", SCHEDULER]
+    assert set(_healthcheck_module().SERVICES) == {SCHEDULER}
+    # every loop asks it, the dashboard links to it on the published port
+    app_env = _env(services["batch"])
+    assert app_env["LAMBDALAB_LUIGI__SCHEDULER_URL"] == f"http://{SCHEDULER}:{port}"
+    published = str(luigid["ports"][0]).rsplit(":", 1)[0]
+    assert app_env["LAMBDALAB_LUIGI__UI_URL"] == f"http://{published}"
