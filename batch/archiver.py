@@ -42,7 +42,7 @@ import orjson
 from hdfs import InsecureClient
 from kafka import TopicPartition
 
-from batch.master import commit_file, list_files, next_offsets, to_table
+from batch.master import check_schema, commit_file, list_files, next_offsets, to_table
 from lambdalab.boundary import window_of
 from lambdalab.deadletters import DeadLetter, DeadLetters, split
 from lambdalab.errors import BatchError, ClaimLost, ServiceUnavailable, WaitTimeout
@@ -152,6 +152,7 @@ def land(
     """
     ensure_topics(settings)
     with archiver_lock(settings, stream.name, lock_wait_s):
+        check_schema(webhdfs(settings), settings, stream)  # refuses a removed/retyped field
         for _ in range(CLAIM_RETRIES):
             try:
                 return _land_once(settings, stream, until, max_rows_per_file, always_manifest=True)
@@ -240,6 +241,8 @@ def land_forever(settings: Settings, max_rows: int = MAX_ROWS_PER_FILE) -> dict[
     def _stop(_signum: int, _frame: Any) -> None:
         stop["now"] = True
 
+    for stream in STREAMS.values():  # a refused evolution stops the archiver at start-up
+        check_schema(webhdfs(settings), settings, stream)
     previous = {s: signal.signal(s, _stop) for s in (signal.SIGTERM, signal.SIGINT)}
     last: dict[str, Any] = {}
     try:

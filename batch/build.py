@@ -20,6 +20,7 @@ from batch.dimensions import frames, pin
 from batch.master import list_files
 from batch.publish import VersionStore, pause_point
 from lambdalab.paths import HdfsPaths, MasterFile
+from lambdalab.schema import get_stream
 from lambdalab.settings import Settings
 from views.definition import ViewDef
 
@@ -77,7 +78,8 @@ def build(
     store.clean_staging(p.view.name)
     uris = [store.paths.uri(path) for path, _ in p.inputs]
     dims = frames(spark, settings, p.view)
-    out = compile_view(p.view, read_master(spark, uris, p.cut_ms), dims)
+    records = read_master(spark, uris, p.cut_ms, get_stream(p.view.stream))
+    out = compile_view(p.view, records, dims)
     data_uri = store.paths.uri(f"{staged}/data")
     out.coalesce(1).write.mode("errorifexists").parquet(data_uri)
     pause_point("build")

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from lambdalab.schema import get_stream
+from lambdalab.schema import Stream, get_stream
 from views.definition import ESCAPE, KEY_SEP, NULL_KEY, ViewDef
 from views.measures import SUM_TYPE  # noqa: F401 (re-exported: the exact sum type)
 from views.transform import spark_transformed
@@ -28,13 +28,43 @@ CODE_VERSION = "batch-compile-5"  # unchanged: old kinds compile to the same col
 TS_TEXT = "yyyy-MM-dd'T'HH:mm:ss.SSS'Z'"
 
 
-def read_master(spark: SparkSession, uris: list[str], cut_ms: int) -> DataFrame:
-    """The master-dataset records of ``uris`` with ingest time before the cut ``cut_ms``."""
+def read_master(
+    spark: SparkSession, uris: list[str], cut_ms: int, stream: Stream | None = None
+) -> DataFrame:
+    """The master-dataset records of ``uris`` with ingest time before the cut ``cut_ms``.
+
+    Files written before a field was added to ``stream`` lack its column: the files'
+    schemas are merged (``mergeSchema``) and a field with a default holds it wherever the
+    column is absent or null (schema evolution; ``batch.master.conform`` in Python).
+    """
     from pyspark.sql import functions as F
 
-    df = spark.read.parquet(*uris)
+    df = spark.read.option("mergeSchema", "true").parquet(*uris)
+    if stream is not None:
+        for f in stream.fields:
+            if f.name in df.columns and f.default is None:
+                continue
+            value = F.lit(_stored(f.type, f.default)).cast(_SPARK_TYPES[f.type])
+            column = F.coalesce(F.col(f.name), value) if f.name in df.columns else value
+            df = df.withColumn(f.name, column)
     cut = datetime.fromtimestamp(cut_ms / 1000, tz=UTC)  # a literal lets Parquet skip row groups
     return df.where(F.col("ingest_ts") < F.lit(cut))
+
+
+_SPARK_TYPES = {
+    "string": "string",
+    "int": "bigint",
+    "float": "double",
+    "bool": "boolean",
+    "timestamp": "timestamp",
+}
+
+
+def _stored(field_type: str, value: object) -> object:
+    """A default as a Spark literal: a timestamp's normal ISO text as a datetime."""
+    if field_type == "timestamp" and isinstance(value, str):
+        return datetime.fromisoformat(value)
+    return value
 
 
 def bucket_column(view: ViewDef, time_field: str = "event_time") -> Column:

@@ -17,11 +17,12 @@ from typing import Any
 
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from hdfs import InsecureClient
 from hdfs.util import HdfsError
 
-from lambdalab.errors import ClaimLost
+from lambdalab.errors import ClaimLost, SchemaRefused
 from lambdalab.paths import HdfsPaths, MasterFile
 from lambdalab.schema import Stream, parse_ts_ms
 from lambdalab.settings import Settings
@@ -210,12 +211,81 @@ def read_master(
 ) -> pa.Table:
     """The committed master files of ``stream`` (or just ``paths``) as one Arrow table.
 
-    For small ranges (tests, the lab's drift check); Spark and Trino read at scale.
+    Each file is read in the stream's declared shape (:func:`conform`): a field added since
+    the file was written holds its default. For small ranges (tests, the lab's drift
+    check); Spark and Trino read at scale.
     """
+    from lambdalab.schema import STREAMS
+
     if paths is None:
         paths = [path for path, _mf in list_files(client, settings, stream)]
     tables = []
     for path in paths:
         with client.read(path) as reader:
-            tables.append(pq.read_table(io.BytesIO(reader.read())))
+            table = pq.read_table(io.BytesIO(reader.read()))
+        tables.append(conform(table, STREAMS[stream]) if stream in STREAMS else table)
     return pa.concat_tables(tables) if tables else pa.table({})
+
+
+def conform(table: pa.Table, stream: Stream) -> pa.Table:
+    """A master file's table in the declared shape: a missing field filled with its default."""
+    schema = master_schema(stream)
+    columns = []
+    for f in stream.fields:
+        if f.name in table.column_names:
+            column = table.column(f.name)
+            if f.default is not None:
+                column = pc.fill_null(column, _stored(f, f.default))
+        else:
+            column = pa.array([_stored(f, f.default)] * table.num_rows, schema.field(f.name).type)
+        columns.append(column)
+    coordinates = [table.column(f.name) for f in COORDINATES]
+    return pa.Table.from_arrays(coordinates + columns, schema=schema)
+
+
+def _stored(f: Any, value: Any) -> Any:
+    """A validated value as the master dataset stores it (a timestamp: ms since 1970)."""
+    return parse_ts_ms(value) if f.type == "timestamp" and value is not None else value
+
+
+def schema_record_path(settings: Settings, stream: str) -> str:
+    """Where the shape of ``stream``'s stored data is recorded (hidden from every reader)."""
+    return f"{HdfsPaths(settings).master(stream)}/_schema.json"
+
+
+def check_schema(
+    client: InsecureClient, settings: Settings, stream: Stream, *, record: bool = True
+) -> str:
+    """Check the declared ``stream`` against the recorded shape of its data; record it.
+
+    The first landing records the declaration; an allowed evolution (an optional field
+    added, ...: :meth:`Stream.evolution_problems`) records the new one. Returns what was
+    done: ``"recorded"``, ``"evolved"`` or ``"unchanged"``. With ``record=False`` (``lambdalab
+    project check --stored``) it only checks, and says ``"new"``/``"evolves"`` instead.
+
+    Raises:
+        SchemaRefused: the declaration removes or retypes a field of stored data.
+    """
+    path = schema_record_path(settings, stream.name)
+    declared = stream.record()
+    try:
+        with client.read(path) as reader:
+            recorded = orjson.loads(reader.read())
+    except HdfsError:
+        recorded = None
+    if recorded == declared:
+        return "unchanged"
+    if recorded is not None:
+        problems = stream.evolution_problems(recorded)
+        if problems:
+            msg = (
+                f"stream {stream.name!r}: the declaration does not match its stored data "
+                f"({path}): {'; '.join(problems)}. Stored events are never rewritten: only "
+                "optional fields (with a default) may be added; declare a new stream for "
+                "another shape"
+            )
+            raise SchemaRefused(msg)
+    if not record:
+        return "new" if recorded is None else "evolves"
+    client.write(path, data=orjson.dumps(declared, option=orjson.OPT_INDENT_2), overwrite=True)
+    return "recorded" if recorded is None else "evolved"

@@ -87,7 +87,12 @@ class TrinoTables:
         )
 
     def register_master(self, stream: Stream) -> str:
-        """Create ``master_{stream}`` over the master dataset and sync its partitions."""
+        """Create ``master_{stream}`` over the master dataset and sync its partitions.
+
+        A field added to the stream since the table was created is added to it (schema
+        evolution); Trino reads it as null in files written before it (no default: raw
+        SQL over the master dataset shows what is stored).
+        """
         table = f"master_{stream.name}"
         fields = _COORDINATES + [(f.name, _TRINO_TYPES[f.type]) for f in stream.fields]
         cols = ", ".join(f'"{n}" {t}' for n, t in [*fields, ("ingest_date", "varchar")])
@@ -96,6 +101,11 @@ class TrinoTables:
             f"CREATE TABLE IF NOT EXISTS {self._name(table)} ({cols}) WITH (format = 'PARQUET', "
             f"external_location = '{location}', partitioned_by = ARRAY['ingest_date'])"
         )
+        _, rows = self.query(f"SHOW COLUMNS FROM {self._name(table)}")
+        existing = {str(row[0]) for row in rows}
+        for name, kind in fields:
+            if name not in existing:
+                self.query(f'ALTER TABLE {self._name(table)} ADD COLUMN "{name}" {kind}')
         self.query(
             f"CALL {self.catalog}.system.sync_partition_metadata('{self.schema}', "
             f"'{table}', 'FULL')"

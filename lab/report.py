@@ -46,7 +46,7 @@ APPROACHES: dict[str, dict[str, tuple[str, ...]]] = {
         "platform": ("batch/archiver.py", "batch/publish.py", "speed/store.py", "serving/merge.py"),
     },
     "one definition": {
-        "per view": ("views/defs/pageviews_by_url_hourly.py",),
+        "per view": ("examples/pageviews/views/pageviews_by_url_hourly.py",),
         "platform": (
             "views/definition.py",
             "views/compute.py",
@@ -59,7 +59,7 @@ APPROACHES: dict[str, dict[str, tuple[str, ...]]] = {
         ),
     },
     "Kappa": {
-        "per view": ("views/defs/pageviews_by_url_hourly.py",),
+        "per view": ("examples/pageviews/views/pageviews_by_url_hourly.py",),
         "platform": ("views/definition.py", "views/compute.py", "speed/store.py", "lab/kappa.py"),
     },
 }

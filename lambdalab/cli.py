@@ -10,12 +10,15 @@ platform print their message and exit 1, without a stack trace.
 from __future__ import annotations
 
 import importlib
+import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from lambdalab.cliutil import console, friendly
+from lambdalab.cliutil import console, err, friendly
+from lambdalab.errors import LambdaLabError
 from lambdalab.settings import get_settings
 
 app = typer.Typer(
@@ -26,6 +29,11 @@ stack_app = typer.Typer(
     help="The local stack: Kafka, HDFS, Redis, Trino, Spark.", no_args_is_help=True
 )
 app.add_typer(stack_app, name="stack")
+project_app = typer.Typer(
+    help="The project: its streams, views and dimensions (LAMBDALAB_PROJECT).",
+    no_args_is_help=True,
+)
+app.add_typer(project_app, name="project")
 
 # Each layer adds its own commands: a module with ``register(app)``.
 LAYER_CLIS = ("ingest.cli", "batch.cli", "batch.dimcli", "speed.cli", "serving.cli", "lab.cli")
@@ -39,7 +47,67 @@ def _register_layers() -> None:
             if exc.name == name:
                 continue
             raise
+        except LambdaLabError as exc:  # a broken project: its one message, no traceback
+            err.print(f"[bold red]error:[/] {exc}", highlight=False)
+            sys.exit(1)
         module.register(app)
+
+
+@app.callback()
+def _start(ctx: typer.Context) -> None:
+    """Load the whole project before any command (but ``init``): a broken one stops here."""
+    if ctx.invoked_subcommand in ("init", None):
+        return
+    try:
+        _load_project()
+    except LambdaLabError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(1)
+
+
+def _load_project() -> tuple[Path, dict[str, Any], dict[str, Any], list[Any]]:
+    from lambdalab.schema import STREAMS
+    from views import registry
+
+    views = registry.all_views()
+    return registry.project_folder(), dict(STREAMS), views, registry.dimensions()
+
+
+@app.command("init")
+@friendly
+def init(directory: Annotated[Path, typer.Argument(help="the new project's folder")]) -> None:
+    """Write a new project (a stream, a view, a README) that runs as it is."""
+    from lambdalab.scaffold import init_project
+
+    for path in init_project(directory):
+        console.print(f"wrote {path}")
+    console.print(f"use it: export LAMBDALAB_PROJECT={directory.resolve()}")
+
+
+@project_app.command("check")
+@friendly
+def project_check(
+    stored: Annotated[
+        bool, typer.Option(help="also check each stream against its stored data (HDFS)")
+    ] = False,
+) -> None:
+    """Load the project and list its streams, views and dimensions."""
+    folder, streams, views, dims = _load_project()
+    if stored:
+        from batch.master import check_schema
+        from lambdalab.hdfs import webhdfs
+
+        settings = get_settings()
+        for stream in streams.values():  # a refused evolution raises, named
+            state = check_schema(webhdfs(settings), settings, stream, record=False)
+            console.print(f"  stored data of {stream.name}: {state}")
+    console.print(f"project {folder}")
+    for name, stream in streams.items():
+        fields = ", ".join(f"{f.name}:{f.type}" for f in stream.fields)
+        console.print(f"  stream {name}: {fields}")
+    for name, view in views.items():
+        console.print(f"  view {name} on {view.stream}: keys {', '.join(view.keys)}")
+    console.print(f"  dimensions: {len(dims)}")
 
 
 def _stack() -> Any:

@@ -78,6 +78,10 @@ class DefinitionError(LambdaLabError):
     """A stream or view declaration is invalid; names the declaration and the field."""
 
 
+class SchemaRefused(DefinitionError):
+    """A stream's declaration removes or retypes a field of its stored data."""
+
+
 class BatchError(LambdaLabError):
     """A batch run (landing, build, publish) failed; nothing served has changed."""
 

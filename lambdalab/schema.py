@@ -2,8 +2,9 @@
 
 A :class:`Stream` lists typed fields. From it come: validation of raw Kafka bytes (the
 serde, which also yields the dead-letter reason), the pyarrow schema of the master
-dataset, the Spark schema, and the pydantic model of the HTTP API. Adding a stream with
-another schema is one ``Stream(...)`` declaration registered in :data:`STREAMS`.
+dataset, the Spark schema, and the JSON schema of the HTTP API. The streams themselves
+are declared in the user's project (``streams.py``, :mod:`lambdalab.project`) and
+collected in :data:`STREAMS`.
 """
 
 from __future__ import annotations
@@ -43,28 +44,35 @@ class Field:
     the millisecond) or ``"epoch_ms"`` (a JSON integer of milliseconds). Whatever the
     form, the validated event holds the normal ISO text (:func:`format_ts`); an epoch
     field also takes ISO text, which is what the edge writes to the log.
+
+    ``default`` (optional fields only) is the value of the field in an event that leaves
+    it out, and in every event stored before the field was declared: the master
+    dataset's readers fill it in (schema evolution, docs/lab/adding-a-stream.md).
     """
 
     name: str
     type: FieldType
     required: bool = True
     time_format: TimeFormat = "iso"
+    default: Any = None
 
-    def __post_init__(self) -> None:
+    def problem(self) -> str | None:
+        """What is wrong with this declaration (None: nothing); :class:`Stream` raises it."""
         if not self.name.isidentifier():
-            msg = f"field {self.name!r}: a field name must be an identifier"
-            raise DefinitionError(msg)
+            return "a field name must be an identifier"
         if self.type not in FIELD_TYPES:
-            known = ", ".join(FIELD_TYPES)
-            msg = f"field {self.name!r}: unknown type {self.type!r} (one of {known})"
-            raise DefinitionError(msg)
+            return f"unknown type {self.type!r} (one of {', '.join(FIELD_TYPES)})"
         if self.time_format not in TIME_FORMATS:
-            known = ", ".join(TIME_FORMATS)
-            msg = f"field {self.name!r}: unknown time_format {self.time_format!r} (one of {known})"
-            raise DefinitionError(msg)
+            return f"unknown time_format {self.time_format!r} (one of {', '.join(TIME_FORMATS)})"
         if self.time_format != "iso" and self.type != "timestamp":
-            msg = f"field {self.name!r}: time_format applies to timestamp fields only"
-            raise DefinitionError(msg)
+            return "time_format applies to timestamp fields only"
+        if self.default is not None:
+            if self.required:
+                return "a default is for an optional field (required=False)"
+            _, why = _check(self, self.default)
+            if why:
+                return f"default {self.default!r} is not a valid value: {why}"
+        return None
 
 
 @dataclass(frozen=True)
@@ -87,6 +95,75 @@ class Stream:
         if self.name in RESERVED_STREAM_NAMES:
             msg = f"stream name {self.name!r} is reserved (its topic is the dead-letter topic)"
             raise DefinitionError(msg)
+        for f in self.fields:
+            if not isinstance(f, Field):
+                msg = f"stream {self.name!r}: fields must be Field(...), got {type(f).__name__}"
+                raise DefinitionError(msg)
+            problem = f.problem()
+            if problem:
+                msg = f"stream {self.name!r}: field {f.name!r}: {problem}"
+                raise DefinitionError(msg)
+        if len(self._known) != len(self.field_names):
+            twice = sorted({n for n in self.field_names if self.field_names.count(n) > 1})
+            msg = f"stream {self.name!r}: field {twice[0]!r} is declared twice"
+            raise DefinitionError(msg)
+        for role, name in (("id_field", self.id_field), ("time_field", self.time_field)):
+            if name not in self._known:
+                msg = f"stream {self.name!r}: {role} {name!r} is not one of its fields"
+                raise DefinitionError(msg)
+        if self.get_field(self.time_field).type != "timestamp":
+            msg = f"stream {self.name!r}: time_field {self.time_field!r} must be a timestamp field"
+            raise DefinitionError(msg)
+
+    def record(self) -> dict[str, Any]:
+        """The stored shape of the stream (``master/{stream}/_schema.json``), as plain data."""
+        return {
+            "stream": self.name,
+            "fields": [
+                {"name": f.name, "type": f.type, "required": f.required, "default": f.default}
+                for f in self.fields
+            ],
+        }
+
+    def evolution_problems(self, recorded: dict[str, Any]) -> list[str]:
+        """Why this declaration cannot read data stored under ``recorded`` (empty: it can).
+
+        Allowed: adding an optional field (its ``default`` fills in old events), making a
+        required field optional, changing a ``time_format``. Refused, because stored data
+        is never rewritten: removing a field, changing its type or its default, making an
+        optional field required, adding a required field.
+        """
+        old = {f["name"]: f for f in recorded.get("fields", [])}
+        now = {f.name: f for f in self.fields}
+        problems = []
+        for name, was in old.items():
+            if name not in now:
+                problems.append(f"field {name!r} was removed")
+            elif now[name].type != was["type"]:
+                problems.append(
+                    f"field {name!r} changed type from {was['type']} to {now[name].type}"
+                )
+            elif now[name].required and not was["required"]:
+                problems.append(f"field {name!r} became required (stored events may lack it)")
+            elif now[name].default != was.get("default"):
+                problems.append(
+                    f"field {name!r} changed its default from {was.get('default')!r} to "
+                    f"{now[name].default!r} (the views that read it would change meaning)"
+                )
+        for name, f in now.items():
+            if name not in old and f.required:
+                problems.append(
+                    f"field {name!r} was added as required (stored events lack it; declare it "
+                    "required=False with a default)"
+                )
+        return problems
+
+    def get_field(self, name: str) -> Field:
+        """The declared field ``name`` (KeyError if none)."""
+        for f in self.fields:
+            if f.name == name:
+                return f
+        raise KeyError(name)
 
     def validate(self, obj: Any) -> tuple[dict[str, Any] | None, str | None]:
         """Check one decoded event; return (normalised event, None) or (None, reason).
@@ -107,7 +184,7 @@ class Stream:
             if value is None:
                 if f.required:
                     return None, f"field '{f.name}' is required"
-                out[f.name] = None
+                out[f.name] = f.default
                 continue
             if _plainly_valid(f.type, value):  # the common case, without building anything
                 out[f.name] = value
@@ -340,19 +417,31 @@ def normal_ts_ms(text: str) -> int | None:
     return (moment - EPOCH) // _ONE_MS
 
 
-PAGE_VIEWS = Stream(
-    name="pageviews",
-    fields=(
-        Field("event_id", "string"),
-        Field("url", "string"),
-        Field("user_id", "string"),
-        Field("referrer", "string", required=False),
-        Field("bytes", "int"),
-        Field("event_time", "timestamp"),
-    ),
-)
+# The streams of the project (lambdalab.project): loaded once, when this module is first
+# imported, into this dict, which every layer reads (tests add their own to it).
+STREAMS: dict[str, Stream] = {}
 
-STREAMS: dict[str, Stream] = {PAGE_VIEWS.name: PAGE_VIEWS}
+
+def load_project_streams() -> None:
+    """Fill :data:`STREAMS` from the project's ``streams.py`` (see :mod:`lambdalab.project`).
+
+    Raises:
+        DefinitionError: a declaration is broken, named (file, line, stream, field).
+    """
+    from lambdalab.project import load_streams, project_dir
+
+    STREAMS.update(load_streams(project_dir()))
+
+
+load_project_streams()
+
+
+def __getattr__(name: str) -> Stream:
+    """``PAGE_VIEWS``: the example project's stream, for the lab, the benches and the tests."""
+    if name == "PAGE_VIEWS":
+        return get_stream("pageviews")
+    msg = f"module {__name__!r} has no attribute {name!r}"
+    raise AttributeError(msg)
 
 
 def get_stream(name: str) -> Stream:

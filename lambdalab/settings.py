@@ -235,6 +235,13 @@ class Settings(BaseSettings):
         "pageviews",
         description="the stream of POST /events and of `ingest file` when none is named",
     )
+    project: Path | None = Field(
+        None,
+        description=(
+            "the project directory: streams.py, views/*.py, dimensions.py "
+            "(docs/lab/adding-a-stream.md); unset: the source tree's examples/pageviews"
+        ),
+    )
     kafka: KafkaSettings = KafkaSettings()
     hdfs: HdfsSettings = HdfsSettings()
     redis: RedisSettings = RedisSettings()

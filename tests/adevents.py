@@ -67,7 +67,9 @@ def _key(*parts: Any) -> str:
     return SEP.join(text(p) for p in parts)
 
 
-def campaign_views_10s(events: list[dict[str, Any]], camp: dict[str, str]) -> dict[tuple[str, int], dict[str, Any]]:
+def campaign_views_10s(
+    events: list[dict[str, Any]], camp: dict[str, str]
+) -> dict[tuple[str, int], dict[str, Any]]:
     """(campaign key, 10 s bucket) -> {"views": n}."""
     out: dict[tuple[str, int], dict[str, Any]] = defaultdict(lambda: {"views": 0})
     for e in events:
@@ -83,7 +85,9 @@ def exact_quantile(values: list[float], q: float) -> float:
     return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
 
 
-def campaign_latency_minute(events: list[dict[str, Any]], camp: dict[str, str]) -> dict[tuple[str, int], dict[str, Any]]:
+def campaign_latency_minute(
+    events: list[dict[str, Any]], camp: dict[str, str]
+) -> dict[tuple[str, int], dict[str, Any]]:
     """(campaign key, minute) -> events, latencies (list), users (set), for non-bot events."""
     out: dict[tuple[str, int], dict[str, Any]] = defaultdict(
         lambda: {"events": 0, "latencies": [], "users": set()}
@@ -108,7 +112,9 @@ def events_by_kind_hourly(events: list[dict[str, Any]]) -> dict[tuple[str, int],
         kind = "search" if e["ad_type"] == "sponsored-search" else e["ad_type"].lower()
         lat = e["latency_ms"]
         slow = None if lat is None else lat >= 250
-        cell = out[(_key(e["event_type"], kind, slow), e["event_time"] - e["event_time"] % 3_600_000)]
+        cell = out[
+            (_key(e["event_type"], kind, slow), e["event_time"] - e["event_time"] % 3_600_000)
+        ]
         cell["events"] += 1
         cell["users"].add(e["user_id"])
         if lat is not None:

@@ -1,6 +1,8 @@
-"""The registry of views: every ``VIEW`` in ``views/defs/*.py``, and deployed replacements.
+"""The registry of views: every ``VIEW`` in the project's ``views/*.py``, and deployed replacements.
 
-Adding a view is one small file in ``views/defs`` (see docs/lab/adding-a-view.md).
+Adding a view is one small file in the project's ``views/`` folder (see
+docs/lab/adding-a-view.md; the project is ``LAMBDALAB_PROJECT``, :mod:`lambdalab.project`).
+The project's ``dimensions.py`` (``DIMENSIONS = [...]``) is read here too: :func:`dimensions`.
 
 A *deployed* definition replaces a view's code-defined one for every process that shares
 the state directory (``{paths.state_dir}/deployed/{view}.json`` by default, written by
@@ -13,38 +15,88 @@ consumer started after the deploy keeps (its fingerprint differs: a rebuild).
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
-import pkgutil
 from pathlib import Path
+from typing import Any
 
+from lambdalab import project
 from lambdalab.errors import DefinitionError, NotFound
-from views import defs
 from views.definition import ViewDef
 
 _deployed_cache: tuple[tuple[object, ...], dict[str, ViewDef]] | None = None
-_coded_cache: tuple[tuple[int, ...], dict[str, ViewDef]] | None = None
+_coded_cache: tuple[tuple[object, ...], dict[str, ViewDef]] | None = None
 
 
 def coded_views() -> dict[str, ViewDef]:
-    """Every view declared in ``views/defs``, by name (what the code says).
+    """Every view declared in the project's ``views/*.py``, by name (what the code says).
 
-    The package is scanned once per change of its folder (one ``os.stat`` per call, a
-    file added or removed changes it): every query asks the registry for its view, and a
-    scan per call (~40 µs) was a measurable share of a point query.
+    The folder is scanned once per change of it (one ``os.stat`` per call, a file added
+    or removed changes it): every query asks the registry for its view, and a scan per
+    call (~40 µs) was a measurable share of a point query.
+
+    Raises:
+        DefinitionError: a view file is broken, named (file, line, view, field), or two
+            files declare the same view.
     """
     global _coded_cache
-    stamp = tuple(os.stat(path).st_mtime_ns for path in defs.__path__)
+    folder = project_folder()
+    views = folder / project.VIEWS_DIR
+    try:
+        stamp: tuple[object, ...] = (str(views), os.stat(views).st_mtime_ns)
+    except FileNotFoundError:
+        stamp = (str(views), None)
     if _coded_cache is None or _coded_cache[0] != stamp:
-        found: dict[str, ViewDef] = {}
-        for info in pkgutil.iter_modules(defs.__path__):
-            module = importlib.import_module(f"{defs.__name__}.{info.name}")
-            view = getattr(module, "VIEW", None)
-            if isinstance(view, ViewDef):
-                found[view.name] = view
-        _coded_cache = (stamp, found)
+        _coded_cache = (stamp, load_views(folder))
     return dict(_coded_cache[1])
+
+
+def load_views(folder: Path) -> dict[str, ViewDef]:
+    """The views of the project in ``folder``, by name, each file loaded by path.
+
+    Raises:
+        DefinitionError: named (file, line, view, field), or a view declared twice.
+    """
+    found: dict[str, ViewDef] = {}
+    where: dict[str, Path] = {}
+    for path in project.view_files(folder):
+        module = project.load_module(path, project.module_name(folder, "views", path.stem))
+        view = getattr(module, "VIEW", None)
+        if not isinstance(view, ViewDef):
+            msg = f"{path}: must define VIEW = ViewDef(...), got {type(view).__name__}"
+            raise DefinitionError(msg)
+        if view.name in found:
+            msg = f"{path}: view {view.name!r} is declared in {where[view.name]} too"
+            raise DefinitionError(msg)
+        found[view.name], where[view.name] = view, path
+    return found
+
+
+def dimensions(folder: Path | None = None) -> list[Any]:
+    """The project's ``DIMENSIONS`` (``dimensions.py``; empty when the file is absent).
+
+    The hook for dimension tables (``views.transforms``): items are returned as declared.
+
+    Raises:
+        DefinitionError: the file is broken or ``DIMENSIONS`` is not a list, named.
+    """
+    folder = folder or project_folder()
+    path = folder / project.DIMENSIONS_FILE
+    if not path.is_file():
+        return []
+    module = project.load_module(path, project.module_name(folder, "dimensions"))
+    return project.declared(module, path, "DIMENSIONS", None)
+
+
+_project: Path | None = None
+
+
+def project_folder() -> Path:
+    """The project folder of this process (``LAMBDALAB_PROJECT``), resolved once."""
+    global _project
+    if _project is None:
+        _project = project.project_dir()
+    return _project
 
 
 def all_views() -> dict[str, ViewDef]:

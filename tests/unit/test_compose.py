@@ -419,6 +419,18 @@ def test_one_continuous_lander_ordered_with_the_batch_cycles(services: dict[str,
     assert f"platform-state:{state}" in services["batch"]["volumes"]
 
 
+def test_every_platform_service_loads_the_mounted_project(services: dict[str, Any]) -> None:
+    for name in ("archiver", "speed", "batch", "api"):
+        svc = services[name]
+        assert svc["environment"]["LAMBDALAB_PROJECT"] == "/opt/lambdalab/project", name
+        mount = "${LAMBDALAB_COMPOSE_PROJECT:-./examples/pageviews}:/opt/lambdalab/project:ro"
+        assert mount in svc["volumes"], name
+    assert (ROOT / "examples" / "pageviews" / "streams.py").is_file()
+    text = DOCKERFILE.read_text()
+    assert "COPY examples/pageviews /opt/lambdalab/project" in text  # `lambdalab --help` runs
+    assert "LAMBDALAB_PROJECT=/opt/lambdalab/project" in text
+
+
 def test_luigid_runs_from_the_app_image_with_the_local_stacks_config(
     services: dict[str, Any],
 ) -> None:

@@ -152,9 +152,9 @@ def test_float_and_bool_round_trip_through_kafka_bytes_and_parquet() -> None:
     assert "`price` DOUBLE" in TYPED.spark_ddl() and "`ok` BOOLEAN" in TYPED.spark_ddl()
 
 
-def test_a_field_of_unknown_type_is_refused_naming_it() -> None:
-    with pytest.raises(DefinitionError, match="field 'x': unknown type 'double'"):
-        Field("x", "double")  # type: ignore[arg-type]
+def test_a_field_of_unknown_type_is_refused_naming_the_stream_and_field() -> None:
+    with pytest.raises(DefinitionError, match="stream 'x': field 'n': unknown type 'double'"):
+        Stream("x", (Field("n", "double"), Field("t", "timestamp")), id_field="n", time_field="t")  # type: ignore[arg-type]
 
 
 def test_value_text_is_what_spark_casts_to_a_string() -> None:
@@ -219,8 +219,29 @@ def test_epoch_refusals_name_the_field(change: dict[str, object], reason: str) -
     assert reason in why
 
 
-def test_time_format_is_for_timestamps_only_and_known() -> None:
-    with pytest.raises(DefinitionError, match="field 'n': time_format applies to timestamp"):
-        Field("n", "int", time_format="epoch_s")
-    with pytest.raises(DefinitionError, match="field 't': unknown time_format 'unix'"):
-        Field("t", "timestamp", time_format="unix")  # type: ignore[arg-type]
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        (
+            (Field("n", "int", time_format="epoch_s"),),
+            "field 'n': time_format applies to timestamp",
+        ),
+        ((Field("u", "timestamp", time_format="unix"),), "field 'u': unknown time_format 'unix'"),  # type: ignore[arg-type]
+        ((Field("n", "int", default=3),), "field 'n': a default is for an optional field"),
+        ((Field("n", "int", False, default="3"),), "field 'n': default '3' is not a valid value"),
+        ((Field("n", "int"), Field("n", "string")), "field 'n' is declared twice"),
+        ((Field("bad name", "int"),), "field 'bad name': a field name must be an identifier"),
+    ],
+)
+def test_a_bad_declaration_names_the_stream_and_the_field(
+    fields: tuple[Field, ...], message: str
+) -> None:
+    with pytest.raises(DefinitionError, match=f"stream 's': {message}"):
+        Stream("s", (Field("id", "string"), Field("t", "timestamp"), *fields), "id", "t")
+
+
+def test_the_id_and_time_fields_must_be_declared() -> None:
+    with pytest.raises(DefinitionError, match="stream 's': time_field 'when' is not one of"):
+        Stream("s", (Field("id", "string"),), "id", "when")
+    with pytest.raises(DefinitionError, match="time_field 'id' must be a timestamp field"):
+        Stream("s", (Field("id", "string"),), "id", "id")

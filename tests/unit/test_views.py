@@ -178,3 +178,26 @@ def test_a_float_field_cannot_key_a_view_and_a_bool_key_reads_as_spark_casts_it(
     view = ViewDef("v", "typed", ("ok",), 60, (Measure("n", "count"),))
     assert view.key_of({"ok": True}) == "true"
     assert [key_part(False), key_part(None)] == ["false", "(none)"]
+
+
+def test_hll_items_of_bools_match_spark_and_floats_are_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from lambdalab import schema
+    from lambdalab.errors import DefinitionError
+    from lambdalab.schema import Field, Stream
+    from views.compute import aggregate
+    from views.definition import Measure, ViewDef, hll_of
+
+    typed = Stream(
+        name="typed",
+        fields=(Field("price", "float"), Field("ok", "bool"), Field("event_time", "timestamp")),
+        id_field="price",
+    )
+    monkeypatch.setitem(schema.STREAMS, "typed", typed)
+    with pytest.raises(DefinitionError, match="measure 'p': hll reads a field of type string or int or bool or timestamp; field 'price' is float"):
+        ViewDef("v", "typed", ("ok",), 60, (Measure("p", "hll", "price"),))
+    view = ViewDef("v", "typed", (), 60, (Measure("oks", "hll", "ok"),))
+    event = {"price": 1.0, "ok": True, "event_time": "2026-01-01T00:00:00.000Z"}
+    (row,) = aggregate(view, [(0, event)], 60).values()
+    assert row["oks"] == hll_of(["true"])  # what Spark's cast to string feeds its sketch

@@ -1,1 +1,0 @@
-"""The registered views: one small module per view, each defining ``VIEW``."""
