@@ -232,6 +232,10 @@ def get_dimension(name: str) -> Dimension:
     Raises:
         NotFound: none is, listing the declared ones.
     """
+    if name not in DIMENSIONS:  # the project's dimensions.py, on first use
+        from views import registry
+
+        registry.declare_dimensions()
     try:
         return DIMENSIONS[name]
     except KeyError:

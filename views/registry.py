@@ -57,6 +57,7 @@ def load_views(folder: Path) -> dict[str, ViewDef]:
     Raises:
         DefinitionError: named (file, line, view, field), or a view declared twice.
     """
+    declare_dimensions(folder)  # views check their enrichments against them when built
     found: dict[str, ViewDef] = {}
     where: dict[str, Path] = {}
     for path in project.view_files(folder):
@@ -86,6 +87,26 @@ def dimensions(folder: Path | None = None) -> list[Any]:
         return []
     module = project.load_module(path, project.module_name(folder, "dimensions"))
     return project.declared(module, path, "DIMENSIONS", None)
+
+
+def declare_dimensions(folder: Path | None = None) -> dict[str, Any]:
+    """Declare the project's dimensions (``views.dimension.declare``); return them by name.
+
+    Raises:
+        DefinitionError: ``dimensions.py`` is broken, holds something other than
+            ``Dimension(...)``, or declares a name twice differently (named).
+    """
+    from views.dimension import Dimension, declare
+
+    folder = folder or project_folder()
+    out: dict[str, Any] = {}
+    for dim in dimensions(folder):
+        if not isinstance(dim, Dimension):
+            path = folder / project.DIMENSIONS_FILE
+            msg = f"{path}: DIMENSIONS must hold Dimension(...), got {type(dim).__name__}"
+            raise DefinitionError(msg)
+        out[dim.name] = declare(dim)
+    return out
 
 
 _project: Path | None = None

@@ -58,7 +58,8 @@ def test_the_dimensions_hook_returns_the_declared_list(tmp_path: Path) -> None:
          r"views/orders_by_shop_hourly.py, line 5: view orders_by_shop_hourly: key 'store' "
          r"is not a field of stream orders"),
         ("views/orders_by_shop_hourly.py", '"sum", "items"', '"sum", "shop"',
-         r"orders_by_shop_hourly.py, line 5: view orders_by_shop_hourly: measure 'items': sum reads a field of type int or float; field 'shop' is string"),
+         r"orders_by_shop_hourly.py, line 5: view orders_by_shop_hourly: measure 'items': "
+         r"sum reads a field of type int or float; field 'shop' is string"),
         ("streams.py", '"amount", "float"', '"amount", "double"',
          r"streams.py, line 5: stream 'orders': field 'amount': unknown type 'double'"),
         ("streams.py", 'time_field="placed_at"', 'time_field="placed"',

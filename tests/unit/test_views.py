@@ -195,7 +195,11 @@ def test_hll_items_of_bools_match_spark_and_floats_are_refused(
         id_field="price",
     )
     monkeypatch.setitem(schema.STREAMS, "typed", typed)
-    with pytest.raises(DefinitionError, match="measure 'p': hll reads a field of type string or int or bool or timestamp; field 'price' is float"):
+    with pytest.raises(
+        DefinitionError,
+        match="measure 'p': hll reads a field of type string or int or bool or timestamp; "
+        "field 'price' is float",
+    ):
         ViewDef("v", "typed", ("ok",), 60, (Measure("p", "hll", "price"),))
     view = ViewDef("v", "typed", (), 60, (Measure("oks", "hll", "ok"),))
     event = {"price": 1.0, "ok": True, "event_time": "2026-01-01T00:00:00.000Z"}
