@@ -149,6 +149,12 @@ def _cached(request: Request, attr: str, factory: Any) -> Any:
     return shared(request.app.state, attr, factory)
 
 
+def same_definition(a: Any, b: Any) -> bool:
+    """Whether two versions of a view were built from the same definition (lineage)."""
+    la, lb = getattr(a, "lineage", None) or {}, getattr(b, "lineage", None) or {}
+    return bool(la.get("view_fingerprint") == lb.get("view_fingerprint"))
+
+
 class PointerCache:
     """A batch source whose version pointer is cached briefly and only names ready versions.
 
@@ -215,15 +221,21 @@ class PointerCache:
         return info
 
     def _older(self, view: str, newest: Any) -> Any:
-        """The ready version just before ``newest``, if there is one (else None)."""
+        """The ready version just before ``newest``, if there is one (else None).
+
+        Only one built from the same definition (view fingerprint, with the dimension
+        versions it was pinned to): a changed definition or dimension makes the speed
+        layer rebuild from ``newest``'s cut, so the windows the older version needs are
+        gone, and answering from it would drop every record between the two cuts.
+        """
         served = self._served.get(view)
         if served is not None and served.version == newest.version - 1:
-            return served
+            return served if same_definition(served, newest) else None
         try:
             before = self.inner.info(view, newest.version - 1)
         except LambdaLabError:  # not published (pruned or the first version): wait instead
             return None
-        if self.inner.ready(before):
+        if self.inner.ready(before) and same_definition(before, newest):
             self._served[view] = before
             return before
         return None

@@ -228,7 +228,7 @@ def test_the_ad_analytics_project_end_to_end(
         provenance = _check_all(client, ns, first + second, camp)
         enriched = [p for v, p in provenance if v != "events_by_kind_hourly"]
         assert all(p == {"batch": {"campaigns": 1}, "realtime": {"campaigns": 1}} for p in enriched)
-        assert any(k.startswith("(none)") for k in adevents.campaign_views_10s(first, camp))
+        assert any(k == "(none)" for k, _ in adevents.campaign_views_10s(first, camp))
 
         # campaigns move: ads of the first campaign go to the second one
         moved = dict(camp)
@@ -244,8 +244,6 @@ def test_the_ad_analytics_project_end_to_end(
         assert again["ok"], again
         report = again["views"]["campaign_views_10s"]
         assert report["status"] == "published" and report["version"] == 2, again
-        unenriched = again["views"]["events_by_kind_hourly"]
-        assert unenriched["status"] != "published" or unenriched["version"] == 1, again
         third = adevents.ad_events(300, now, ads, seed=3)
         _send(ns, third)
         catch_up(ns, stream, views=adproject)  # rebuilds the enriched views: a new version

@@ -145,22 +145,24 @@ def test_a_point_query_allocates_little_whatever_the_version_size(tmp_path: Path
 
 
 class _Info:
-    def __init__(self, version: int) -> None:
+    def __init__(self, version: int, definition: str = "f1") -> None:
         self.view, self.version, self.cut_ms = "v", version, version * 10
+        self.lineage = {"view_fingerprint": definition}
 
 
 class _Inner:
     """A batch source whose newest version is 2, with its copy built only when allowed."""
 
-    def __init__(self) -> None:
+    def __init__(self, definitions: tuple[str, str] = ("f1", "f1")) -> None:
         self.built = {1}
         self.allowed = threading.Event()
+        self.definitions = definitions  # of versions 1 and 2
 
     def current(self, view: str) -> _Info:
-        return _Info(2)
+        return _Info(2, self.definitions[1])
 
     def info(self, view: str, version: int) -> _Info:
-        return _Info(version)
+        return _Info(version, self.definitions[version - 1])
 
     def ready(self, info: _Info) -> bool:
         return info.version in self.built
@@ -188,3 +190,12 @@ def test_the_pointer_waits_when_no_earlier_copy_is_ready() -> None:
     inner.built = set()
     inner.allowed.set()
     assert PointerCache(inner, ttl_s=0).current("v").version == 2  # type: ignore[arg-type]
+
+
+def test_the_pointer_waits_rather_than_serve_a_version_of_another_definition() -> None:
+    """A changed definition or dimension version: the speed layer rebuilt from the new cut,
+    so the older version's realtime windows are gone and it would answer short."""
+    inner = _Inner(definitions=("f1", "f2"))
+    pointer = PointerCache(inner, ttl_s=0)  # type: ignore[arg-type]
+    inner.allowed.set()
+    assert pointer.current("v").version == 2
