@@ -77,10 +77,10 @@ def file_cmd(
     """Send every valid line of an NDJSON file; report rejected lines (exit 1 if any)."""
     from ingest.files import ingest_file
     from ingest.producer import EventProducer
-    from lambdalab.schema import get_stream
+    from lambdalab.schema import default_stream
 
     settings = get_settings()
-    producer = EventProducer(settings, get_stream(stream or settings.default_stream))
+    producer = EventProducer(settings, default_stream(stream or settings.default_stream))
     try:
         report = ingest_file(producer, path)
     finally:

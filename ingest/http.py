@@ -32,7 +32,7 @@ from pydantic import BaseModel, Field
 from ingest.producer import EventProducer
 from ingest.validation import NDJSON, check, event_json_schema, parse_body
 from lambdalab.errors import IngestRejected, ServiceUnavailable
-from lambdalab.schema import STREAMS
+from lambdalab.schema import STREAMS, default_stream
 from lambdalab.settings import Settings
 
 STREAM_PATH = "/streams/{stream}/events"
@@ -116,8 +116,8 @@ async def post_events(request: Request) -> Any:
     """Validate a batch of events and append it to Kafka; answer after the broker acks."""
     producer: EventProducer | None = request.app.state.ingest
     if producer is None:
-        name = request.app.state.settings.default_stream
-        msg = f"the producer of the default stream {name!r} is not running (see the API's log)"
+        name = request.app.state.settings.default_stream or "(the project's first)"
+        msg = f"the producer of the default stream {name} is not running (see the API's log)"
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=msg)
     return await _ingest(request, producer)
 
@@ -206,8 +206,9 @@ def document(openapi: dict[str, Any], settings: Settings) -> None:
         components[f"{name}_event"] = event_json_schema(stream)
         ref = {"$ref": f"#/components/schemas/{name}_event"}
         bodies[name] = request_body(ref, settings.api.max_events_per_request)
-    if "/events" in paths and settings.default_stream in bodies:
-        paths["/events"]["post"]["requestBody"] = bodies[settings.default_stream]
+    default = default_stream(settings.default_stream).name if STREAMS else None
+    if "/events" in paths and default in bodies:
+        paths["/events"]["post"]["requestBody"] = bodies[default]
     template = paths.pop(STREAM_PATH, {}).get("post")
     if template is None:
         return

@@ -444,6 +444,20 @@ def __getattr__(name: str) -> Stream:
     raise AttributeError(msg)
 
 
+def default_stream(name: str | None) -> Stream:
+    """The stream named ``name`` (the ``default_stream`` setting); None: the project's first.
+
+    Raises:
+        NotFound: no such stream, or the project declares none.
+    """
+    if name is not None:
+        return get_stream(name)
+    if not STREAMS:
+        msg = "the project declares no stream (streams.py: STREAMS = [Stream(...)])"
+        raise NotFound(msg)
+    return next(iter(STREAMS.values()))
+
+
 def get_stream(name: str) -> Stream:
     """The stream declared under ``name``.
 

@@ -231,9 +231,10 @@ class Settings(BaseSettings):
     demo: bool = Field(
         False, description="demo mode: the development API keys (dev-write-key, ...) work"
     )
-    default_stream: str = Field(
-        "pageviews",
-        description="the stream of POST /events and of `ingest file` when none is named",
+    default_stream: str | None = Field(
+        None,
+        description="the stream of POST /events, `ingest file` and `speed run` when none is "
+        "named; unset: the project's first declared stream",
     )
     project: Path | None = Field(
         None,

@@ -59,9 +59,9 @@ def _start_producer(settings: Settings) -> Any | None:
     except ImportError:
         return None
     try:
-        from lambdalab.schema import get_stream
+        from lambdalab.schema import default_stream
 
-        return EventProducer(settings, get_stream(settings.default_stream))
+        return EventProducer(settings, default_stream(settings.default_stream))
     except LambdaLabError as exc:
         log.error("ingest producer could not start (%s): POST /events will fail", exc)
         return None

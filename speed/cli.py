@@ -49,9 +49,16 @@ def run(
     stream: Annotated[
         str | None, typer.Option(help="the stream to consume (default: default_stream)")
     ] = None,
+    all_streams: Annotated[
+        bool,
+        typer.Option(
+            "--all-streams",
+            help="one consumer per stream that has views, in this process (compose runs this)",
+        ),
+    ] = False,
 ) -> None:
     """Consume a stream's topic into its realtime views (resume, or rebuild if needed)."""
-    from lambdalab.schema import get_stream
+    from lambdalab.schema import default_stream
     from speed.consumer import MAX_POLL_RECORDS, SpeedConsumer
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -59,9 +66,12 @@ def run(
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     settings = get_settings()
+    if all_streams:
+        _run_all(settings, stop, once=once, max_poll_records=max_poll_records or MAX_POLL_RECORDS)
+        return
     consumer = SpeedConsumer(
         settings,
-        get_stream(stream or settings.default_stream),
+        default_stream(stream or settings.default_stream),
         max_poll_records=max_poll_records or MAX_POLL_RECORDS,
     )
     if metrics_port:
@@ -77,3 +87,37 @@ def run(
                 consumer.run(once=once, stop=stop, on_status=lambda s: live.update(_line(s)))
     finally:
         consumer.close()
+
+
+def _run_all(settings: Any, stop: threading.Event, *, once: bool, max_poll_records: int) -> None:
+    """One consumer thread per stream that has views; the first that fails stops them all.
+
+    Each consumer keeps its own offsets and views, as separate processes would; the process
+    exits non-zero when one failed, so its supervisor (compose's restart policy) restarts it.
+    """
+    from lambdalab.schema import get_stream
+    from speed.consumer import SpeedConsumer
+    from views.registry import all_views
+
+    streams = sorted({v.stream for v in all_views().values()})
+    failed: list[BaseException] = []
+
+    def consume(name: str) -> None:
+        consumer = SpeedConsumer(settings, get_stream(name), max_poll_records=max_poll_records)
+        try:
+            consumer.setup()
+            consumer.run(once=once, stop=stop)
+        except BaseException as exc:  # report it, stop the others, exit non-zero
+            failed.append(exc)
+            stop.set()
+        finally:
+            consumer.close()
+
+    threads = [threading.Thread(target=consume, args=(n,), name=f"speed-{n}") for n in streams]
+    console.print(f"speed layer: {', '.join(streams) or 'no stream has views'}")
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failed:
+        raise failed[0]

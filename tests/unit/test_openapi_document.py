@@ -20,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ingest.validation import TIMESTAMP_PATTERN, check, event_json_schema, loads, parse_body
-from lambdalab.schema import PAGE_VIEWS, STREAMS, TS_MAX, Field, Stream, format_ts
+from lambdalab.schema import PAGE_VIEWS, STREAMS, TS_MAX, Field, Stream, default_stream, format_ts
 from lambdalab.settings import Settings
 from serving.app import create_app
 from tests.events import pageview
@@ -112,7 +112,7 @@ def test_ingest_bodies_are_derived_from_the_stream_declarations(
     document: dict[str, Any], settings: Settings
 ) -> None:
     assert "/streams/{stream}/events" not in document["paths"]  # one path per stream instead
-    routes = {"/events": STREAMS[settings.default_stream]}
+    routes = {"/events": default_stream(settings.default_stream)}
     routes |= {f"/streams/{name}/events": stream for name, stream in STREAMS.items()}
     for path, stream in routes.items():
         content = document["paths"][path]["post"]["requestBody"]["content"]

@@ -245,3 +245,22 @@ def test_the_id_and_time_fields_must_be_declared() -> None:
         Stream("s", (Field("id", "string"),), "id", "when")
     with pytest.raises(DefinitionError, match="time_field 'id' must be a timestamp field"):
         Stream("s", (Field("id", "string"),), "id", "id")
+
+
+def test_the_default_stream_is_the_named_one_or_the_projects_first(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from lambdalab import schema
+    from lambdalab.errors import NotFound
+
+    first = schema.Stream(
+        "aa", (schema.Field("event_id", "string"), schema.Field("event_time", "timestamp"))
+    )
+    monkeypatch.setattr(schema, "STREAMS", {"aa": first, "pageviews": schema.PAGE_VIEWS})
+    assert schema.default_stream(None) is first
+    assert schema.default_stream("pageviews") is schema.PAGE_VIEWS
+    with pytest.raises(NotFound, match="unknown stream 'nope'"):
+        schema.default_stream("nope")
+    monkeypatch.setattr(schema, "STREAMS", {})
+    with pytest.raises(NotFound, match="declares no stream"):
+        schema.default_stream(None)
