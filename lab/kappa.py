@@ -59,6 +59,21 @@ def replay(
     return [(d.ingest_ms, d.event) for d in good]
 
 
+def _with_dimensions(settings: Settings, view: ViewDef) -> tuple[ViewDef, dict[str, Any] | None]:
+    """``view`` pinned to its dimensions' newest versions, and their rows (None: no enrich).
+
+    The replay enriches as the speed layer does: from the versions the speed layer holds.
+    """
+    if not view.enrich:
+        return view, None
+    from speed.dimensions import DimensionTables
+    from speed.store import connect
+
+    dims = DimensionTables(settings, connect(settings))
+    versions = dims.sync(e.dimension for e in view.enrich)
+    return view.pinned(versions), dims.tables(versions)
+
+
 def compare(settings: Settings, view: ViewDef, served: ViewDef | None = None) -> KappaReport:
     """Replay the log for ``view`` and compare with the serving layer's merged answers.
 
@@ -72,8 +87,9 @@ def compare(settings: Settings, view: ViewDef, served: ViewDef | None = None) ->
         raise LambdaLabError(msg)
     started = time.perf_counter()
     events = replay(settings, until, view.stream)
+    view, tables = _with_dimensions(settings, view)
     cells: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
-    for (_w, key, bucket), row in aggregate(view, events, settings.batch.window_s).items():
+    for (_w, key, bucket), row in aggregate(view, events, settings.batch.window_s, tables).items():
         cells[(key, bucket)].append(row)
     kappa = {cell: combine(view, rows) for cell, rows in cells.items()}
     replay_s = time.perf_counter() - started

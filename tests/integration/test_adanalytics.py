@@ -250,4 +250,12 @@ def test_the_ad_analytics_project_end_to_end(
         provenance = _check_all(client, ns, first + second + third, moved)
         enriched = [p for v, p in provenance if v != "events_by_kind_hourly"]
         assert all(p is None for v, p in provenance if v == "events_by_kind_hourly")
+
+        # Kappa's check replays the log through the speed code, enriching as it does
+        from lab.kappa import compare
+
+        for name in ("campaign_views_10s", "campaign_latency_minute"):
+            report = compare(ns, adproject[name])
+            assert report.records == len(first + second + third) and report.cells
+            assert report.mismatches == [], report.mismatches[:3]
         assert all(p == {"batch": {"campaigns": 2}, "realtime": {"campaigns": 2}} for p in enriched)
