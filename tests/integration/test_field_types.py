@@ -21,8 +21,6 @@ from kafka import KafkaProducer
 
 from batch.archiver import land
 from batch.master import read_master
-from batch.reader import BatchReader
-from batch.tasks import run_cycle
 from lambdalab import schema
 from lambdalab.deadletters import read_dead_letters
 from lambdalab.hdfs import webhdfs
@@ -30,10 +28,9 @@ from lambdalab.schema import Field, Stream, format_ts
 from lambdalab.settings import Settings
 from lambdalab.topics import ensure_topics
 from serving.app import create_app
-from serving.query import merged_query
 from speed.consumer import catch_up
-from speed.reader import SpeedReader
 from tests import oracle as truth
+from tests.answers import every_layer_equals
 from views import registry
 from views.definition import ViewDef
 
@@ -162,18 +159,4 @@ def test_floats_and_bools_flow_through_every_layer(settings: Settings, readings:
 
     oracle = truth.measures(view, [v for v in valid if v is not None])
     assert {key for key, _ in oracle} == {"true", "false"}
-    speed = SpeedReader(settings)
-    for (key, bucket), want in oracle.items():
-        assert speed.partials(view.name, key, 0, bucket, bucket + 3_600_000) == {bucket: want}
-
-    cut = (int(datetime.now(UTC).timestamp() * 1000) // 60_000 + 2) * 60_000
-    report = run_cycle(settings, cut_ms=cut, views=[view], trino=False, allow_future_cut=True)
-    assert report["views"][view.name]["status"] == "published"
-    batch = BatchReader(settings)
-    version = batch.current(view.name)
-    assert version is not None
-    for (key, bucket), want in oracle.items():
-        rows = batch.rows(view.name, version.version, key, bucket, bucket + 3_600_000)
-        assert {m: rows[bucket][m] for m in want} == want
-        answer = merged_query(settings, batch, speed, view, key, (bucket, bucket + 3_600_000))
-        assert {m: answer["merged"][0][m] for m in want} == want
+    every_layer_equals(settings, view, oracle)

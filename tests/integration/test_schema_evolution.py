@@ -18,8 +18,6 @@ import pytest
 
 from batch.archiver import land
 from batch.master import check_schema, read_master, schema_record_path
-from batch.reader import BatchReader
-from batch.tasks import run_cycle
 from batch.trino_tables import TrinoTables
 from ingest.producer import EventProducer
 from lambdalab import schema
@@ -28,10 +26,9 @@ from lambdalab.hdfs import webhdfs
 from lambdalab.schema import Field, Stream, format_ts
 from lambdalab.settings import Settings
 from lambdalab.topics import end_offsets, ensure_topics
-from serving.query import merged_query
 from speed.consumer import catch_up
-from speed.reader import SpeedReader
 from tests import oracle as truth
+from tests.answers import every_layer_equals
 from views import registry
 from views.definition import ViewDef
 
@@ -120,21 +117,7 @@ def test_an_optional_field_added_to_a_stream_with_data(
     assert {key.split("\x1f")[0] for key, _ in oracle} == {"celsius", "kelvin"}
 
     catch_up(settings, V2, views={view.name: view})  # the speed layer re-reads v1 records too
-    speed = SpeedReader(settings)
-    for (key, bucket), want in oracle.items():
-        assert speed.partials(view.name, key, 0, bucket, bucket + 3_600_000) == {bucket: want}
-
-    cut = (int(datetime.now(UTC).timestamp() * 1000) // 60_000 + 2) * 60_000
-    report = run_cycle(settings, cut_ms=cut, views=[view], trino=False, allow_future_cut=True)
-    assert report["views"][view.name]["status"] == "published"
-    batch = BatchReader(settings)
-    version = batch.current(view.name)
-    assert version is not None
-    for (key, bucket), want in oracle.items():
-        rows = batch.rows(view.name, version.version, key, bucket, bucket + 3_600_000)
-        assert {m: rows[bucket][m] for m in want} == want
-        answer = merged_query(settings, batch, speed, view, key, (bucket, bucket + 3_600_000))
-        assert {m: answer["merged"][0][m] for m in want} == want
+    every_layer_equals(settings, view, oracle)
 
     assert check_schema(client, settings, V2, record=False) == "unchanged"
     # removing or retyping a field of the stored stream: refused, nothing landed
