@@ -47,7 +47,7 @@ REDIS_NODES = 6  # three masters, each with one replica
 
 # Heap of each JVM, so the whole cluster stays near 5 GB (Trino's own: trino.heap;
 # the Spark driver's and executors': spark.driver_memory, spark.executor_memory).
-HEAP = {"kafka": "384m", "namenode": "384m", "datanode": "256m", "spark": "256m"}
+HEAP = {"kafka": "320m", "namenode": "384m", "datanode": "256m", "spark": "256m"}
 WORKER_MEMORY = "768m"  # what a Spark worker offers its executors (one executor each)
 
 
