@@ -8,7 +8,7 @@ LL := $(BIN)/lambdalab
 APT_PACKAGES := redis-server maven openjdk-17-jdk-headless chromium docker-compose kcat
 export PIP_CACHE_DIR ?= $(HOME)/.cache/pip
 
-.PHONY: deps apt venv fetch up down status test test-unit lint demo bench drills clean up-cluster down-cluster status-cluster
+.PHONY: deps apt venv fetch up down status test test-unit lint demo bench drills clean up-cluster down-cluster status-cluster drills-cluster
 
 deps: apt venv fetch  ## install everything: Debian packages, Python packages, JVM artifacts
 
@@ -47,6 +47,9 @@ down-cluster:
 
 status-cluster:
 	$(LL) stack status --cluster
+
+drills-cluster: up-cluster  ## the cluster's fault drills: a Kafka partition leader SIGKILLed during acks=all ingest
+	$(BIN)/pytest -m cluster_drill -p no:cacheprovider -s
 
 status:
 	$(LL) stack status
