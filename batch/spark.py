@@ -63,6 +63,8 @@ def spark_session(settings: Settings, app_name: str = "lambdalab") -> SparkSessi
     )
     if settings.hdfs.replication is not None:  # e.g. 2 on the cluster profile's 2 DataNodes
         builder = builder.config("spark.hadoop.dfs.replication", str(settings.hdfs.replication))
+    for key, value in sp.conf.items():  # the deployment's own properties win
+        builder = builder.config(key, value)
     os.environ["HADOOP_USER_NAME"] = settings.hdfs.user
     return builder.getOrCreate()
 

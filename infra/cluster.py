@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import functools
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from infra import health
@@ -33,6 +33,7 @@ from infra.services import (
     Service,
     _run_once,
     luigid,
+    platform,
     redis,
     trino,
 )
@@ -44,6 +45,8 @@ DATANODES = 2
 SPARK_WORKERS = 2
 REDIS_MASTERS = 3
 REDIS_NODES = 6  # three masters, each with one replica
+API_PROCESSES = 2  # on api.port, api.port + 1
+BATCH_LOOPS = 2  # coordinating through luigid: a task runs once however many loops ask
 
 # Heap of each JVM, so the whole cluster stays near 5 GB (Trino's own: trino.heap;
 # the Spark driver's and executors': spark.driver_memory, spark.executor_memory).
@@ -335,8 +338,40 @@ def _redis_cluster(settings: Settings, lay: Layout) -> Service:
     )
 
 
-def cluster_services(settings: Settings) -> list[Service]:
-    """Every node of the cluster, in start order; check-only rows (``ports=[]``) beside them."""
+def cluster_platform(settings: Settings) -> list[Service]:
+    """lambda-lab's own services on the cluster: the local stack's, two APIs, two batch loops.
+
+    The same commands as on the local stack (:func:`infra.services.platform`); only their
+    settings differ: ``LAMBDALAB_PROFILE=cluster`` and, for the second API, its port.
+    """
+    out = []
+    for svc in platform(settings):
+        env = {**svc.env, "LAMBDALAB_PROFILE": "cluster"}
+        if svc.name == "api":
+            for n in range(1, API_PROCESSES + 1):
+                port = settings.api.port + n - 1
+                out.append(
+                    replace(
+                        svc,
+                        name=f"api-{n}",
+                        ports=[port],
+                        env=env,
+                        command=[*svc.command[:-1], str(port)],  # ... --port <port>
+                        check=functools.partial(health.check_api_at, port=port),
+                    )
+                )
+        elif svc.name == "batch":
+            out += [replace(svc, name=f"batch-{n}", env=env) for n in range(1, BATCH_LOOPS + 1)]
+        else:
+            out.append(replace(svc, env=env))
+    return out
+
+
+def cluster_services(settings: Settings, *, with_platform: bool = False) -> list[Service]:
+    """Every node of the cluster, in start order; check-only rows (``ports=[]``) beside them.
+
+    ``with_platform`` adds lambda-lab's own services (:func:`cluster_platform`).
+    """
     lay = Layout(settings)
     found = [
         *(_kafka_node(settings, lay, node) for node in kafka_nodes(settings)),
@@ -356,4 +391,6 @@ def cluster_services(settings: Settings) -> list[Service]:
         Service(name="spark", ports=[], priority=37, check=health.check_spark),
         trino(settings, lay),
     ]
+    if with_platform:
+        found += cluster_platform(settings)
     return sorted(found, key=lambda s: s.priority)

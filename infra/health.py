@@ -161,9 +161,14 @@ def check_luigid(settings: Settings) -> str:
 
 def check_api(settings: Settings) -> str:
     """``GET /health`` of lambda-lab's API answers 2xx."""
+    return check_api_at(settings, port=settings.api.port)
+
+
+def check_api_at(settings: Settings, *, port: int) -> str:
+    """``GET /health`` of the API process on ``port`` answers 2xx (the cluster runs two)."""
     import httpx
 
-    url = f"http://{settings.api.host}:{settings.api.port}/health"
+    url = f"http://{settings.api.host}:{port}/health"
     resp = httpx.get(url, timeout=5)
     resp.raise_for_status()
     return f"GET /health {resp.status_code}"

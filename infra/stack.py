@@ -57,12 +57,12 @@ class Stack:
 
     def services(self, *, with_platform: bool | None = None) -> list[Service]:
         """The stack's services; lambda-lab's own ones too if asked or already supervised."""
+        if with_platform is None:
+            with_platform = self.supervisor.info("api-1" if self.cluster else "api") is not None
         if self.cluster:
             from infra.cluster import cluster_services
 
-            return cluster_services(self.settings)
-        if with_platform is None:
-            with_platform = self.supervisor.info("api") is not None
+            return cluster_services(self.settings, with_platform=with_platform)
         return all_services(self.settings, with_platform=with_platform)
 
     def up(self, *, with_platform: bool = False) -> list[ServiceStatus]:

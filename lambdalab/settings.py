@@ -101,6 +101,11 @@ class SparkSettings(BaseModel):
     master: str = "local[*]"
     driver_memory: str = "2g"
     executor_memory: str = Field("1g", description="per executor on a spark:// cluster")
+    conf: dict[str, str] = Field(
+        default_factory=dict,
+        description="more Spark properties, applied last (JSON in LAMBDALAB_SPARK__CONF), "
+        "e.g. dynamic allocation so long-lived batch loops share a standalone cluster",
+    )
     shuffle_partitions: int = Field(4, ge=1)
 
 

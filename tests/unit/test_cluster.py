@@ -71,6 +71,7 @@ def test_the_profile_is_settings_only(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (s.kafka.replication_factor, s.kafka.min_insync_replicas) == (3, 2)
     assert s.hdfs.replication == DATANODES
     assert s.spark.master.startswith("spark://")
+    assert s.spark.conf["spark.dynamicAllocation.enabled"] == "true"  # loops share workers
     monkeypatch.setenv("LAMBDALAB_PROFILE", "cluster")
     assert load_settings() == s
     monkeypatch.setenv("LAMBDALAB_KAFKA__REPLICATION_FACTOR", "2")  # the environment wins
@@ -96,10 +97,21 @@ def test_every_node_is_supervised_with_a_check_of_its_own(nodes: list[Service]) 
             assert node.check is not None, f"{expected} has no check of its own"
 
 
-def test_cluster_ports_are_unique_and_beside_the_local_stacks(
-    nodes: list[Service], fake_jdk: Path
+def test_the_platform_runs_two_apis_and_two_batch_loops_on_settings_only(
+    fake_jdk: Path,
 ) -> None:
-    ports = [p for n in nodes for p in n.ports]
+    s = _own_state(load_settings(profile="cluster"), fake_jdk / "c")
+    apps = {n.name: n for n in cluster_services(s, with_platform=True) if n.directory}
+    assert {"api-1", "api-2", "batch-1", "batch-2", "archiver"} <= set(apps)
+    assert all(a.env["LAMBDALAB_PROFILE"] == "cluster" for a in apps.values())
+    assert [apps[f"api-{n}"].ports for n in (1, 2)] == [[s.api.port], [s.api.port + 1]]
+    assert apps["api-2"].command[-2:] == ["--port", str(s.api.port + 1)]
+    assert apps["batch-1"].command == apps["batch-2"].command  # same code, luigid decides
+
+
+def test_cluster_ports_are_unique_and_beside_the_local_stacks(fake_jdk: Path) -> None:
+    s = _own_state(load_settings(profile="cluster"), fake_jdk / "c")
+    ports = [p for n in cluster_services(s, with_platform=True) for p in n.ports]
     assert len(ports) == len(set(ports)), sorted(ports)
     local = all_services(_own_state(load_settings(), fake_jdk / "l"), with_platform=True)
     assert not set(ports) & {p for n in local for p in n.ports}
@@ -221,7 +233,7 @@ def test_compose_apps_get_the_cluster_profile(compose: dict[str, dict[str, Any]]
         "LAMBDALAB_HDFS__DATANODE_IPC_PORT",
     }
     assert set(profile) - host_specific <= set(env), sorted(set(profile) - set(env))
-    same = [k for k in profile if "REPLICA" in k or "MEMORY" in k or "HEAP" in k]
+    same = [k for k in profile if "REPLICA" in k or "MEMORY" in k or "HEAP" in k or "CONF" in k]
     assert {k: env[k] for k in same} == {k: profile[k] for k in same}
     assert len(env["LAMBDALAB_KAFKA__BOOTSTRAP_SERVERS"].split(",")) == 3
     assert env["LAMBDALAB_SPARK__MASTER"] == "spark://spark-master:7077"
