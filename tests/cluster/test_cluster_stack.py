@@ -25,6 +25,7 @@ from batch import archiver
 from batch.publish import VersionStore
 from batch.reader import BatchReader
 from batch.tasks import run_cycle
+from infra import health
 from infra.cluster import DATANODES, datanode_ports, kafka_nodes, spark_ui_port
 from infra.stack import Stack
 from ingest.producer import EventProducer
@@ -50,7 +51,17 @@ T0 = 1_772_359_200_000  # 2026-03-01T10:00:00Z: event times; ingest times are th
 def cluster() -> Iterator[tuple[Settings, dict[str, Any]]]:
     """The cluster profile's settings and its status rows; fails naming what to start."""
     settings = load_settings(profile="cluster")
-    rows = {r.name: r for r in Stack(settings, cluster=True).status()}
+    stack = Stack(settings, cluster=True)
+    closed = [  # fail fast: a check of a node that is down may wait for its timeouts
+        f"{n.name} (127.0.0.1:{n.ports[0]})"
+        for n in stack.services(with_platform=False)
+        if n.supervised and not health.port_open("127.0.0.1", n.ports[0])
+    ]
+    if closed:
+        pytest.fail(
+            f"cluster node(s) not reachable: {', '.join(closed)}; {START_HINT}", pytrace=False
+        )
+    rows = {r.name: r for r in stack.status()}
     bad = [f"{r.name}: {r.detail}" for r in rows.values() if not r.healthy]
     if bad:
         pytest.fail(f"cluster node(s) not healthy: {'; '.join(bad)}; {START_HINT}", pytrace=False)
