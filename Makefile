@@ -8,7 +8,7 @@ LL := $(BIN)/lambdalab
 APT_PACKAGES := redis-server maven openjdk-17-jdk-headless chromium docker-compose kcat
 export PIP_CACHE_DIR ?= $(HOME)/.cache/pip
 
-.PHONY: deps apt venv fetch up down status test test-unit lint demo bench drills clean
+.PHONY: deps apt venv fetch up down status test test-unit lint demo bench drills clean up-cluster down-cluster status-cluster drills-cluster
 
 deps: apt venv fetch  ## install everything: Debian packages, Python packages, JVM artifacts
 
@@ -33,8 +33,23 @@ fetch: venv  ## JVM artifacts from Maven Central (no-op when cached)
 up: deps  ## start the local stack and wait until every service is healthy
 	$(LL) stack up
 
-down:
+down: down-cluster
 	@test -x $(LL) && $(LL) stack down || true
+
+# The multi-node stack on loopback (3 Kafka brokers, NameNode + 2 DataNodes, Spark master +
+# 2 workers, Redis Cluster, Trino, luigid) beside the local stack: settings profile
+# lambdalab/profiles/cluster.env, state in .lambdalab/cluster (docs/operations.md).
+up-cluster: deps  ## start the cluster and wait until every node is healthy
+	$(LL) stack up --cluster
+
+down-cluster:
+	@test -x $(LL) && $(LL) stack down --cluster || true
+
+status-cluster:
+	$(LL) stack status --cluster
+
+drills-cluster: up-cluster  ## the cluster's fault drills: a Kafka partition leader SIGKILLed during acks=all ingest
+	$(BIN)/pytest -m cluster_drill -p no:cacheprovider -s
 
 status:
 	$(LL) stack status
@@ -47,8 +62,8 @@ lint: venv
 test-unit: venv
 	$(BIN)/pytest -m unit -q
 
-test: up lint  ## everything: install, stack up, lint, every test against the real services
-	$(BIN)/pytest -m "unit or integration or e2e" -p no:cacheprovider
+test: up up-cluster lint  ## everything: install, stack and cluster up, lint, every test against the real services
+	$(BIN)/pytest -m "unit or integration or e2e or cluster" -p no:cacheprovider
 
 demo: up  ## the whole pipeline end to end on the local stack
 	$(LL) demo

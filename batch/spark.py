@@ -44,6 +44,7 @@ def spark_session(settings: Settings, app_name: str = "lambdalab") -> SparkSessi
         .master(sp.master)
         .config("spark.jars", ",".join(jars))
         .config("spark.driver.memory", sp.driver_memory)
+        .config("spark.executor.memory", sp.executor_memory)  # on a spark:// cluster
         .config("spark.driver.extraJavaOptions", f"-Dlog4j.configurationFile={LOG4J}")
         .config("spark.sql.shuffle.partitions", str(sp.shuffle_partitions))
         .config("spark.sql.adaptive.enabled", "true")  # coalesces small shuffles
@@ -60,6 +61,10 @@ def spark_session(settings: Settings, app_name: str = "lambdalab") -> SparkSessi
         # Nothing reads _SUCCESS (a version is published by its rename): one file less.
         .config("spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs", "false")
     )
+    if settings.hdfs.replication is not None:  # e.g. 2 on the cluster profile's 2 DataNodes
+        builder = builder.config("spark.hadoop.dfs.replication", str(settings.hdfs.replication))
+    for key, value in sp.conf.items():  # the deployment's own properties win
+        builder = builder.config(key, value)
     os.environ["HADOOP_USER_NAME"] = settings.hdfs.user
     return builder.getOrCreate()
 

@@ -51,6 +51,8 @@ class Service:
     priority: int = 100
     stopwait_s: int = 30
     directory: str | None = None
+    check: Callable[[Settings], str] | None = None  # default: health.check_for(name)
+    start_check: Callable[[Settings], str] | None = None  # while starting (default: check)
 
     @property
     def supervised(self) -> bool:

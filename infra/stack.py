@@ -7,6 +7,7 @@ checks, and every failure names the service, its log and what to do.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -44,8 +45,9 @@ class ServiceStatus:
 class Stack:
     """The local stack of one state directory."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, cluster: bool = False) -> None:
         self.settings = settings
+        self.cluster = cluster  # the multi-node stack (infra.cluster) of the cluster profile
         self.layout = Layout(settings)
         self.supervisor = Supervisor(self.layout)
 
@@ -56,7 +58,11 @@ class Stack:
     def services(self, *, with_platform: bool | None = None) -> list[Service]:
         """The stack's services; lambda-lab's own ones too if asked or already supervised."""
         if with_platform is None:
-            with_platform = self.supervisor.info("api") is not None
+            with_platform = self.supervisor.info("api-1" if self.cluster else "api") is not None
+        if self.cluster:
+            from infra.cluster import cluster_services
+
+            return cluster_services(self.settings, with_platform=with_platform)
         return all_services(self.settings, with_platform=with_platform)
 
     def up(self, *, with_platform: bool = False) -> list[ServiceStatus]:
@@ -96,7 +102,7 @@ class Stack:
             if not info or info["statename"] != "RUNNING":
                 return ServiceStatus(svc.name, svc.ports, process, False, "not running")
         try:
-            detail = health.check_for(svc.name)(self.settings)
+            detail = _check(svc)(self.settings)
             return ServiceStatus(svc.name, svc.ports, process, True, detail)
         except Exception as exc:  # a health check may fail in any client library
             return ServiceStatus(svc.name, svc.ports, process, False, _short(exc))
@@ -122,11 +128,12 @@ class Stack:
             StackError: the process exited (with its log's tail), or the check still
                 failed at the deadline (with the last failure).
         """
-        timeout_s = WAIT_S.get(svc.name, 60)
+        timeout_s = WAIT_S.get(svc.name.split("-", 1)[0], 60)  # kafka-2: as kafka
+        check = svc.start_check or _check(svc)
 
         def healthy() -> str:
             self._raise_if_exited(svc)
-            return health.check_for(svc.name)(self.settings)
+            return check(self.settings)
 
         try:
             wait_until(
@@ -162,6 +169,10 @@ class Stack:
         if not path.exists():
             return f"(no log yet at {path})"
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def _check(svc: Service) -> Callable[[Settings], str]:
+    return svc.check or health.check_for(svc.name)
 
 
 def _short(exc: BaseException) -> str:

@@ -19,7 +19,7 @@ from rich.table import Table
 
 from lambdalab.cliutil import console, err, friendly
 from lambdalab.errors import LambdaLabError
-from lambdalab.settings import get_settings
+from lambdalab.settings import get_settings, load_settings
 
 app = typer.Typer(
     help="lambda-lab: a reference platform and teaching lab for the Lambda architecture.",
@@ -110,9 +110,20 @@ def project_check(
     console.print(f"  dimensions: {len(dims)}")
 
 
-def _stack() -> Any:
+Cluster = Annotated[
+    bool,
+    typer.Option(
+        "--cluster",
+        help="the multi-node stack on loopback (settings of LAMBDALAB_PROFILE=cluster)",
+    ),
+]
+
+
+def _stack(cluster: bool = False) -> Any:
     from infra.stack import Stack
 
+    if cluster:
+        return Stack(load_settings(profile="cluster"), cluster=True)
     return Stack(get_settings())
 
 
@@ -142,27 +153,28 @@ def stack_up(
     platform: Annotated[
         bool, typer.Option("--platform", help="also start archiver, speed, API, batch loop")
     ] = False,
+    cluster: Cluster = False,
 ) -> None:
     """Start every service and wait until each is healthy (idempotent)."""
     with console.status("starting the stack (fetch, format once, start, health checks)…"):
-        rows = _stack().up(with_platform=platform)
+        rows = _stack(cluster).up(with_platform=platform)
     if not _print_status(rows):
         raise typer.Exit(1)
 
 
 @stack_app.command("down")
 @friendly
-def stack_down() -> None:
+def stack_down(cluster: Cluster = False) -> None:
     """Stop the stack's own processes; data is kept."""
-    stopped = _stack().down()
+    stopped = _stack(cluster).down()
     console.print("stack stopped" if stopped else "stack was not running")
 
 
 @stack_app.command("status")
 @friendly
-def stack_status() -> None:
+def stack_status(cluster: Cluster = False) -> None:
     """Each service, its ports, process and a live health check."""
-    if not _print_status(_stack().status()):
+    if not _print_status(_stack(cluster).status()):
         raise typer.Exit(1)
 
 
@@ -171,9 +183,10 @@ def stack_status() -> None:
 def stack_logs(
     service: Annotated[str, typer.Argument(help="kafka, namenode, datanode, redis, trino, …")],
     lines: Annotated[int, typer.Option("-n", help="how many lines")] = 50,
+    cluster: Cluster = False,
 ) -> None:
     """The last lines of one service's log."""
-    console.print(_stack().tail(service, lines), markup=False, highlight=False)
+    console.print(_stack(cluster).tail(service, lines), markup=False, highlight=False)
 
 
 @app.command("demo")

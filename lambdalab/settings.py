@@ -8,6 +8,7 @@ a ``Settings`` argument; only entry points call :func:`get_settings`.
 
 from __future__ import annotations
 
+import os
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -28,6 +29,9 @@ class KafkaSettings(BaseModel):
     controller_port: int = Field(9093, ge=1, le=65535)
     partitions: int = Field(4, ge=1, le=1024)
     replication_factor: int = Field(1, ge=1)
+    min_insync_replicas: int | None = Field(
+        None, ge=1, description="topics' min.insync.replicas (None: the brokers' default)"
+    )
     retention_ms: int = Field(-1, description="-1 keeps the log forever (Kappa replay source)")
 
     @property
@@ -46,6 +50,9 @@ class HdfsSettings(BaseModel):
     datanode_port: int = 9866
     datanode_http_port: int = 9864
     datanode_ipc_port: int = 9867
+    replication: int | None = Field(
+        None, ge=1, description="dfs.replication of the files Spark writes (None: the cluster's)"
+    )
 
     @field_validator("namenode")
     @classmethod
@@ -93,6 +100,12 @@ class SparkSettings(BaseModel):
 
     master: str = "local[*]"
     driver_memory: str = "2g"
+    executor_memory: str = Field("1g", description="per executor on a spark:// cluster")
+    conf: dict[str, str] = Field(
+        default_factory=dict,
+        description="more Spark properties, applied last (JSON in LAMBDALAB_SPARK__CONF), "
+        "e.g. dynamic allocation so long-lived batch loops share a standalone cluster",
+    )
     shuffle_partitions: int = Field(4, ge=1)
 
 
@@ -286,10 +299,35 @@ class Settings(BaseSettings):
         return self.namespace
 
 
-def load_settings(**overrides: object) -> Settings:
-    """Build settings, turning a validation error into a ConfigError naming each field."""
+PROFILES = Path(__file__).with_name("profiles")
+
+
+def profile_file(name: str) -> Path:
+    """The settings file of a named profile (``lambdalab/profiles/{name}.env``).
+
+    Raises:
+        ConfigError: no such profile, naming the ones there are.
+    """
+    path = PROFILES / f"{name}.env"
+    if not path.is_file():
+        known = sorted(p.stem for p in PROFILES.glob("*.env"))
+        msg = f"LAMBDALAB_PROFILE: unknown profile {name!r} (known: {', '.join(known)})"
+        raise ConfigError(msg)
+    return path
+
+
+def load_settings(*, profile: str | None = None, **overrides: object) -> Settings:
+    """Build settings, turning a validation error into a ConfigError naming each field.
+
+    ``profile`` (default: the ``LAMBDALAB_PROFILE`` environment variable) names a settings
+    file under ``lambdalab/profiles``, e.g. ``cluster`` for the multi-node stack on
+    loopback. It is read after ``.env`` (so it wins over it); environment variables still
+    win over both.
+    """
+    name = profile or os.environ.get("LAMBDALAB_PROFILE") or None
+    files: tuple[Path | str, ...] = (".env",) if name is None else (".env", profile_file(name))
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        return Settings(_env_file=files, **overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()

@@ -28,14 +28,22 @@ METADATA_WAIT_S = 10.0  # metadata of a topic just created may lag
 
 
 def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
-    """Topic name -> Kafka topic configs."""
+    """Topic name -> Kafka topic configs.
+
+    With ``kafka.min_insync_replicas`` set (the cluster profile: 2 of 3 replicas), an
+    acks=all write is acknowledged only once that many replicas have it.
+    """
     from lambdalab.schema import STREAMS
 
     keep = str(settings.kafka.retention_ms)
+    durability = {}
+    if settings.kafka.min_insync_replicas is not None:
+        durability["min.insync.replicas"] = str(settings.kafka.min_insync_replicas)
     events = {
         "message.timestamp.type": "LogAppendTime",
         "retention.ms": keep,
         "retention.bytes": "-1",
+        **durability,
     }
     return {
         **{settings.topic_for(name): dict(events) for name in STREAMS},
@@ -43,6 +51,7 @@ def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
             "message.timestamp.type": "LogAppendTime",
             "cleanup.policy": "compact",
             "retention.ms": keep,
+            **durability,
         },
     }
 
