@@ -8,7 +8,7 @@ LL := $(BIN)/lambdalab
 APT_PACKAGES := redis-server maven openjdk-17-jdk-headless chromium docker-compose kcat
 export PIP_CACHE_DIR ?= $(HOME)/.cache/pip
 
-.PHONY: deps apt venv fetch up down status test test-unit lint demo bench drills clean up-cluster down-cluster status-cluster drills-cluster
+.PHONY: deps apt venv fetch up down status test test-unit lint demo bench drills clean up-cluster down-cluster status-cluster drills-cluster test-cluster
 
 deps: apt venv fetch  ## install everything: Debian packages, Python packages, JVM artifacts
 
@@ -62,8 +62,14 @@ lint: venv
 test-unit: venv
 	$(BIN)/pytest -m unit -q
 
-test: up up-cluster lint  ## everything: install, stack and cluster up, lint, every test against the real services
-	$(BIN)/pytest -m "unit or integration or e2e or cluster" -p no:cacheprovider
+test: up lint  ## everything: install, stack up, lint, every test against the real services, then the cluster test
+	$(BIN)/pytest -m "unit or integration or e2e" -p no:cacheprovider; status=$$?; \
+	$(MAKE) --no-print-directory test-cluster || status=1; exit $$status
+
+# The cluster comes up only for its own short test and goes down after it, so its ~15 idle
+# JVMs do not compete with the main suite for the cores.
+test-cluster: up-cluster  ## the short cluster test (make test runs it last), then the cluster stops
+	$(BIN)/pytest -m cluster -p no:cacheprovider; status=$$?; $(LL) stack down --cluster; exit $$status
 
 demo: up  ## the whole pipeline end to end on the local stack
 	$(LL) demo
