@@ -798,7 +798,7 @@ def _union_quantile(ints: bool) -> Callable[[list[bytes | None], float], Any]:
 def _any(kind: str) -> Measure:
     from views.definition import Measure
 
-    return Measure("_", kind)  # type: ignore[arg-type]
+    return Measure("_", kind)
 
 
 # SQL over merged parts (``POST /sql/merged``, DuckDB): per function its name, its
