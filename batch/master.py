@@ -268,11 +268,7 @@ def check_schema(
     """
     path = schema_record_path(settings, stream.name)
     declared = stream.record()
-    try:
-        with client.read(path) as reader:
-            recorded = orjson.loads(reader.read())
-    except HdfsError:
-        recorded = None
+    recorded = _read_record(client, path)
     if recorded == declared:
         return "unchanged"
     if recorded is not None:
@@ -287,5 +283,38 @@ def check_schema(
             raise SchemaRefused(msg)
     if not record:
         return "new" if recorded is None else "evolves"
-    client.write(path, data=orjson.dumps(declared, option=orjson.OPT_INDENT_2), overwrite=True)
+    try:
+        client.write(path, data=orjson.dumps(declared, option=orjson.OPT_INDENT_2), overwrite=True)
+    except HdfsError:
+        # Another lander wrote the same record at the same moment (HDFS took the file, and
+        # its lease, from under this write): fine if what is there now is this declaration.
+        if _read_record(client, path) != declared:
+            raise
     return "recorded" if recorded is None else "evolved"
+
+
+def _read_record(client: InsecureClient, path: str) -> Any:
+    """The stored schema record (None: none yet); waits out another lander's write of it.
+
+    A record being written reads as empty or cut short: read again until it parses.
+    """
+
+    def parsed() -> tuple[Any]:
+        try:
+            with client.read(path) as reader:
+                raw = reader.read()
+        except HdfsError as exc:
+            if any(text in str(exc) for text in ("not found", "not exist", "FileNotFound")):
+                return (None,)
+            raise
+        return (orjson.loads(raw),)
+
+    found: tuple[Any] = wait_until(
+        parsed,
+        timeout_s=10,
+        interval_s=0.2,
+        what=f"a complete schema record at {path}",
+        retry_on=(orjson.JSONDecodeError, HdfsError),
+        reraise=True,
+    )
+    return found[0]
