@@ -54,12 +54,7 @@ def published_versions(client: InsecureClient, settings: Settings, view: str) ->
     Raises:
         ServiceUnavailable: HDFS did not answer.
     """
-    root = HdfsPaths(settings).versions(view)
-    with answering(settings, root):
-        if client.status(root, strict=False) is None:
-            return []
-        names = client.list(root)
-    return sorted((int(m["n"]) for m in map(VERSION_DIR.match, names) if m), reverse=True)
+    return _versions_in(client, settings, HdfsPaths(settings).versions(view))
 
 
 def dimension_versions(client: InsecureClient, settings: Settings, name: str) -> list[int]:
@@ -68,7 +63,11 @@ def dimension_versions(client: InsecureClient, settings: Settings, name: str) ->
     Raises:
         ServiceUnavailable: HDFS did not answer.
     """
-    root = HdfsPaths(settings).dimension(name)
+    return _versions_in(client, settings, HdfsPaths(settings).dimension(name))
+
+
+def _versions_in(client: InsecureClient, settings: Settings, root: str) -> list[int]:
+    """The numbers of the version folders (``VERSION_DIR``) under ``root``, newest first."""
     with answering(settings, root):
         if client.status(root, strict=False) is None:
             return []
