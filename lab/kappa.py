@@ -69,9 +69,8 @@ def _with_dimensions(settings: Settings, view: ViewDef) -> tuple[ViewDef, dict[s
     from speed.dimensions import DimensionTables
     from speed.store import connect
 
-    dims = DimensionTables(settings, connect(settings))
-    versions = dims.sync(e.dimension for e in view.enrich)
-    return view.pinned(versions), dims.tables(versions)
+    pinned, tables = DimensionTables(settings, connect(settings)).pin({view.name: view})
+    return pinned[view.name], tables
 
 
 def compare(settings: Settings, view: ViewDef, served: ViewDef | None = None) -> KappaReport:

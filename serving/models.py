@@ -8,7 +8,7 @@ sketches are asked for).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -37,6 +37,24 @@ class KappaSource(BaseModel):
     switched_ms: int = Field(description="when serving switched to it, ms since the epoch")
 
 
+KappaServed = Annotated[
+    KappaSource | None,
+    Field(
+        description="set when a Kappa replay serves the view instead of batch ⊕ realtime "
+        "(`lambdalab lab replay`): then version and cut are null and speed_offsets are the "
+        "replay's",
+    ),
+]
+DimensionVersions = Annotated[
+    dict[str, dict[str, int | None]] | None,
+    Field(
+        description="for a view enriched from dimension tables: the version of each table "
+        "the batch part and the realtime part used, e.g. "
+        '{"batch": {"campaigns": 2}, "realtime": {"campaigns": 2}}',
+    ),
+]
+
+
 class MergedAnswer(BaseModel):
     """``batch view @ cut ⊕ realtime since cut`` for one view key, with provenance."""
 
@@ -53,18 +71,8 @@ class MergedAnswer(BaseModel):
     speed_offsets: dict[str, int] = Field(description="next offset per partition, speed part")
     partial: bool = Field(description="true when a part was unavailable (availability mode)")
     missing: list[str] = Field(description="unavailable parts: 'batch' and/or 'realtime'")
-    kappa: KappaSource | None = Field(
-        None,
-        description="set when a Kappa replay serves the view instead of batch ⊕ realtime "
-        "(`lambdalab lab replay`): then version and cut are null and speed_offsets are the "
-        "replay's",
-    )
-    dimensions: dict[str, dict[str, int | None]] | None = Field(
-        None,
-        description="for a view enriched from dimension tables: the version of each table "
-        "the batch part and the realtime part used, e.g. "
-        '{"batch": {"campaigns": 2}, "realtime": {"campaigns": 2}}',
-    )
+    kappa: KappaServed = None
+    dimensions: DimensionVersions = None
     from_: str = Field(alias="from", description="first bucket start asked, ISO-8601 UTC")
     to: str = Field(description="end of the range (exclusive), ISO-8601 UTC")
 
@@ -83,18 +91,8 @@ class Sourced(BaseModel):
     speed_offsets: dict[str, int] = Field(description="next offset per partition, speed part")
     partial: bool = Field(description="true when a part was unavailable (availability mode)")
     missing: list[str] = Field(description="unavailable parts: 'batch' and/or 'realtime'")
-    kappa: KappaSource | None = Field(
-        None,
-        description="set when a Kappa replay serves the view instead of batch ⊕ realtime "
-        "(`lambdalab lab replay`): then version and cut are null and speed_offsets are the "
-        "replay's",
-    )
-    dimensions: dict[str, dict[str, int | None]] | None = Field(
-        None,
-        description="for a view enriched from dimension tables: the version of each table "
-        "the batch part and the realtime part used, e.g. "
-        '{"batch": {"campaigns": 2}, "realtime": {"campaigns": 2}}',
-    )
+    kappa: KappaServed = None
+    dimensions: DimensionVersions = None
     next_cursor: str | None = Field(
         description="pass as `cursor` (with the same other parameters) for the next page; "
         "null on the last page"

@@ -128,13 +128,10 @@ class SpeedConsumer:
         rebuilds it, as a changed definition would (the speed layer and the next batch
         version then use the same dimension version).
         """
-        names = {e.dimension for v in self.declared.values() for e in v.enrich}
-        if not names:
+        if not any(v.enrich for v in self.declared.values()):
             return False
-        versions = self.dimensions.sync(names)
-        pinned = {n: v.pinned(versions) for n, v in self.declared.items()}
+        pinned, self.tables = self.dimensions.pin(self.declared)
         changed = pinned != self.views
-        self.tables = self.dimensions.tables(versions)
         self.views = pinned
         return changed
 

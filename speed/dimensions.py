@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from lambdalab.errors import DefinitionError, ServiceUnavailable
@@ -21,6 +21,7 @@ from lambdalab.hdfs import dimension_versions, read_dimension, webhdfs
 from lambdalab.paths import RedisKeys
 from lambdalab.settings import Settings
 from speed.store import redis_call
+from views.definition import ViewDef
 from views.dimension import Table, get_dimension, key_text, key_value
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,17 @@ class DimensionTables:
             pipe.set(self.keys.dimension_current(name), n)
             redis_call(self.settings, pipe.execute)
         log.info("dimension %s: version %d copied into Redis (%d rows)", name, n, len(mapping))
+
+    def pin(self, views: Mapping[str, ViewDef]) -> tuple[dict[str, ViewDef], dict[str, Table]]:
+        """``views`` pinned to their dimensions' newest versions, and those versions' rows.
+
+        A version missing from Redis is copied there first (:meth:`sync`).
+
+        Raises:
+            DefinitionError: a dimension has no version at all (saying how to load one).
+        """
+        versions = self.sync({e.dimension for v in views.values() for e in v.enrich})
+        return {n: v.pinned(versions) for n, v in views.items()}, self.tables(versions)
 
     def tables(self, versions: dict[str, int | None]) -> dict[str, Table]:
         """The rows of each pinned version, read from Redis.

@@ -270,34 +270,27 @@ def _py_mod(x: Any, y: Any) -> Any:
     return -r if x < 0 else r
 
 
-def _py_and(node: Node, fs: list[Ev]) -> Ev:
-    a, b = fs
+def _py_connective(decisive: bool) -> PyForm:
+    """``and`` (``decisive=False``) or ``or`` (``True``) in SQL's three-valued logic.
 
-    def run(e: dict[str, Any]) -> bool | None:
-        x = a(e)
-        if x is False:
-            return False
-        y = b(e)
-        if y is False:
-            return False
-        return None if x is None or y is None else True
+    Either side equal to ``decisive`` decides; otherwise NULL if a side is NULL.
+    """
 
-    return run
+    def form(node: Node, fs: list[Ev]) -> Ev:
+        a, b = fs
 
+        def run(e: dict[str, Any]) -> bool | None:
+            x = a(e)
+            if x is decisive:
+                return decisive
+            y = b(e)
+            if y is decisive:
+                return decisive
+            return None if x is None or y is None else not decisive
 
-def _py_or(node: Node, fs: list[Ev]) -> Ev:
-    a, b = fs
+        return run
 
-    def run(e: dict[str, Any]) -> bool | None:
-        x = a(e)
-        if x is True:
-            return True
-        y = b(e)
-        if y is True:
-            return True
-        return None if x is None or y is None else False
-
-    return run
+    return form
 
 
 def _py_is_null(negated: bool) -> PyForm:
@@ -474,8 +467,8 @@ FUNCTIONS: dict[str, Function] = {
         _sp_neg,
     ),
     **{op: _cmp(op) for op in ("==", "!=", "<", "<=", ">", ">=")},
-    "and": Function(_logic, _py_and, lambda n, c: c[0] & c[1]),
-    "or": Function(_logic, _py_or, lambda n, c: c[0] | c[1]),
+    "and": Function(_logic, _py_connective(False), lambda n, c: c[0] & c[1]),
+    "or": Function(_logic, _py_connective(True), lambda n, c: c[0] | c[1]),
     "not": Function(_logic, _strict1(lambda x: not x), lambda n, c: ~c[0]),
     "is null": Function(_any_one, _py_is_null(False), lambda n, c: c[0].isNull()),
     "is not null": Function(_any_one, _py_is_null(True), lambda n, c: c[0].isNotNull()),

@@ -568,6 +568,11 @@ class Theta(Hll):
     kind = "theta"
     accepts = ("string", "int", "float", "bool", "timestamp")
 
+    @property
+    def hashes_text(self) -> bool:
+        """Whether the field is hashed as its text (else as a number), in both layers."""
+        return self.field_type in ("string", "bool", "timestamp")
+
     @override
     def merge_all(self, values: Iterable[Any]) -> Any:
         from datasketches import compact_theta_sketch, theta_union
@@ -584,8 +589,7 @@ class Theta(Hll):
     def step(self) -> Step:
         from datasketches import update_theta_sketch
 
-        name, fld, lg_k = self.name, self.field or "", self.lg_k
-        as_text = self.field_type in ("string", "bool", "timestamp")
+        name, fld, lg_k, as_text = self.name, self.field or "", self.lg_k, self.hashes_text
 
         def step(acc: dict[str, Any], event: dict[str, Any]) -> None:
             value = event.get(fld)
@@ -605,7 +609,7 @@ class Theta(Hll):
     def spark_aggs(self, value: Column, text: Column) -> list[Column]:
         from pyspark.sql import functions as F
 
-        item = spark_item(text) if self.field_type in ("string", "bool", "timestamp") else value
+        item = spark_item(text) if self.hashes_text else value
         return [F.theta_sketch_agg(item, self.lg_k).alias(self.name)]
 
     @override
