@@ -9,8 +9,9 @@ has them. Each module registers its own view (:func:`view_def`) in a namespace w
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -95,3 +96,21 @@ def load(
         producer.close()
     catch_up(ns, PAGE_VIEWS, views={view.name: view})
     return before, after, int(report["cut_ms"])
+
+
+def in_two_loops(run: Callable[[], dict[str, Any]], timeout_s: float) -> dict[str, dict[str, Any]]:
+    """``run()`` in two threads at once, as two batch loops "a" and "b"; results by loop.
+
+    A loop that raised or did not finish within ``timeout_s`` has no result.
+    """
+    results: dict[str, dict[str, Any]] = {}
+
+    def loop(name: str) -> None:
+        results[name] = run()
+
+    threads = [threading.Thread(target=loop, args=(n,)) for n in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=timeout_s)
+    return results

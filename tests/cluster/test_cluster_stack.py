@@ -12,7 +12,6 @@ The cluster must be up (`make up-cluster`); if it is not, every test fails sayin
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -36,7 +35,7 @@ from lambdalab.settings import Settings, load_settings
 from lambdalab.topics import end_offsets, ensure_topics, kafka_consumer, kafka_producer
 from tests import oracle
 from tests.events import EventFactory
-from tests.twoparts import short_windows
+from tests.twoparts import in_two_loops, short_windows
 from views.definition import ViewDef
 from views.registry import get_view
 
@@ -191,18 +190,12 @@ def test_one_batch_cycle_on_the_cluster_equals_the_oracle(
         try:
             assert spark.sparkContext.master == ns.spark.master
             cut = cut_at(ns, int(time.time() * 1000))
-            reports: dict[str, dict[str, Any]] = {}
-
-            def loop(name: str) -> None:
-                reports[name] = run_cycle(
+            reports = in_two_loops(
+                lambda: run_cycle(
                     ns, cut_ms=cut, land=False, trino=False, views=list(VIEWS), spark=spark
-                )
-
-            loops = [threading.Thread(target=loop, args=(n,)) for n in ("a", "b")]
-            for thread in loops:
-                thread.start()
-            for thread in loops:
-                thread.join(timeout=300)
+                ),
+                timeout_s=300,
+            )
             # an application of the standalone master: its executors ran on the workers
             apps = httpx.get(f"http://127.0.0.1:{spark_ui_port(ns)}/json/", timeout=5).json()
             assert "test-cluster" in {a["name"] for a in apps["activeapps"]}, apps["activeapps"]

@@ -15,7 +15,6 @@ import os
 import signal
 import socket
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -41,7 +40,7 @@ from lambdalab.topics import end_offsets, ensure_topics
 from lambdalab.wait import wait_until
 from tests import oracle
 from tests.events import EventFactory
-from tests.twoparts import short_windows
+from tests.twoparts import in_two_loops, short_windows
 from views.definition import ViewDef
 from views.registry import get_view
 
@@ -159,18 +158,12 @@ def test_two_loops_run_each_task_once_through_luigid(
         time.sleep(1.2)  # a 1 s window boundary passes: the cut covers every event
         archiver.land(ns, PAGE_VIEWS, until=end_offsets(ns, ns.topic_for(PAGE_VIEWS.name)))
         cut = cut_at(ns, int(time.time() * 1000))  # one cut for both loops: one fingerprint
-        reports: dict[str, dict[str, Any]] = {}
-
-        def loop(name: str) -> None:
-            reports[name] = run_cycle(
+        reports = in_two_loops(
+            lambda: run_cycle(
                 ns, cut_ms=cut, land=False, trino=False, views=list(VIEWS), spark=spark
-            )
-
-        loops = [threading.Thread(target=loop, args=(n,)) for n in ("a", "b")]
-        for thread in loops:
-            thread.start()
-        for thread in loops:
-            thread.join(timeout=600)
+            ),
+            timeout_s=600,
+        )
         assert set(reports) == {"a", "b"}, "a loop raised or hung"
         assert all(r["ok"] for r in reports.values()), [r["summary"] for r in reports.values()]
         assert sorted(builds) == sorted(VIEWS), "each view's version built exactly once"
@@ -199,17 +192,12 @@ def test_a_failed_task_is_listed_failed_by_luigid_and_fails_both_loops(
         missing = MasterFile(T0, 0, 10**9, 10**9 + 1)  # a master file that does not exist
         gone = f"{store.paths.master(PAGE_VIEWS.name)}/{missing.date_dir}/{missing.name}"
         plan = Plan(view, T0 + 3_600_000, [(gone, missing)])
-        results: dict[str, dict[str, Any]] = {}
-
-        def loop(name: str) -> None:
-            ctx = BatchContext(ns, store, {view.name: plan}, trino=False, spark_session=spark)
-            results[name] = run_tasks(ctx)
-
-        loops = [threading.Thread(target=loop, args=(n,)) for n in ("a", "b")]
-        for thread in loops:
-            thread.start()
-        for thread in loops:
-            thread.join(timeout=300)
+        results = in_two_loops(
+            lambda: run_tasks(
+                BatchContext(ns, store, {view.name: plan}, trino=False, spark_session=spark)
+            ),
+            timeout_s=300,
+        )
         assert set(results) == {"a", "b"}, "a loop raised or hung"
         assert not any(r["ok"] for r in results.values()), "the failure is not hidden"
         failed = task_list(ns, "FAILED")
