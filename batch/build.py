@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -67,15 +68,22 @@ def new_run_id() -> str:
 
 
 def build(
-    settings: Settings, spark: SparkSession, p: Plan, store: VersionStore, run_id: str
+    settings: Settings,
+    spark: SparkSession,
+    p: Plan,
+    store: VersionStore,
+    run_id: str,
+    busy: Collection[str] = (),
 ) -> tuple[str, dict[str, Any]]:
     """Compute the version of ``p`` into a fresh staging dir; return (dir, lineage).
 
     Nothing is visible to readers until :meth:`VersionStore.publish` renames the dir.
+    Stale staging dirs of the view are removed first, except those of the fingerprints in
+    ``busy`` (builds other loops are running now).
     """
     started = time.time()
     staged = store.staging_dir(p.view.name, p.fingerprint, run_id)
-    store.clean_staging(p.view.name)
+    store.clean_staging(p.view.name, busy=busy)
     uris = [store.paths.uri(path) for path, _ in p.inputs]
     dims = frames(spark, settings, p.view)
     records = read_master(spark, uris, p.cut_ms, get_stream(p.view.stream))

@@ -15,6 +15,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Collection
 from typing import Any
 
 from hdfs import InsecureClient
@@ -63,13 +64,20 @@ class VersionStore:
         """Where a run builds a version before publishing it."""
         return f"{self.paths.staging(view)}/{fingerprint}-{run_id}"
 
-    def clean_staging(self, view: str, keep: str | None = None) -> list[str]:
-        """Delete stale staging directories (left by killed or failed runs), except ``keep``."""
+    def clean_staging(
+        self, view: str, keep: str | None = None, busy: Collection[str] = ()
+    ) -> list[str]:
+        """Delete stale staging directories (left by killed or failed runs).
+
+        Kept: ``keep``, and the directories of builds running now in other loops, named by
+        their plan fingerprints in ``busy`` (a staging dir is ``{fingerprint}-{run_id}``):
+        two loops at different cuts build different versions of one view side by side.
+        """
         root = self.paths.staging(view)
         removed = []
         for name in self._list(root):
             path = f"{root}/{name}"
-            if path != keep:
+            if path != keep and name.split("-", 1)[0] not in busy:
                 self.client.delete(path, recursive=True)
                 removed.append(path)
         if removed:

@@ -52,14 +52,31 @@ def running_tasks(settings: Settings) -> list[str]:
     Raises:
         BatchError: luigid does not answer (the message says what to start).
     """
+    return list(_running(settings))
+
+
+def running_params(settings: Settings, family: str) -> list[dict[str, Any]]:
+    """The parameters of the ``family`` tasks luigid shows RUNNING (in any loop).
+
+    Raises:
+        BatchError: luigid does not answer (the message says what to start).
+    """
+    return [
+        dict(task.get("params") or {})
+        for task in _running(settings).values()
+        if task.get("name") == family
+    ]
+
+
+def _running(settings: Settings) -> dict[str, dict[str, Any]]:
     url = f"{settings.luigi.scheduler_url}/api/task_list"
     try:
         resp = httpx.get(
             url, params={"data": json.dumps({"status": "RUNNING"})}, timeout=PROBE_TIMEOUT_S
         )
         resp.raise_for_status()
-        return list(resp.json()["response"])
-    except (httpx.HTTPError, ValueError, KeyError) as exc:
+        return dict(resp.json()["response"])
+    except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
         raise BatchError(down_message(settings, exc)) from exc
 
 

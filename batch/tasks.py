@@ -28,7 +28,7 @@ from batch.notify import notify_failure
 from batch.phases import Phases
 from batch.publish import VersionStore
 from batch.scheduler import run as run_luigi
-from batch.scheduler import running_tasks
+from batch.scheduler import running_params, running_tasks
 from lambdalab.boundary import cut_at
 from lambdalab.errors import BatchError
 from lambdalab.hdfs import LINEAGE
@@ -207,9 +207,30 @@ class BuildVersion(_ViewTask):
         spark = self.ctx.spark
         with self.ctx.phases.phase(f"build:{self.view}"):
             staged, lineage = build(
-                self.ctx.settings, spark, self.plan, self.ctx.store, self.ctx.run_id
+                self.ctx.settings,
+                spark,
+                self.plan,
+                self.ctx.store,
+                self.ctx.run_id,
+                busy=self.building_elsewhere(),
             )
             self.ctx.store.touch(f"{staged}/{LINEAGE}", json.dumps(lineage))
+
+    def building_elsewhere(self) -> set[str]:
+        """Fingerprints of this view's versions other loops are building now (via luigid).
+
+        luigid runs one task id at a time, so a RUNNING BuildVersion of this view with
+        another fingerprint is another loop's build (at another cut), whose staging dir
+        must survive this build's cleaning. The in-process scheduler serves one loop only.
+        """
+        settings = self.ctx.settings
+        if settings.luigi.local_scheduler:
+            return set()
+        return {
+            str(params.get("fingerprint"))
+            for params in running_params(settings, self.task_family)
+            if params.get("view") == self.view and params.get("fingerprint") != self.fingerprint
+        }
 
 
 class PublishVersion(_ViewTask):

@@ -141,9 +141,9 @@ def test_two_loops_run_each_task_once_through_luigid(
     builds: list[str] = []
     real_build = tasks.build
 
-    def counted(settings: Settings, spark: Any, p: Plan, *args: Any) -> Any:
+    def counted(settings: Settings, spark: Any, p: Plan, *args: Any, **kw: Any) -> Any:
         builds.append(p.view.name)
-        return real_build(settings, spark, p, *args)
+        return real_build(settings, spark, p, *args, **kw)
 
     monkeypatch.setattr(tasks, "build", counted)
     with short_windows(scheduler) as ns:
@@ -208,3 +208,65 @@ def test_a_failed_task_is_listed_failed_by_luigid_and_fails_both_loops(
         ]
         assert len(ours) == 1, failed
         assert store.published(view.name) == []
+
+
+def test_a_build_keeps_the_staging_dir_of_another_loops_running_build(
+    scheduler: Settings, spark: Any
+) -> None:
+    """Two loops at different cuts build two versions of one view side by side.
+
+    The second loop's build cleans the view's stale staging dirs first; the first loop's
+    dir, named by the fingerprint of a BuildVersion luigid shows RUNNING, must survive it,
+    while a dir no running task names (a killed run's) goes.
+    """
+    from luigi.rpc import RemoteScheduler
+
+    with short_windows(scheduler) as ns:
+        ensure_topics(ns)
+        name = VIEWS[0]
+        make = EventFactory(seed=15, users=10, referrers=(None, "news"))
+        events = [make(at=T0 + i * 61_000) for i in range(50)]
+        producer = EventProducer(ns, PAGE_VIEWS)
+        try:
+            producer.send_many(events)
+        finally:
+            producer.close()
+        time.sleep(1.2)
+        archiver.land(ns, PAGE_VIEWS, until=end_offsets(ns, ns.topic_for(PAGE_VIEWS.name)))
+        store = VersionStore(ns)
+        root = store.paths.staging(name)
+        other, stale = f"{root}/{'a' * 16}-otherloop", f"{root}/{'b' * 16}-killedrun"
+        for path in (other, stale):
+            store.client.makedirs(f"{path}/data")
+        remote: Any = RemoteScheduler(ns.luigi.scheduler_url)  # its RPCs are made at run time
+        remote.add_task(
+            worker="another-loop",
+            task_id=f"BuildVersion_{ns.namespace}_other",
+            status="RUNNING",
+            family="BuildVersion",
+            params={"view": name, "fingerprint": "a" * 16},
+            runnable=True,
+        )
+        try:
+            report = run_cycle(
+                ns,
+                cut_ms=cut_at(ns, int(time.time() * 1000)),
+                land=False,
+                trino=False,
+                views=[name],
+                spark=spark,
+            )
+        finally:
+            remote.add_task(
+                worker="another-loop",
+                task_id=f"BuildVersion_{ns.namespace}_other",
+                status="DONE",
+                family="BuildVersion",
+                params={"view": name, "fingerprint": "a" * 16},
+            )
+        assert report["ok"], report["summary"]
+        assert store.published(name) == [1]
+        left = set(store._list(root))
+        assert other.rsplit("/", 1)[1] in left, "another loop's running build lost its dir"
+        assert stale.rsplit("/", 1)[1] not in left, "a killed run's dir was not cleaned"
+        assert served(ns, get_view(name)) == oracle.measures(get_view(name), events)
