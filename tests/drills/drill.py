@@ -145,6 +145,7 @@ class Drill:
         self.samplers: list[Sampler] = []
         self.verdict: Verdict | None = None
         self.problems: list[str] = []  # the drill's own checks that failed (see ``expect``)
+        self.fault: dict[str, str] = {}  # what was killed and when, for the table (cluster)
         self.origin = time.monotonic()
 
     def start(self) -> Drill:
@@ -226,6 +227,7 @@ class Drill:
         ``notes_after`` is asked for more notes once the processes have stopped.
         """
         verdict = Verdict(self.name, recover_s=recover_s, notes=list(notes or []))
+        verdict.fault = self.fault
         verdict.problems += self.problems
         self.verdict = verdict
         self._halt()
