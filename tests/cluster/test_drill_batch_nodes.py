@@ -50,10 +50,12 @@ from tests.cluster.nodes import (
     wait_rejoined,
     workers_hosting,
 )
-from tests.drills.drill import Drill, in_process
+from tests.drills.drill import Drill, Sampler, in_process
 from tests.drills.harness import Proc, wait_for
 
-pytestmark = [pytest.mark.cluster_drill, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.cluster_drill, pytest.mark.timeout(900)]
+RATE = 20.0  # events/s of the feed
+SAMPLE_S = 1.0  # one merged answer asked per second while the node is down
 LOOP_APP = "lambdalab-batch-loop"  # batch/cli.py names the loop's Spark application so
 
 
@@ -106,6 +108,13 @@ def recovered(drill: Drill, kill: Kill, served: dict[str, int]) -> float:
     return time.monotonic() - kill.at
 
 
+def failed(sampler: Sampler) -> str:
+    """How many answers asked during the drill failed, and the first failure."""
+    asked = len(sampler.failures) + len(sampler.samples)
+    first = f" (first: {sampler.failures[0][2][:120]})" if sampler.failures else ""
+    return f"{len(sampler.failures)} of {asked} answers asked meanwhile failed{first}"
+
+
 def loop_notes(loop: Proc) -> list[str]:
     """What the batch loop said about its cycles (failed ones are retried by the next)."""
     said = loop.output()
@@ -115,9 +124,9 @@ def loop_notes(loop: Proc) -> list[str]:
 def test_datanode_sigkill_during_a_build(
     open_drill: Any, cluster_spark: Any, cluster_stack: Stack
 ) -> None:
-    drill = open_drill("DataNode SIGKILL during a build")
+    drill = open_drill("DataNode SIGKILL during a build", rate=RATE)
     loop = loop_published(drill)
-    sampler = drill.sample(in_process(drill.settings))
+    sampler = drill.sample(in_process(drill.settings), period_s=SAMPLE_S)
     n = random.Random(14).randint(1, DATANODES)
     kill, served = kill_during_build(drill, cluster_stack, lambda: f"datanode-{n}", seed=1)
     port = datanode_ports(drill.settings, n)[0]
@@ -129,8 +138,7 @@ def test_datanode_sigkill_during_a_build(
     notes = [
         f"datanode-{n} live in the NameNode {rejoined:.1f} s after the kill",
         f"every block on both DataNodes again {copied:.0f} s after recovering",
-        f"{len(sampler.failures)} of {len(sampler.failures) + len(sampler.samples)} "
-        "answers asked meanwhile failed",
+        failed(sampler),
     ]
     drill.finish(
         cluster_spark, recover_s=recover, notes=notes, notes_after=lambda: loop_notes(loop)
@@ -140,9 +148,9 @@ def test_datanode_sigkill_during_a_build(
 def test_spark_worker_sigkill_during_a_build(
     open_drill: Any, cluster_spark: Any, cluster_stack: Stack
 ) -> None:
-    drill = open_drill("Spark worker SIGKILL during a build")
+    drill = open_drill("Spark worker SIGKILL during a build", rate=RATE)
     loop = loop_published(drill)
-    sampler = drill.sample(in_process(drill.settings))
+    sampler = drill.sample(in_process(drill.settings), period_s=SAMPLE_S)
 
     def hosting_worker() -> str | None:
         app = app_id(drill.settings, LOOP_APP)
@@ -162,8 +170,7 @@ def test_spark_worker_sigkill_during_a_build(
     notes = [
         f"{kill.node} registered ALIVE again {rejoined:.1f} s after the kill "
         f"({SPARK_WORKERS} workers)",
-        f"{len(sampler.failures)} of {len(sampler.failures) + len(sampler.samples)} "
-        "answers asked meanwhile failed",
+        failed(sampler),
     ]
     drill.finish(
         cluster_spark, recover_s=recover, notes=notes, notes_after=lambda: loop_notes(loop)

@@ -28,7 +28,7 @@ from lambdalab.schema import PAGE_VIEWS
 from tests.cluster.nodes import kill_node, wait_rejoined
 from tests.drills.harness import consumed, landed, log_end, wait_for
 
-pytestmark = [pytest.mark.cluster_drill, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.cluster_drill, pytest.mark.timeout(900)]
 
 
 def leader_of_partition_0(settings: Any) -> int:
@@ -49,7 +49,7 @@ def caught_up(settings: Any, target: int) -> bool:
 def test_a_killed_partition_leader_loses_and_doubles_nothing(
     open_drill: Any, cluster_spark: Any, cluster_stack: Stack
 ) -> None:
-    drill = open_drill("Kafka partition leader SIGKILL")
+    drill = open_drill("Kafka partition leader SIGKILL", rate=20.0)
     drill.speed()
     drill.archiver()
     wait_for(lambda: caught_up(drill.settings, 1), 120, "speed and archiver running")

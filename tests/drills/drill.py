@@ -190,8 +190,8 @@ class Drill:
             check=False,
         )
 
-    def sample(self, query: Query) -> Sampler:
-        sampler = Sampler(query, self.origin, seed=len(self.samplers) + 1)
+    def sample(self, query: Query, period_s: float = 0.25) -> Sampler:
+        sampler = Sampler(query, self.origin, seed=len(self.samplers) + 1, period_s=period_s)
         self.samplers.append(sampler)
         return sampler
 
@@ -240,6 +240,7 @@ class Drill:
             verdict.problems.append("the speed layer did not catch up with the log")
         self._verify(verdict)
         verdict.took_s = self.now()
+        self.verdict = verdict  # only now: a drill stopped during its checks is an ERROR row
         row = {k: v for k, v in verdict.row().items() if k != "problems"}
         print(f"\nDRILL {row}")
         assert verdict.ok, "\n".join([f"{self.name}: {row}", *verdict.problems[:40]])
