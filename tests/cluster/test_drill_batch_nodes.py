@@ -118,7 +118,10 @@ def failed(sampler: Sampler) -> str:
 def loop_notes(loop: Proc) -> list[str]:
     """What the batch loop said about its cycles (failed ones are retried by the next)."""
     said = loop.output()
-    return [f"batch loop: {said.count('batch cycle failed')} cycle(s) failed and retried"]
+    return [
+        f"batch loop: {said.count('batch cycle failed')} cycle(s) failed and retried, "
+        f"{said.count('Lost executor')} executor(s) lost (Spark's log)"
+    ]
 
 
 def test_datanode_sigkill_during_a_build(
