@@ -21,7 +21,7 @@ import pytest
 
 from infra import health
 from infra.stack import Stack
-from lambdalab.settings import load_settings
+from lambdalab.settings import Settings, load_settings
 from tests.drills import report
 from tests.drills.drill import Drill
 from tests.drills.record import Rows, keep_failed_call, opener
@@ -58,8 +58,14 @@ def cluster_spark(cluster_stack: Stack) -> Iterator[Any]:
 
 
 @pytest.fixture
+def drill_base(cluster_stack: Stack) -> Settings:
+    """The settings a drill starts from: the cluster profile's (a module may override)."""
+    return cluster_stack.settings
+
+
+@pytest.fixture
 def open_drill(
-    cluster_stack: Stack,
+    drill_base: Settings,
     tmp_path: Path,
     request: pytest.FixtureRequest,
     monkeypatch: pytest.MonkeyPatch,
@@ -67,7 +73,7 @@ def open_drill(
     """``open_drill("DataNode SIGKILL")``: a started drill on the cluster, recorded as a row
     of the cluster's table at teardown (an ERROR row if it never reached its verdict)."""
     monkeypatch.setenv("LAMBDALAB_PROFILE", "cluster")  # the drill's processes: the cluster
-    yield from opener(cluster_stack.settings, tmp_path, request, CLUSTER_ROWS)
+    yield from opener(drill_base, tmp_path, request, CLUSTER_ROWS)
 
 
 @pytest.hookimpl(wrapper=True)
