@@ -140,7 +140,7 @@ def test_datanode_sigkill_during_a_build(
     copied = wait_for(lambda: under_replicated(drill.settings) == 0, 180, "every block twice")
     notes = [
         f"datanode-{n} live in the NameNode {rejoined:.1f} s after the kill",
-        f"every block on both DataNodes again {copied:.0f} s after recovering",
+        f"no block short of its 2 replicas {copied:.0f} s after recovering (NameNode JMX)",
         failed(sampler),
     ]
     drill.finish(
