@@ -59,7 +59,7 @@ def test_a_killed_partition_leader_loses_and_doubles_nothing(
     acked_before = drill.ledger.count()
     kill = kill_node(cluster_stack, node.name)
     drill.fault = {"killed": f"{node.name} (leader of p0)", "when": f"+{drill.now():.0f} s"}
-    wait_for(lambda: drill.ledger.count() > acked_before + 40, 60, "acks from the new leader")
+    acks_back = wait_for(lambda: drill.ledger.count() > acked_before + 40, 60, "40 more acks")
     rejoined = wait_rejoined(
         cluster_stack,
         kill,
@@ -70,5 +70,8 @@ def test_a_killed_partition_leader_loses_and_doubles_nothing(
     wait_for(lambda: caught_up(drill.settings, target), 180, "speed and archiver caught up")
     recover = time.monotonic() - kill.at
     drill.expect(not drill.ledger.doubtful, f"{len(drill.ledger.doubtful)} events in doubt")
-    notes = [f"{node.name} back in the ISR {rejoined:.1f} s after the kill"]
+    notes = [
+        f"40 more events acknowledged {acks_back:.1f} s after the kill",
+        f"{node.name} back in the ISR {rejoined:.1f} s after the kill",
+    ]
     drill.finish(cluster_spark, recover_s=recover, notes=notes)
