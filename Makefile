@@ -48,8 +48,9 @@ down-cluster:
 status-cluster:
 	$(LL) stack status --cluster
 
-drills-cluster: up-cluster  ## the cluster's fault drills: a Kafka partition leader SIGKILLed during acks=all ingest
-	$(BIN)/pytest -m cluster_drill -p no:cacheprovider -s
+drills-cluster: up-cluster  ## the cluster's fault drills (a partition leader, a DataNode, a Spark worker SIGKILLed); table into docs/reliability.md
+	$(BIN)/pytest -m cluster_drill -p no:cacheprovider -s; status=$$?; \
+	$(BIN)/python -m tests.drills.report cluster && exit $$status
 
 status:
 	$(LL) stack status

@@ -1,102 +1,77 @@
-"""Cluster drill: a partition leader SIGKILLed during acks=all ingest (`make drills-cluster`).
+"""Cluster drill: a partition leader SIGKILLed under continuous ingest (`make drills-cluster`).
 
-On the running cluster (`make up-cluster`): events are produced in acknowledged batches
-to a topic of RF 3 and min ISR 2; after a third of them, the broker leading partition 0
-is killed with SIGKILL (supervisord restarts it, as it would any crashed node). Every
-batch must still be acknowledged, the broker must come back into the ISR, and the master
-dataset landed afterwards must hold every acknowledged event exactly once: the event ids
-compared as multisets with what the producer was told was written (the oracle), and every
-(partition, offset) once. Not part of `make test`: it kills a node.
+On the running cluster (`make up-cluster`): the drill's feed sends events with acks=all to
+a topic of RF 3 and min ISR 2, while the speed consumer and the archiver (``land
+--follow``) run as the platform's CLI processes. Once both have caught up once, the broker
+leading partition 0 of the drill's topic is killed with SIGKILL (supervisord restarts it,
+as it would any crashed node). A new leader is elected from the ISR: the feed's batches
+must go on being acknowledged (a batch in doubt is looked up in the log by id and counted
+if there), the broker must come back into the ISR, and the drill ends as every drill does
+(``Drill.finish``): the log, the master dataset and every merged cell equal to the oracle
+over the acknowledged events, nothing lost or doubled. Recover: from the kill until the
+broker is back in the ISR and both layers have reached the log's end offsets read then.
+Not part of `make test`: it kills a node.
 """
 
 from __future__ import annotations
 
-import os
-import signal
 import time
-from collections import Counter
+from typing import Any
 
 import pytest
 from kafka.admin import KafkaAdminClient
 
-from batch import archiver
-from batch.master import read_master
 from infra import health
 from infra.cluster import kafka_nodes
 from infra.stack import Stack
-from ingest.producer import EventProducer
-from lambdalab.hdfs import webhdfs
 from lambdalab.schema import PAGE_VIEWS
-from lambdalab.settings import load_settings
-from lambdalab.topics import end_offsets, ensure_topics
-from lambdalab.wait import wait_until
-from tests.events import EventFactory
-from tests.twoparts import short_windows
+from tests.cluster.nodes import kill_node, wait_rejoined
+from tests.drills.harness import consumed, landed, log_end, wait_for
 
-pytestmark = pytest.mark.cluster_drill
-
-START_HINT = "start the cluster with `make up-cluster` (`lambdalab stack up --cluster`)"
-BATCHES, PER_BATCH, KILL_AFTER = 30, 50, 10
+pytestmark = [pytest.mark.cluster_drill, pytest.mark.timeout(900)]
 
 
-def test_a_killed_partition_leader_loses_and_doubles_nothing() -> None:
-    base = load_settings(profile="cluster")
-    stack = Stack(base, cluster=True)
-    down = [n.name for n in kafka_nodes(base) if not health.port_open(n.host, n.port)]
-    if down or not stack.supervisor.running():
-        pytest.fail(f"cluster Kafka not up ({down or 'no supervisord'}); {START_HINT}")
-    with short_windows(base) as ns:
-        ensure_topics(ns)
-        topic = ns.topic_for(PAGE_VIEWS.name)
-        admin = KafkaAdminClient(bootstrap_servers=ns.kafka.bootstrap_servers)
-        try:
-            (described,) = admin.describe_topics([topic])
-        finally:
-            admin.close()
-        leader = next(p["leader_id"] for p in described["partitions"] if p["partition_index"] == 0)
-        victim = f"kafka-{leader}"
-        info = stack.supervisor.info(victim)
-        assert info and info["statename"] == "RUNNING", info
-        make = EventFactory(seed=77, users=50, id_prefix="drill-")
-        producer = EventProducer(ns, PAGE_VIEWS)
-        acked: list[str] = []
-        killed_at = 0.0
-        try:
-            for i in range(BATCHES):
-                if i == KILL_AFTER:
-                    os.kill(info["pid"], signal.SIGKILL)
-                    killed_at = time.monotonic()
-                events = [make(at=1_772_359_200_000 + j * 1000) for j in range(PER_BATCH)]
-                producer.send_many(events)  # returns once acks=all: 2 of 3 replicas have it
-                acked += [e["event_id"] for e in events]
-        finally:
-            producer.close()
-        after_kill_s = time.monotonic() - killed_at
+def leader_of_partition_0(settings: Any) -> int:
+    """The node id leading partition 0 of the drill's topic."""
+    topic = settings.topic_for(PAGE_VIEWS.name)
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
+    try:
+        (described,) = admin.describe_topics([topic])
+    finally:
+        admin.close()
+    return int(next(p["leader_id"] for p in described["partitions"] if p["partition_index"] == 0))
 
-        node = next(n for n in kafka_nodes(base) if n.node_id == leader)
-        wait_until(
-            lambda: health.check_kafka_node(base, node_id=leader, port=node.port),
-            timeout_s=120,
-            interval_s=1,
-            what=f"{victim} restarted and back in the ISR",
-            retry_on=(Exception,),
-        )
-        restarted = stack.supervisor.info(victim)
-        assert restarted and restarted["pid"] != info["pid"], "supervisord restarted it"
 
-        time.sleep(1.2)
-        archiver.land(ns, PAGE_VIEWS, until=end_offsets(ns, topic))
-        table = read_master(webhdfs(ns), ns, PAGE_VIEWS.name)
-        rows = table.to_pylist()
-        landed = Counter(str(r["event_id"]) for r in rows)
-        assert len(acked) == BATCHES * PER_BATCH
-        assert landed == Counter(acked), (
-            f"lost {sorted(set(acked) - set(landed))[:5]}, "
-            f"doubled {[k for k, v in landed.items() if v > 1][:5]}"
-        )
-        coords = Counter((r["partition"], r["offset"]) for r in rows)
-        assert max(coords.values()) == 1
-        print(
-            f"killed {victim} (leader of p0); {len(acked)} events acked, the last "
-            f"{BATCHES - KILL_AFTER} batches in {after_kill_s:.1f} s after the kill"
-        )
+def caught_up(settings: Any, target: int) -> bool:
+    return consumed(settings) >= target and landed(settings) >= target
+
+
+def test_a_killed_partition_leader_loses_and_doubles_nothing(
+    open_drill: Any, cluster_spark: Any, cluster_stack: Stack
+) -> None:
+    drill = open_drill("Kafka partition leader SIGKILL", rate=20.0)
+    drill.speed()
+    drill.archiver()
+    wait_for(lambda: caught_up(drill.settings, 1), 120, "speed and archiver running")
+    time.sleep(5)
+    leader = leader_of_partition_0(drill.settings)
+    node = next(n for n in kafka_nodes(drill.settings) if n.node_id == leader)
+    acked_before = drill.ledger.count()
+    kill = kill_node(cluster_stack, node.name)
+    drill.fault = {"killed": f"{node.name} (leader of p0)", "when": f"+{drill.now():.0f} s"}
+    acks_back = wait_for(lambda: drill.ledger.count() > acked_before + 40, 60, "40 more acks")
+    rejoined = wait_rejoined(
+        cluster_stack,
+        kill,
+        lambda: health.check_kafka_node(drill.settings, node_id=leader, port=node.port),
+        180,
+    )
+    target = log_end(drill.settings)
+    wait_for(lambda: caught_up(drill.settings, target), 180, "speed and archiver caught up")
+    recover = time.monotonic() - kill.at
+    drill.expect(not drill.ledger.doubtful, f"{len(drill.ledger.doubtful)} events in doubt")
+    notes = [
+        f"40 more events acknowledged {acks_back:.1f} s after the kill",
+        f"{node.name} back in the ISR {rejoined:.1f} s after the kill",
+    ]
+    drill.finish(cluster_spark, recover_s=recover, notes=notes)

@@ -13,7 +13,6 @@ teardown brings every service back and waits for its health check, whatever happ
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -27,9 +26,9 @@ from lambdalab.settings import Settings
 from tests.drills import report
 from tests.drills.drill import Drill
 from tests.drills.harness import FULL, bring_back
+from tests.drills.record import Rows, keep_failed_call, opener
 
-ROWS = pytest.StashKey[list[dict[str, Any]]]()
-CALL = pytest.StashKey[pytest.TestReport]()
+ROWS = pytest.StashKey[Rows]()
 STARTED = time.monotonic()  # this conftest is loaded at collection, when the session starts
 DISRUPTED = ("kafka", "datanode", "redis")
 QUIET_WAIT_S = float(os.environ.get("LAMBDALAB_DRILLS_QUIET_WAIT_S", "600"))
@@ -48,39 +47,16 @@ def spark(stack: Settings) -> Iterator[Any]:
 @pytest.fixture
 def open_drill(
     stack: Settings, tmp_path: Path, request: pytest.FixtureRequest
-) -> Iterator[Callable[[str], Drill]]:
+) -> Iterator[Callable[..., Drill]]:
     """``open_drill("speed SIGKILL x10", rate=40)``: a started drill (events/s of ingest),
     closed and recorded at teardown; a drill that never reached its end is an ERROR row."""
-    opened: list[Drill] = []
-
-    def open_one(name: str, rate: float = 40.0) -> Drill:
-        slug = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")[:20]
-        drill = Drill(name, slug, stack, tmp_path / slug, rate)
-        opened.append(drill)
-        return drill.start()
-
-    yield open_one
-    rows = request.config.stash.setdefault(ROWS, [])
-    for drill in opened:
-        drill.close()
-        verdict = drill.verdict
-        rows.append(verdict.row() if verdict else error_row(drill, request.node))
-
-
-def error_row(drill: Drill, item: pytest.Item) -> dict[str, Any]:
-    """The row of a drill that failed before its end: the failure's last line, and the
-    processes supervision gave up on."""
-    report = item.stash.get(CALL, None)
-    reasons = [str(report.longrepr).strip().splitlines()[-1][:300]] if report else []
-    reasons += [f"{p.name} FATAL (did not start again)" for p in drill.procs if p.fatal]
-    return {"drill": drill.name, "result": "ERROR", "notes": "; ".join(reasons)}
+    yield from opener(stack, tmp_path, request, ROWS)
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     report = yield
-    if report.when == "call" and report.failed:
-        item.stash[CALL] = report
+    keep_failed_call(item, report)
     return report
 
 

@@ -145,6 +145,7 @@ class Drill:
         self.samplers: list[Sampler] = []
         self.verdict: Verdict | None = None
         self.problems: list[str] = []  # the drill's own checks that failed (see ``expect``)
+        self.fault: dict[str, str] = {}  # what was killed and when, for the table (cluster)
         self.origin = time.monotonic()
 
     def start(self) -> Drill:
@@ -189,8 +190,8 @@ class Drill:
             check=False,
         )
 
-    def sample(self, query: Query) -> Sampler:
-        sampler = Sampler(query, self.origin, seed=len(self.samplers) + 1)
+    def sample(self, query: Query, period_s: float = 0.25) -> Sampler:
+        sampler = Sampler(query, self.origin, seed=len(self.samplers) + 1, period_s=period_s)
         self.samplers.append(sampler)
         return sampler
 
@@ -226,6 +227,7 @@ class Drill:
         ``notes_after`` is asked for more notes once the processes have stopped.
         """
         verdict = Verdict(self.name, recover_s=recover_s, notes=list(notes or []))
+        verdict.fault = self.fault
         verdict.problems += self.problems
         self.verdict = verdict
         self._halt()
@@ -238,6 +240,7 @@ class Drill:
             verdict.problems.append("the speed layer did not catch up with the log")
         self._verify(verdict)
         verdict.took_s = self.now()
+        self.verdict = verdict  # only now: a drill stopped during its checks is an ERROR row
         row = {k: v for k, v in verdict.row().items() if k != "problems"}
         print(f"\nDRILL {row}")
         assert verdict.ok, "\n".join([f"{self.name}: {row}", *verdict.problems[:40]])

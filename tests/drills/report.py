@@ -1,9 +1,10 @@
 """The drill table: written by the drill session, pasted into docs/reliability.md.
 
-The session (``tests/drills/conftest.py``) writes ``artifacts/drills/results-{mode}.json``
-with the date, the machine and one row per drill. ``python -m tests.drills.report``
-(the last step of ``make drills``) renders the full run's rows as a Markdown table and
-replaces the block between the two markers in ``docs/reliability.md``.
+The session (``tests/drills/conftest.py``; ``tests/cluster/conftest.py`` for the cluster's
+drills, mode ``cluster``) writes ``artifacts/drills/results-{mode}.json`` with the date, the
+machine and one row per drill. ``python -m tests.drills.report [MODE]`` (the last step of
+``make drills`` and ``make drills-cluster``) renders that mode's rows as a Markdown table and
+replaces the block between the mode's two markers in ``docs/reliability.md``.
 """
 
 from __future__ import annotations
@@ -31,6 +32,21 @@ COLUMNS = (
     ("took_s", "drill took (s)"),
     ("result", "result"),
 )
+# The cluster's drills kill one node each: the table says which and when.
+CLUSTER = "cluster"
+CLUSTER_MARKERS = "<!-- cluster-drill-results:begin -->", "<!-- cluster-drill-results:end -->"
+CLUSTER_COLUMNS = (
+    ("drill", "drill"),
+    ("killed", "what was killed (SIGKILL)"),
+    ("when", "when"),
+    ("accepted", "events acked"),
+    ("lost", "lost"),
+    ("doubled", "doubled"),
+    ("recover_s", "seconds to recover"),
+    ("cells", "cells checked"),
+    ("took_s", "drill took (s)"),
+    ("result", "result"),
+)
 
 
 def machine() -> dict[str, Any]:
@@ -54,13 +70,13 @@ def write(mode: str, rows: list[dict[str, Any]], total_s: float) -> Path:
     return path
 
 
-def table(rows: list[dict[str, Any]]) -> str:
+def table(rows: list[dict[str, Any]], columns: tuple[tuple[str, str], ...] = COLUMNS) -> str:
     """The rows as a Markdown table (notes below it, one line per drill that has any)."""
     lines = [
-        "| " + " | ".join(title for _, title in COLUMNS) + " |",
-        "|" + "|".join("---" for _ in COLUMNS) + "|",
+        "| " + " | ".join(title for _, title in columns) + " |",
+        "|" + "|".join("---" for _ in columns) + "|",
     ]
-    lines += ["| " + " | ".join(str(row.get(k, "")) for k, _ in COLUMNS) + " |" for row in rows]
+    lines += ["| " + " | ".join(str(row.get(k, "")) for k, _ in columns) + " |" for row in rows]
     notes = [f"- {row['drill']}: {row['notes']}" for row in rows if row.get("notes")]
     notes += [f"- {row['drill']}, FAIL: {p[:400]}" for row in rows for p in row.get("problems", [])]
     return "\n".join(lines + (["", *notes] if notes else []))
@@ -73,13 +89,15 @@ def render(results: dict[str, Any]) -> str:
         f"(`nproc`), mode `{results['mode']}`: the whole session took "
         f"{results['total_s'] // 60} min {results['total_s'] % 60} s."
     )
-    return f"{head}\n\n{table(results['drills'])}"
+    columns = CLUSTER_COLUMNS if results["mode"] == CLUSTER else COLUMNS
+    return f"{head}\n\n{table(results['drills'], columns)}"
 
 
 def update_doc(results: dict[str, Any], doc: Path = DOC) -> None:
-    """Replace the results block of ``doc`` (between the markers) with ``results``."""
+    """Replace the results block of ``doc`` (between the mode's markers) with ``results``."""
     text = doc.read_text()
-    start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
+    begin, end_mark = CLUSTER_MARKERS if results["mode"] == CLUSTER else (BEGIN, END)
+    start, end = text.index(begin) + len(begin), text.index(end_mark)
     doc.write_text(f"{text[:start]}\n{render(results)}\n{text[end:]}")
 
 

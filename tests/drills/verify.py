@@ -61,6 +61,7 @@ class Verdict:
     took_s: float = 0.0
     notes: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    fault: dict[str, str] = field(default_factory=dict)  # "killed", "when" (cluster drills)
 
     @property
     def ok(self) -> bool:
@@ -79,6 +80,7 @@ class Verdict:
             "result": "pass" if self.ok else "FAIL",
             "notes": "; ".join(self.notes),
             "problems": self.problems[:20],
+            **self.fault,
         }
 
 
