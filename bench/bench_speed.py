@@ -88,7 +88,10 @@ def _speed(consumer: SpeedConsumer) -> int:
 
 def _fresh_consumer(settings: Settings) -> SpeedConsumer:
     """A speed consumer that starts from the beginning (offsets dropped: it rebuilds)."""
-    connect(settings).delete(RedisKeys(settings).offsets(settings.topic_for(PAGE_VIEWS.name)))
+    keys, source = RedisKeys(settings), settings.topic_for(PAGE_VIEWS.name)
+    client = connect(settings)
+    for p in range(int(client.get(keys.partitions(source)) or 0)):
+        client.delete(keys.partition(source, p).offsets)
     speed = SpeedConsumer(settings, PAGE_VIEWS)
     speed.setup()  # connect + rebuild decision: a one-off, outside the timed loop
     return speed
