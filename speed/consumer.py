@@ -106,11 +106,15 @@ class SpeedConsumer:
 
         ``output`` runs it as a second instance with offsets of its own (a Kappa replay into
         the views given in ``views``), beside the stream's usual consumer. ``group`` makes
-        it one of N workers of the stream (:func:`group_id`); ``worker`` names it in logs.
+        it one of N workers of the stream (:func:`group_id`); ``worker`` names it in logs and,
+        in a group, is its static member id (``group_instance_id``): a worker restarted under
+        the same name takes its partitions back without a rebalance (one that leaves for
+        good gives them up after the session timeout).
         """
         self.settings = settings
         self.output = output
         self.group = group
+        self.static = bool(worker)
         self.worker = worker or f"pid{os.getpid()}"
         self.declared = dict(views) if views is not None else views_of(stream.name)
         self.views = dict(self.declared)  # pinned to dimension versions at setup
@@ -143,6 +147,8 @@ class SpeedConsumer:
         extra: dict[str, Any] = {}
         if self.group:
             extra = {**GROUP_TIMEOUTS, "group_id": group_id(self.settings, self.store.source)}
+            if self.static:
+                extra["group_instance_id"] = self.worker
         self.consumer = kafka_consumer(self.settings, max_poll_records=self._max_poll, **extra)
         self.dead_letters = DeadLetters(
             self.settings, layer="speed", registry=self.metrics.registry

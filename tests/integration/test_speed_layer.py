@@ -238,6 +238,7 @@ def _spawn(settings: Settings) -> subprocess.Popen[bytes]:
         "LAMBDALAB_REDIS__URL": settings.redis.url,
     }
     cmd = [str(REPO / ".venv/bin/lambdalab"), "speed", "run", "--quiet", "--max-poll-records=40"]
+    cmd += ["--worker", "sigkill"]  # restarted under one name: its partitions come back at once
     return subprocess.Popen(cmd, env=env, cwd=REPO, stderr=subprocess.PIPE)
 
 
