@@ -205,6 +205,7 @@ class SpeedConsumer:
                 self.settings, self.store, self.consumer, rebuild_epochs, self.views, _now_ms()
             )
             self.position.update(start)
+            self._drop(tp for tp in rebuild_epochs if tp.partition not in start)
         for tp in tps:
             self._pending.discard(tp)
             if tp.partition in self.owned:

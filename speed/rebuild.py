@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from kafka import KafkaConsumer, TopicPartition
 
 from lambdalab.boundary import horizon
-from lambdalab.errors import ServiceUnavailable
+from lambdalab.errors import FencedOut, ServiceUnavailable
 from lambdalab.hdfs import published_cuts
 from lambdalab.settings import Settings
 from lambdalab.topics import end_offsets_of
@@ -93,8 +93,8 @@ def rebuild(
 ) -> dict[int, int]:
     """Reset these partitions (each with the epoch its claim took) and return their start.
 
-    Raises:
-        FencedOut: another consumer claimed one of them meanwhile.
+    A partition another consumer claimed meanwhile (:class:`FencedOut`) is left to it and
+    left out of the result.
     """
     try:
         cut = rebuild_cut(horizons(settings, views))
@@ -104,6 +104,10 @@ def rebuild(
     start = start_offsets(consumer, list(epochs), cut)
     meta = {"rebuilt_from_ms": -1 if cut is None else cut, "rebuilt_at_ms": now_ms}
     for tp, epoch in epochs.items():
-        store.reset(tp.partition, views, epoch, start[tp.partition], meta)
+        try:
+            store.reset(tp.partition, views, epoch, start[tp.partition], meta)
+        except FencedOut as exc:
+            log.warning("partition %d not rebuilt: %s", tp.partition, exc)
+            del start[tp.partition]
     log.info("speed layer rebuilt from cut %s at offsets %s", cut, start)
     return start
