@@ -118,23 +118,29 @@ def test_a_snapshot_of_every_key_matches_the_offsets_it_reports(
 
 
 def test_a_claim_fences_the_previous_owner(stack: Settings, settings: Settings) -> None:
-    """A zombie that lost partition 0 writes nothing more to it; partition 1 is its own."""
+    """A zombie that lost partition 0 writes nothing more to it; partition 1 is its own.
+
+    The new owner resumes from the stored offset, so the offset alone would not tell the
+    zombie apart: the owner epoch does.
+    """
     zombie, taker = _store(settings), _store(settings)
     epochs = _take(zombie)
     position = dict.fromkeys(range(PARTS), 0)
     _apply(zombie, epochs, position, 0)  # partition 0
     claim = taker.claim(0, [VIEW.name])
     assert claim.next == 1 and claim.epoch == epochs[0] + 1
-    taker.reset(0, {VIEW.name: VIEW}, claim.epoch, 0, {})
     with pytest.raises(FencedOut) as fenced:
-        _apply(zombie, epochs, position, 2)  # partition 0 again: taken
+        _apply(zombie, epochs, position, 2)  # partition 0 again, at the right offset: taken
     assert fenced.value.partition == 0 and not fenced.value.lost
     _apply(zombie, epochs, position, 1)  # partition 1: still the zombie's
     reader = SpeedReader(settings)
-    assert reader.offsets(VIEW.name) == {0: 0, 1: 1}
-    assert sum(r["views"] for r in reader.partials(VIEW.name, "/a", 0, 0, 2**62).values()) == 1
+    assert reader.offsets(VIEW.name) == {0: 1, 1: 1}
+    assert sum(r["views"] for r in reader.partials(VIEW.name, "/a", 0, 0, 2**62).values()) == 2
     with pytest.raises(FencedOut):  # nor can it reset what it lost
         zombie.reset(0, {VIEW.name: VIEW}, epochs[0], 0, {})
+    taker.reset(0, {VIEW.name: VIEW}, claim.epoch, 0, {})  # the owner can
+    assert reader.offsets(VIEW.name) == {0: 0, 1: 1}
+    assert sum(r["views"] for r in reader.partials(VIEW.name, "/a", 0, 0, 2**62).values()) == 1
 
 
 def test_lost_offsets_fence_as_lost(stack: Settings, settings: Settings) -> None:
