@@ -254,9 +254,14 @@ class SpeedConsumer:
         """
         clock = _StageClock(self.metrics)
         polled = self.consumer.poll(timeout_ms=timeout_ms)
-        if self._pending:  # the group assigned partitions during the poll
+        taken = {tp.partition for tp in self._pending}
+        if taken:  # the group assigned partitions during the poll: claim, seek, resume them
             self._take(list(self._pending))
-        mine = {tp.partition: recs for tp, recs in polled.items() if tp.partition in self.owned}
+        mine = {  # records of a partition just taken were not fetched from its claimed offset
+            tp.partition: recs
+            for tp, recs in polled.items()
+            if tp.partition in self.owned and tp.partition not in taken
+        }
         records = [r for recs in mine.values() for r in recs]
         nxt = {tp.partition: self.consumer.position(tp) for tp in self._owned_tps()}
         moved = sorted(p for p, o in nxt.items() if o != self.position.get(p))
