@@ -20,7 +20,7 @@ import redis
 from lambdalab.errors import ServiceUnavailable
 from lambdalab.paths import PartitionKeys, RedisKeys
 from lambdalab.settings import Settings
-from speed.store import connect, decode_value, read_next, redis_call
+from speed.store import connect, decode_value, read_next, redis_call, union_of
 from views.compute import combine
 from views.definition import ViewDef
 from views.registry import get_view, views_of
@@ -104,9 +104,8 @@ class SpeedReader:
 
         Per partition one script reads its offset, the view's freshness and the key's
         hash, so the three come from the same instant of that partition (the consumer
-        writes increments and offset in one MULTI/EXEC too); the scripts of all partitions
-        go in one pipeline. The Kappa switch is read before and after: if it moved, the
-        read starts over.
+        writes increments and offset in one MULTI/EXEC too). The Kappa switch is read
+        before and after: if it moved, the read starts over.
 
         Raises:
             NotFound: unknown view.
@@ -136,11 +135,11 @@ class SpeedReader:
 
     def _read_key(self, source: str, view: str, key: str, pointer: str) -> tuple[list[_Part], Any]:
         parts = self._parts(source)
-        pipe = self.client.pipeline(transaction=False)
-        for k in parts:
-            pipe.eval(KEY_SCRIPT, 3, k.offsets, k.meta(view), k.rt(view, key))
-        pipe.get(pointer)
-        *found, again = pipe.execute()
+        # one script per partition (a Redis Cluster pipeline cannot carry EVAL)
+        found = [
+            self.client.eval(KEY_SCRIPT, 3, k.offsets, k.meta(view), k.rt(view, key)) for k in parts
+        ]
+        again = self.client.get(pointer)
         read = [
             _Part(k.number, _int(nxt), _int(fresh), {key: _pairs(raw)})
             for k, (nxt, fresh, raw) in zip(parts, found, strict=True)
@@ -252,7 +251,7 @@ class SpeedReader:
             # after WATCH a pipeline runs commands at once, until MULTI
             windows: list[bytes] = pipe.zrangebyscore(k.windows(view), since, "+inf")
             sets = [k.window_keys(view, int(w)) for w in windows]
-            members: set[bytes] = pipe.sunion(sets) if sets else set()
+            members = union_of(pipe, sets)
             named = (member.decode() for member in members)
             keys = sorted(key for key in named if keep is None or keep(key))
             pipe.multi()

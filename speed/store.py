@@ -392,8 +392,20 @@ def _keys_of(pipe: Any, keys: PartitionKeys, view: str) -> list[str | bytes]:
     """
     windows = [int(w) for w in pipe.zrange(keys.windows(view), 0, -1)]
     sets = [keys.window_keys(view, w) for w in windows]
-    members = pipe.sunion(sets) if sets else set()
+    members = union_of(pipe, sets)
     return [keys.windows(view), *sets, *(keys.rt(view, m.decode()) for m in members)]
+
+
+def union_of(pipe: Any, sets: list[str]) -> set[bytes]:
+    """The members of these sets, read by a WATCHing pipeline (its commands run at once).
+
+    One SMEMBERS per set rather than one SUNION: a Redis Cluster pipeline refuses every
+    multi-key command, even within one slot.
+    """
+    out: set[bytes] = set()
+    for name in sets:
+        out |= pipe.smembers(name)
+    return out
 
 
 def read_next(settings: Settings, client: Any, keys: list[PartitionKeys]) -> list[int | None]:
