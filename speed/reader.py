@@ -20,7 +20,14 @@ import redis
 from lambdalab.errors import ServiceUnavailable
 from lambdalab.paths import PartitionKeys, RedisKeys
 from lambdalab.settings import Settings
-from speed.store import connect, decode_value, read_next, redis_call, union_of
+from speed.store import (
+    connect,
+    decode_value,
+    read_next,
+    redis_call,
+    run_scripts,
+    union_of,
+)
 from views.compute import combine
 from views.definition import ViewDef
 from views.registry import get_view, views_of
@@ -135,10 +142,8 @@ class SpeedReader:
 
     def _read_key(self, source: str, view: str, key: str, pointer: str) -> tuple[list[_Part], Any]:
         parts = self._parts(source)
-        # one script per partition (a Redis Cluster pipeline cannot carry EVAL)
-        found = [
-            self.client.eval(KEY_SCRIPT, 3, k.offsets, k.meta(view), k.rt(view, key)) for k in parts
-        ]
+        keysets = [[k.offsets, k.meta(view), k.rt(view, key)] for k in parts]
+        found = run_scripts(self.client, KEY_SCRIPT, keysets)
         again = self.client.get(pointer)
         read = [
             _Part(k.number, _int(nxt), _int(fresh), {key: _pairs(raw)})

@@ -408,6 +408,20 @@ def union_of(pipe: Any, sets: list[str]) -> set[bytes]:
     return out
 
 
+def run_scripts(client: Any, script: str, keysets: list[list[str]]) -> list[Any]:
+    """Run ``script`` once per key set (each within one hash slot); the results in order.
+
+    On a single Redis the calls go in one pipeline (one round trip); a Redis Cluster
+    pipeline cannot carry EVAL, so there each runs on its own (on its slot's master).
+    """
+    if isinstance(client, redis.Redis):
+        pipe = client.pipeline(transaction=False)
+        for keys in keysets:
+            pipe.eval(script, len(keys), *keys)
+        return list(pipe.execute())
+    return [client.eval(script, len(keys), *keys) for keys in keysets]
+
+
 def read_next(settings: Settings, client: Any, keys: list[PartitionKeys]) -> list[int | None]:
     """Each partition's committed next offset (None: none), in one pipeline."""
     pipe = client.pipeline(transaction=False)
