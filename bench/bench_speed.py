@@ -2,9 +2,9 @@
 
 Same run, same topic, same events: (1) a plain kafka-python consume loop, (2) the same
 loop plus orjson decoding and validation, (3) the speed layer (consume, decode, aggregate
-every registered view, one MULTI/EXEC per poll batch into Redis), taking turns, repeated
-REPEATS times. CPU time is this process's ``time.process_time`` (the Redis server's own
-CPU is not included). The details add where the speed layer's time went, from its own
+every registered view, one MULTI/EXEC per partition per poll batch into Redis), taking
+turns, repeated REPEATS times. CPU time is this process's ``time.process_time`` (the Redis
+server's own CPU is not included). The details add where the speed layer's time went, from its own
 ``lambdalab_speed_stage_seconds`` counters.
 
 Run: ``.venv/bin/python -m bench.bench_speed [events]`` (uses a throwaway namespace).
@@ -88,7 +88,10 @@ def _speed(consumer: SpeedConsumer) -> int:
 
 def _fresh_consumer(settings: Settings) -> SpeedConsumer:
     """A speed consumer that starts from the beginning (offsets dropped: it rebuilds)."""
-    connect(settings).delete(RedisKeys(settings).offsets(settings.topic_for(PAGE_VIEWS.name)))
+    keys, source = RedisKeys(settings), settings.topic_for(PAGE_VIEWS.name)
+    client = connect(settings)
+    for p in range(int(client.get(keys.partitions(source)) or 0)):
+        client.delete(keys.partition(source, p).offsets)
     speed = SpeedConsumer(settings, PAGE_VIEWS)
     speed.setup()  # connect + rebuild decision: a one-off, outside the timed loop
     return speed

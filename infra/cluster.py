@@ -2,8 +2,8 @@
 
 Three Kafka brokers (KRaft, each a broker and a controller of one 3-voter quorum), a
 NameNode with two DataNodes (every block on both), a Spark standalone master with two
-workers, a Redis Cluster of three masters and three replicas, Trino and luigid; plus the
-speed layer's single Redis until the realtime store is sharded. Every node is a process
+workers, a Redis Cluster of three masters and three replicas (the speed layer's store, its
+keys sharded by Kafka partition: ``lambdalab.paths``), Trino and luigid. Every node is a process
 supervised like the local stack's services (:mod:`infra.supervise`), with a health check of
 its own that ``stack status --cluster`` shows as one row.
 
@@ -15,7 +15,8 @@ and the compose ``cluster`` profile read one source:
 - DataNode ``n``: the ``hdfs.datanode_*`` ports + 100 * (n - 1).
 - Spark: the master's port from ``spark.master``, its UI on port + 1; worker ``n`` on
   master port + 100 * n, its UI on that + 1.
-- Redis Cluster node ``n`` (1-6): the speed Redis's port + n (bus port + 10000).
+- Redis Cluster node ``n`` (1-6): the port of ``redis.url`` (the seed node) + n - 1 (bus
+  port + 10000).
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ from infra.services import (
     _run_once,
     luigid,
     platform,
-    redis,
     trino,
 )
 from lambdalab.errors import StackError
@@ -47,6 +47,7 @@ REDIS_MASTERS = 3
 REDIS_NODES = 6  # three masters, each with one replica
 API_PROCESSES = 2  # on api.port, api.port + 1
 BATCH_LOOPS = 2  # coordinating through luigid: a task runs once however many loops ask
+SPEED_WORKERS = 2  # per stream, sharing its partitions through a Kafka consumer group
 
 # Heap of each JVM, so the whole cluster stays near 5 GB (Trino's own: trino.heap;
 # the Spark driver's and executors': spark.driver_memory, spark.executor_memory).
@@ -137,8 +138,8 @@ def spark_worker_ports(settings: Settings, n: int) -> tuple[int, int]:
 
 
 def redis_cluster_ports(settings: Settings) -> list[int]:
-    """The Redis Cluster nodes' ports: the speed Redis's port + 1..6."""
-    return [settings.redis.port + n for n in range(1, REDIS_NODES + 1)]
+    """The Redis Cluster nodes' ports: the seed node's (``redis.url``) + 0..5."""
+    return [settings.redis.port + n for n in range(REDIS_NODES)]
 
 
 def _kafka_node(settings: Settings, lay: Layout, node: KafkaNode) -> Service:
@@ -339,7 +340,9 @@ def _redis_cluster(settings: Settings, lay: Layout) -> Service:
 
 
 def cluster_platform(settings: Settings) -> list[Service]:
-    """lambda-lab's own services on the cluster: the local stack's, two APIs, two batch loops.
+    """lambda-lab's own services on the cluster: the local stack's, more of some of them.
+
+    Two APIs, two batch loops, two speed workers per stream (one consumer group each).
 
     The same commands as on the local stack (:func:`infra.services.platform`); only their
     settings differ: ``LAMBDALAB_PROFILE=cluster`` and, for the second API, its port.
@@ -362,6 +365,18 @@ def cluster_platform(settings: Settings) -> list[Service]:
                 )
         elif svc.name == "batch":
             out += [replace(svc, name=f"batch-{n}", env=env) for n in range(1, BATCH_LOOPS + 1)]
+        elif svc.name.startswith("speed-"):  # N workers per stream share its partitions
+            at = svc.command.index("--worker") + 1  # the stream's worker names: {stream}-{n}
+            stream = svc.name.removeprefix("speed-")
+            out += [
+                replace(
+                    svc,
+                    name=f"{svc.name}-{n}",
+                    env=env,
+                    command=[*svc.command[:at], f"{stream}-{n}", *svc.command[at + 1 :]],
+                )
+                for n in range(1, SPEED_WORKERS + 1)
+            ]
         else:
             out.append(replace(svc, env=env))
     return out
@@ -376,7 +391,6 @@ def cluster_services(settings: Settings, *, with_platform: bool = False) -> list
     found = [
         *(_kafka_node(settings, lay, node) for node in kafka_nodes(settings)),
         Service(name="kafka", ports=[], priority=11, check=health.check_kafka),
-        redis(settings, lay),
         *(
             _redis_node(settings, lay, port, n)
             for n, port in enumerate(redis_cluster_ports(settings), start=1)

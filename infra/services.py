@@ -313,7 +313,9 @@ def platform(settings: Settings) -> list[Service]:
     speeds: list[tuple[str, list[str], list[int]]] = [  # one consumer per stream with views
         (
             f"speed-{name}",
-            [*cli, "speed", "run", "--quiet", "--stream", name],
+            # a stable worker name: restarted after a kill, it takes its partitions back at
+            # once (Kafka static membership) instead of waiting out the session timeout
+            [*cli, "speed", "run", "--quiet", "--stream", name, "--worker", f"{name}-1"],
             [],
         )
         for name in STREAMS

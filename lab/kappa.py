@@ -137,14 +137,16 @@ def _compare_cell(
 # --- Kreps' recipe: a second instance from offset 0, then one atomic switch -------------
 
 SWITCH_SCRIPT = """
--- KEYS: the switch, the offsets of what serves now, the replay's offsets
--- ARGV: the switch as read before (or ''), the new switch
+-- KEYS: the switch, then per partition (n = ARGV[3]) the offsets hash of what serves now,
+-- then per partition the replay's offsets hash
+-- ARGV: the switch as read before (or ''), the new switch, n
 local now = redis.call('GET', KEYS[1]) or ''
 if now ~= ARGV[1] then return -1 end
-local served = redis.call('HGETALL', KEYS[2])
-for i = 1, #served, 2 do
-  local mine = redis.call('HGET', KEYS[3], served[i])
-  if not mine or tonumber(mine) < tonumber(served[i + 1]) then return 0 end
+local n = tonumber(ARGV[3])
+for i = 1, n do
+  local served = redis.call('HGET', KEYS[1 + i], 'next')
+  local mine = redis.call('HGET', KEYS[1 + n + i], 'next')
+  if served and (not mine or tonumber(mine) < tonumber(served)) then return 0 end
 end
 redis.call('SET', KEYS[1], ARGV[2])
 return 1
@@ -165,13 +167,11 @@ class SwitchReport:
     dropped: list[str] = field(default_factory=list)
 
 
-def served_offsets_key(settings: Settings, view: ViewDef, previous: Any) -> str:
-    """The offsets hash of what serves ``view`` now: the previous replay, or the speed layer."""
-    from lambdalab.paths import RedisKeys
-
+def served_source(settings: Settings, view: ViewDef, previous: Any) -> str:
+    """The source of what serves ``view`` now: the previous replay, or the speed layer."""
     if previous is not None:
-        return str(previous.offsets_key)
-    return RedisKeys(settings).offsets(settings.topic_for(view.stream))
+        return str(previous.source)
+    return settings.topic_for(view.stream)
 
 
 def replay_and_switch(
@@ -192,7 +192,9 @@ def replay_and_switch(
     2. Once its committed offsets reach those of what serves the view now (the previous
        replay, or the speed layer's for batch ⊕ realtime) on every partition, one Lua
        script checks that and sets the switch (``kappa:{view}``): no query sees an answer
-       that reflects fewer records than the one before it.
+       that reflects fewer records than the one before it. The script reads every
+       partition's offsets, which lie in different hash slots: it runs on a single Redis,
+       not on a Redis Cluster (CROSSSLOT) -- the replay is a lab exercise of one node.
     3. The previous replay's output stays ``grace_s`` seconds for queries that read the
        switch just before, and is then dropped (its consumer, if one still runs, is
        fenced out: its offsets are gone).
@@ -217,23 +219,25 @@ def replay_and_switch(
     try:
         previous_raw = client.get(keys.kappa(view_name))
         previous = None if previous_raw is None else KappaTarget.parse(previous_raw)
-        served = served_offsets_key(settings, view, previous)
+        served = served_source(settings, view, previous)
+        count = len(consumer.parts)
+        served_keys = [keys.partition(served, p).offsets for p in range(count)]
+        mine_keys = [consumer.store.part(p).offsets for p in range(count)]
         consumer.run(once=True)  # up to the end offsets seen at its start
         switched_ms = 0
         deadline = time.monotonic() + max_wait_s
         while True:
             switched_ms = int(time.time() * 1000)
-            target = KappaTarget(
-                output, generation, consumer.store.offsets_key, out_view, switched_ms
-            )
+            target = KappaTarget(output, generation, consumer.store.source, out_view, switched_ms)
             done = client.eval(
                 SWITCH_SCRIPT,
-                3,
+                1 + 2 * count,
                 keys.kappa(view_name),
-                served,
-                consumer.store.offsets_key,
+                *served_keys,
+                *mine_keys,
                 previous_raw or b"",
                 target.dump(),
+                count,
             )
             if int(done) == 1:
                 break
@@ -257,7 +261,7 @@ def replay_and_switch(
             on_switch(report)
         if previous is not None:
             time.sleep(grace_s)
-            drop_output(settings, previous.output, previous.offsets_key)
+            drop_output(settings, previous.output, previous.source)
             report.dropped = [previous.output]
         if follow is not None:
             consumer.run(stop=follow)
@@ -278,19 +282,17 @@ def back_to_lambda(settings: Settings, view_name: str, grace_s: float = 5.0) -> 
         return None
     target = KappaTarget.parse(raw)
     time.sleep(grace_s)
-    drop_output(settings, target.output, target.offsets_key)
+    drop_output(settings, target.output, target.source)
     return target.output
 
 
-def drop_output(settings: Settings, output: str, offsets_key: str) -> int:
+def drop_output(settings: Settings, output: str, source: str) -> int:
     """Delete a replay output's realtime keys, meta and offsets; how many keys went."""
     from lambdalab.paths import RedisKeys
-    from speed.store import connect
+    from speed.store import connect, drop_partition
 
     client, keys = connect(settings), RedisKeys(settings)
-    doomed = [offsets_key, keys.meta(output)]
-    for pattern in keys.view_patterns(output):
-        doomed += [k.decode() for k in client.scan_iter(match=pattern, count=1000)]
-    for chunk in range(0, len(doomed), 1000):
-        client.delete(*doomed[chunk : chunk + 1000])
-    return len(doomed)
+    count = int(client.get(keys.partitions(source)) or 0)
+    dropped = sum(drop_partition(client, keys.partition(source, p), [output]) for p in range(count))
+    client.delete(keys.partitions(source))
+    return dropped + 1

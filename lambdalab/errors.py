@@ -94,4 +94,14 @@ class ClaimLost(BatchError):
 
 
 class FencedOut(LambdaLabError):
-    """Another consumer moved the offsets: this one is a zombie and must stop."""
+    """Another consumer moved a partition's offsets: this one is a zombie for it and must stop.
+
+    ``partition`` names the partition (None: several); ``lost`` is True when its offsets
+    are gone altogether (Redis lost its data): then the partition must be claimed again
+    and rebuilt, rather than left to the consumer that took it.
+    """
+
+    def __init__(self, msg: str, *, partition: int | None = None, lost: bool = False) -> None:
+        super().__init__(msg)
+        self.partition = partition
+        self.lost = lost

@@ -115,45 +115,41 @@ class HdfsPaths:
 
 
 class RedisKeys:
-    """Redis keys of the speed layer.
+    """Redis keys of the speed layer, laid out so that a Redis Cluster can shard them.
 
-    - ``rt:{view}:{key}`` hash, field ``{window_ms}|{bucket_ms}|{measure}``: the realtime
-      increments of one view key (ints as decimal strings, HLL sketches as bytes).
-    - ``rtw:{view}`` sorted set of ingest windows held (member and score: window_ms).
-    - ``rtk:{view}:{window_ms}`` set of view keys touched in that window (for expiry).
-    - ``offsets:{topic}`` hash partition -> next offset to consume, written in the same
-      MULTI/EXEC as the increments it covers.
-    - ``speed:{view}:meta`` hash of bookkeeping (rebuilt_from, view fingerprint).
+    The speed layer writes one transaction per (source, Kafka partition): a *source* is a
+    stream's topic, or ``{topic}@{output}`` for a second instance with offsets of its own
+    (a Kappa replay, ``lab.kappa``). Every key such a transaction touches carries the
+    hash tag ``{source|partition}``, so it sits in one hash slot (a Redis Cluster refuses
+    a MULTI/EXEC or script across slots with CROSSSLOT) while the partitions spread over
+    the shards. On a single Redis the tags are harmless. :class:`PartitionKeys` names the
+    keys of one partition; the keys outside any partition are:
+
+    - ``parts:{source}`` the partition count of a source, written by its consumers, so
+      readers know which partitions to merge.
     - ``dim:{name}:v{n}`` hash key -> JSON values of version n of a dimension table, and
       ``dim:{name}:current`` its newest version copied from HDFS (``speed.dimensions``).
     - ``kappa:{view}`` the Kappa switch: JSON naming the replayed output that serves
       ``view`` instead of batch ⊕ realtime (``lab replay``); ``kappa:{view}:gen`` counts
-      the replays. A replay writes its output as a view of its own, ``{view}__k{n}``, with
-      its offsets under ``offsets:{topic}@{view}__k{n}``.
+      the replays. A replay writes its output as a view of its own, ``{view}__k{n}``,
+      from the source ``{topic}@{view}__k{n}``.
     """
 
     def __init__(self, settings: Settings) -> None:
         self.p = settings.redis_prefix
 
-    def rt(self, view: str, key: str) -> str:
-        """The hash of one view key's realtime increments (``rt:{view}:{key}``)."""
-        return f"{self.p}rt:{view}:{key}"
+    @staticmethod
+    def source(topic: str, output: str | None = None) -> str:
+        """The source a consumer writes: its topic, or ``{topic}@{output}`` for a replay."""
+        return f"{topic}@{output}" if output else topic
 
-    def windows(self, view: str) -> str:
-        """The sorted set of ingest windows ``view`` holds (``rtw:{view}``), for expiry."""
-        return f"{self.p}rtw:{view}"
+    def partition(self, source: str, partition: int) -> PartitionKeys:
+        """The keys of one partition of ``source`` (all in one hash slot)."""
+        return PartitionKeys(self.p, source, partition)
 
-    def window_keys(self, view: str, window_ms: int) -> str:
-        """The set of view keys touched in one ingest window (``rtk:{view}:{window_ms}``)."""
-        return f"{self.p}rtk:{view}:{window_ms}"
-
-    def view_patterns(self, view: str) -> tuple[str, ...]:
-        """SCAN patterns of every realtime key of ``view``: key hashes, window index, key sets."""
-        return (f"{self.p}rt:{view}:*", self.windows(view), f"{self.p}rtk:{view}:*")
-
-    def offsets(self, topic: str) -> str:
-        """The hash partition -> next offset of ``topic``, committed with the increments."""
-        return f"{self.p}offsets:{topic}"
+    def partitions(self, source: str) -> str:
+        """The partition count of ``source`` (``parts:{source}``), for readers."""
+        return f"{self.p}parts:{source}"
 
     def kappa(self, view: str) -> str:
         """The Kappa switch of ``view``: which replayed output serves it (JSON), if any."""
@@ -171,10 +167,6 @@ class RedisKeys:
         """The version of dimension ``name`` the Redis copy holds (``dim:{name}:current``)."""
         return f"{self.p}dim:{name}:current"
 
-    def meta(self, view: str) -> str:
-        """The bookkeeping hash of ``view`` (freshness, rebuilt_from, view fingerprint)."""
-        return f"{self.p}speed:{view}:meta"
-
     @staticmethod
     def field(window_ms: int, bucket_ms: int, measure: str) -> str:
         """The ``rt:`` hash field of one measure: ``{window_ms}|{bucket_ms}|{measure}``."""
@@ -185,3 +177,57 @@ class RedisKeys:
         """(window_ms, bucket_ms, measure) of a field written by :meth:`field`."""
         window, bucket, measure = field.split("|", 2)
         return int(window), int(bucket), measure
+
+
+@dataclass(frozen=True)
+class PartitionKeys:
+    """The keys of one (source, partition): one hash slot, one transaction per poll batch.
+
+    Each key starts with the namespace prefix and the hash tag ``{source|partition}``
+    (the first ``{…}`` of the key, so view names and view keys cannot move it):
+
+    - ``…:offsets`` hash: ``next`` (the next offset to consume, written in the same
+      MULTI/EXEC as the increments it covers) and ``epoch`` (the owner's fence: each
+      consumer that takes the partition bumps it, a zombie with an older epoch writes
+      nothing).
+    - ``…:rt:{view}:{key}`` hash, field ``{window_ms}|{bucket_ms}|{measure}``: the realtime
+      increments of one view key from this partition (ints as decimal strings, HLL
+      sketches as bytes). A view key's answer is the merge over partitions.
+    - ``…:rtw:{view}`` sorted set of ingest windows held (member and score: window_ms).
+    - ``…:rtk:{view}:{window_ms}`` set of view keys touched in that window (for expiry and
+      for the reset, which finds every key of the partition through these sets).
+    - ``…:meta:{view}`` hash of bookkeeping (fingerprint, freshness, rebuilt_from).
+    """
+
+    prefix: str
+    source: str
+    number: int
+
+    @property
+    def tag(self) -> str:
+        """The hash tag shared by every key of the partition."""
+        return f"{{{self.source}|{self.number}}}"
+
+    def _key(self, rest: str) -> str:
+        return f"{self.prefix}{self.tag}:{rest}"
+
+    @property
+    def offsets(self) -> str:
+        """The partition's ``next`` offset and owner ``epoch`` (the fence)."""
+        return self._key("offsets")
+
+    def rt(self, view: str, key: str) -> str:
+        """The hash of one view key's realtime increments from this partition."""
+        return self._key(f"rt:{view}:{key}")
+
+    def windows(self, view: str) -> str:
+        """The sorted set of ingest windows ``view`` holds from this partition."""
+        return self._key(f"rtw:{view}")
+
+    def window_keys(self, view: str, window_ms: int) -> str:
+        """The set of view keys touched in one ingest window of this partition."""
+        return self._key(f"rtk:{view}:{window_ms}")
+
+    def meta(self, view: str) -> str:
+        """The bookkeeping hash of ``view`` in this partition (fingerprint, freshness)."""
+        return self._key(f"meta:{view}")

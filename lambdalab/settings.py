@@ -77,6 +77,9 @@ class RedisSettings(BaseModel):
     """The speed layer's store."""
 
     url: str = "redis://127.0.0.1:6379/0"
+    # True: ``url`` is a seed node of a Redis Cluster (the speed layer's keys are laid out
+    # so that each of its transactions stays in one hash slot: ``lambdalab.paths``).
+    cluster: bool = False
 
     @property
     def port(self) -> int:

@@ -3,10 +3,11 @@
 A query over every key of a view (``/rows`` pushed down, ``POST /sql/merged``) reads the
 realtime snapshot of every key since the version's cut: one Redis transaction reading
 each key's hash, then a Python merge of its windows -- ~0.9 s for 50,000 keys, most of such
-a query. Every speed-layer transaction writes the offsets hash (and a rebuild resets it),
-so while that hash reads the same, the realtime views since the cut are the same: the
-table built from the last snapshot is the snapshot now. One ``HGETALL`` of the offsets
-decides; any commit in between makes the next query read a fresh snapshot.
+a query. Every speed-layer transaction writes its partition's next offset (and a rebuild
+resets it), so while the offset vector reads the same, the realtime views since the cut
+are the same: the table built from the last snapshot is the snapshot now. The whole
+vector (one pipelined HGET per partition) decides; any commit in between, on any
+partition, makes the next query read a fresh snapshot.
 """
 
 from __future__ import annotations

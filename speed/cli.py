@@ -49,6 +49,18 @@ def run(
     stream: Annotated[
         str | None, typer.Option(help="the stream to consume (default: default_stream)")
     ] = None,
+    group: Annotated[
+        bool | None,
+        typer.Option(
+            "--group/--no-group",
+            help="join the stream's consumer group and own the partitions it assigns, so N "
+            "workers share a stream (default: on, off with --once: all partitions)",
+        ),
+    ] = None,
+    worker: Annotated[
+        str,
+        typer.Option(help="this worker's name: logs, and its static member id in the group"),
+    ] = "",
     all_streams: Annotated[
         bool,
         typer.Option(
@@ -66,13 +78,23 @@ def run(
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     settings = get_settings()
+    grouped = not once if group is None else group
     if all_streams:
-        _run_all(settings, stop, once=once, max_poll_records=max_poll_records or MAX_POLL_RECORDS)
+        _run_all(
+            settings,
+            stop,
+            once=once,
+            max_poll_records=max_poll_records or MAX_POLL_RECORDS,
+            group=grouped,
+            worker=worker,
+        )
         return
     consumer = SpeedConsumer(
         settings,
         default_stream(stream or settings.default_stream),
         max_poll_records=max_poll_records or MAX_POLL_RECORDS,
+        group=grouped,
+        worker=worker,
     )
     if metrics_port:
         from prometheus_client import start_http_server
@@ -89,7 +111,15 @@ def run(
         consumer.close()
 
 
-def _run_all(settings: Any, stop: threading.Event, *, once: bool, max_poll_records: int) -> None:
+def _run_all(
+    settings: Any,
+    stop: threading.Event,
+    *,
+    once: bool,
+    max_poll_records: int,
+    group: bool,
+    worker: str,
+) -> None:
     """One consumer thread per stream that has views; the first that fails stops them all.
 
     Each consumer keeps its own offsets and views, as separate processes would; the process
@@ -103,7 +133,13 @@ def _run_all(settings: Any, stop: threading.Event, *, once: bool, max_poll_recor
     failed: list[BaseException] = []
 
     def consume(name: str) -> None:
-        consumer = SpeedConsumer(settings, get_stream(name), max_poll_records=max_poll_records)
+        consumer = SpeedConsumer(
+            settings,
+            get_stream(name),
+            max_poll_records=max_poll_records,
+            group=group,
+            worker=f"{worker}-{name}" if worker else "",
+        )
         try:
             consumer.setup()
             consumer.run(once=once, stop=stop)

@@ -7,21 +7,23 @@ cut is the **horizon**. With fewer than two published versions nothing expires.
 
 Cuts are read with :func:`lambdalab.hdfs.published_cuts` and the horizon is
 :func:`lambdalab.boundary.horizon`: the speed layer never parses the batch layer's paths.
+Expiry runs per Kafka partition (each partition's keys sit in one hash slot), by the
+consumer that owns it.
 """
 
 from __future__ import annotations
 
-import redis
+from typing import Any
 
-from lambdalab.paths import RedisKeys
+from lambdalab.paths import PartitionKeys
 
 
-def expire(client: redis.Redis, keys: RedisKeys, view: str, before_ms: int) -> int:
-    """Delete the realtime windows of ``view`` older than ``before_ms``; return how many.
+def expire(client: Any, keys: PartitionKeys, view: str, before_ms: int) -> int:
+    """Delete the partition's realtime windows of ``view`` older than ``before_ms``.
 
-    Per window: HDEL its fields from every key listed in its key set, then drop the set,
-    then the window index member. Idempotent: a crash midway leaves the member, and the
-    next pass finishes the job.
+    Returns how many windows went. Per window: HDEL its fields from every key listed in
+    its key set, then drop the set, then the window index member. Idempotent: a crash
+    midway leaves the member, and the next pass finishes the job.
     """
     windows = [int(w) for w in client.zrangebyscore(keys.windows(view), "-inf", f"({before_ms}")]
     for window in windows:

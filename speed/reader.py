@@ -1,8 +1,10 @@
 """The speed layer's read side: realtime partials for the serving layer's merge.
 
 The serving layer answers ``batch_v[key, bucket] ⊕ Σ_{w ≥ cut(v)} speed_w[key, bucket]``;
-:meth:`SpeedReader.partials` is the second term. One HGETALL of the view key's hash is
-atomic, so a read never sees half of a poll batch.
+:meth:`SpeedReader.partials` is the second term, merged over the Kafka partitions whose
+shares the speed layer keeps apart (one hash slot each). Each partition is read
+atomically with its offset, so a read never sees half of a poll batch, and the offsets
+it returns name exactly what it reflects.
 """
 
 from __future__ import annotations
@@ -16,19 +18,31 @@ from typing import Any
 import redis
 
 from lambdalab.errors import ServiceUnavailable
-from lambdalab.paths import RedisKeys
+from lambdalab.paths import PartitionKeys, RedisKeys
 from lambdalab.settings import Settings
-from speed.store import connect, decode_value, redis_call
+from speed.store import (
+    connect,
+    decode_value,
+    read_next,
+    redis_call,
+    run_scripts,
+    union_of,
+)
 from views.compute import combine
 from views.definition import ViewDef
 from views.registry import get_view, views_of
 
 SNAPSHOT_ATTEMPTS = 5  # a consumer commits once per poll batch: a read rarely loses twice
 SWITCH_ATTEMPTS = 5  # reads that may find the Kappa switch moved (one per replay: rare)
-# The fallback of view_snapshot: offsets, freshness, the keys of the windows >= ARGV[1]
-# (their rtk sets), then each key's hash, all in one atomic script.
+# One partition of one view key, atomically: its next offset, freshness and the key's hash.
+KEY_SCRIPT = """
+return {redis.call('HGET', KEYS[1], 'next'), redis.call('HGET', KEYS[2], 'freshness_ms'),
+        redis.call('HGETALL', KEYS[3])}
+"""
+# The fallback of view_snapshot, per partition: next offset, freshness, the keys of the
+# windows >= ARGV[1] (their rtk sets), then each key's hash, all in one atomic script.
 SNAPSHOT_SCRIPT = """
-local out = {redis.call('HGETALL', KEYS[1]), redis.call('HGET', KEYS[2], 'freshness_ms')}
+local out = {redis.call('HGET', KEYS[1], 'next'), redis.call('HGET', KEYS[2], 'freshness_ms')}
 local seen, keys = {}, {}
 for _, w in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], ARGV[1], '+inf')) do
   for _, k in ipairs(redis.call('SMEMBERS', ARGV[2] .. w)) do
@@ -41,13 +55,41 @@ return out
 """
 
 
-class SpeedReader:
-    """Reads the realtime views of one namespace from Redis."""
+@dataclass(frozen=True)
+class _Part:
+    """What one partition contributed to a read: its offset, freshness and hashes."""
 
-    def __init__(self, settings: Settings, redis_client: redis.Redis | None = None) -> None:
+    number: int
+    next: int | None  # None: never written (contributes nothing)
+    freshness_ms: int | None
+    hashes: dict[str, dict[bytes, bytes]]  # view key -> its hash in this partition
+
+
+class SpeedReader:
+    """Reads the realtime views of one namespace from Redis, merging over partitions.
+
+    The speed layer keeps each Kafka partition's share of a view in that partition's own
+    keys (one hash slot each, :class:`lambdalab.paths.PartitionKeys`). A read takes each
+    partition's offset together with its cells atomically (one script or MULTI/EXEC per
+    partition), then merges the partials: the answer reflects exactly the records below
+    the returned offset vector, a consistent cut of the log since partitions are
+    independent. Its freshness is the newest ingest time over the partitions (what one
+    consumer reported before sharding; a lagging partition shows in the offsets, not
+    here). A partition never written contributes nothing and is absent from the offsets.
+    """
+
+    def __init__(self, settings: Settings, redis_client: Any | None = None) -> None:
         self.settings = settings
         self.keys = RedisKeys(settings)
         self.client = redis_client if redis_client is not None else connect(settings)
+
+    def _source(self, stream: str) -> str:
+        return RedisKeys.source(self.settings.topic_for(stream))
+
+    def _parts(self, source: str) -> list[PartitionKeys]:
+        """The partitions of ``source`` its consumers registered (none before they start)."""
+        count = self._call(self.client.get, self.keys.partitions(source))
+        return [self.keys.partition(source, p) for p in range(int(count or 0))]
 
     def partials(
         self, view: str, key: str, since_window_ms: int, bucket_from_ms: int, bucket_to_ms: int
@@ -60,58 +102,54 @@ class SpeedReader:
             NotFound: unknown view.
             ServiceUnavailable: Redis did not answer.
         """
-        vdef = get_view(view)
-        raw = self._call(self.client.hgetall, self.keys.rt(view, key))
-        return _merge_windows(vdef, raw, since_window_ms, bucket_from_ms, bucket_to_ms)
+        return self.snapshot(view, key, since_window_ms, bucket_from_ms, bucket_to_ms).rows
 
     def snapshot(
         self, view: str, key: str, since_window_ms: int, bucket_from_ms: int, bucket_to_ms: int
     ) -> Snapshot:
         """The partials of one view key with the offsets and freshness they reflect.
 
-        One MULTI/EXEC reads the offsets hash, the view's freshness and the key's hash, so
-        the three come from the same instant: no speed-layer transaction lands between them
-        (the consumer writes increments and offsets in one MULTI/EXEC too).
+        Per partition one script reads its offset, the view's freshness and the key's
+        hash, so the three come from the same instant of that partition (the consumer
+        writes increments and offset in one MULTI/EXEC too). The Kappa switch is read
+        before and after: if it moved, the read starts over.
 
         Raises:
             NotFound: unknown view.
             ServiceUnavailable: Redis did not answer.
         """
         vdef = get_view(view)
-        offsets_key = self.keys.offsets(self.settings.topic_for(vdef.stream))
         pointer = self.keys.kappa(view)
         for _ in range(SWITCH_ATTEMPTS):
-            offsets, fresh, raw, switched = self._call(
-                self._read_one, offsets_key, self.keys.meta(view), self.keys.rt(view, key), pointer
-            )
+            switched = self._call(self.client.get, pointer)
             target = None if switched is None else KappaTarget.parse(switched)
-            if target is not None:  # serving is switched to a replay: read the replay
-                since_window_ms, vdef = 0, target.view
-                offsets, fresh, raw, again = self._call(
-                    self._read_one,
-                    target.offsets_key,
-                    self.keys.meta(target.output),
-                    self.keys.rt(target.output, key),
-                    pointer,
-                )
-                if again != switched:  # switched again between the two reads: start over
-                    continue
+            if target is None:
+                name, source, since, defn = view, self._source(vdef.stream), since_window_ms, vdef
+            else:  # serving is switched to a replay: read the replay
+                name, source, since, defn = target.output, target.source, 0, target.view
+            parts, again = self._call(self._read_key, source, name, key, pointer)
+            if again != switched:  # switched between the reads: start over
+                continue
+            raws = [p.hashes[key] for p in parts]
             return Snapshot(
-                rows=_merge_windows(vdef, raw, since_window_ms, bucket_from_ms, bucket_to_ms),
-                freshness_ms=None if fresh is None else int(fresh),
-                offsets={int(p): int(o) for p, o in offsets.items()},
+                rows=_merge_windows(defn, raws, since, bucket_from_ms, bucket_to_ms),
+                freshness_ms=_newest(parts),
+                offsets=_offsets(parts),
                 kappa=target,
             )
         msg = f"view {view}: the Kappa switch kept moving for {SWITCH_ATTEMPTS} reads"
         raise ServiceUnavailable(msg)
 
-    def _read_one(self, offsets_key: str, meta: str, rt: str, pointer: str) -> list[Any]:
-        with self.client.pipeline(transaction=True) as pipe:
-            pipe.hgetall(offsets_key)
-            pipe.hget(meta, "freshness_ms")
-            pipe.hgetall(rt)
-            pipe.get(pointer)
-            return list(pipe.execute())
+    def _read_key(self, source: str, view: str, key: str, pointer: str) -> tuple[list[_Part], Any]:
+        parts = self._parts(source)
+        keysets = [[k.offsets, k.meta(view), k.rt(view, key)] for k in parts]
+        found = run_scripts(self.client, KEY_SCRIPT, keysets)
+        again = self.client.get(pointer)
+        read = [
+            _Part(k.number, _int(nxt), _int(fresh), {key: _pairs(raw)})
+            for k, (nxt, fresh, raw) in zip(parts, found, strict=True)
+        ]
+        return read, again
 
     def kappa(self, view: str) -> KappaTarget | None:
         """The replayed output serving ``view`` (``lab replay``), or None: batch ⊕ realtime."""
@@ -126,37 +164,31 @@ class SpeedReader:
         bucket_to_ms: int,
         keep: Callable[[str], bool] | None = None,
     ) -> ViewSnapshot:
-        """The partials of every view key (that ``keep`` accepts), read at one instant.
+        """The partials of every view key (that ``keep`` accepts), each partition at one instant.
 
-        Which keys have realtime data is read first (the windows ≥ ``since_window_ms`` and
-        their key sets) with the offsets hash and the window index WATCHed; then one
-        MULTI/EXEC reads the offsets, the freshness and every such key's hash. Each speed
-        layer transaction writes the offsets hash (and a rebuild or FLUSHALL resets it), so
-        any write between the two steps aborts the EXEC and the read starts over. After
-        SNAPSHOT_ATTEMPTS lost races (a consumer committing back to back) one Lua script
-        does the same reads atomically. Either way the cells and offsets returned come from
-        one instant, the guarantee of :meth:`snapshot`, over many keys.
+        Per partition: which keys have realtime data is read first (the windows ≥
+        ``since_window_ms`` and their key sets) with the partition's offsets hash and window
+        index WATCHed; then one MULTI/EXEC reads its offset, freshness and every such key's
+        hash. Each speed-layer transaction writes the offsets hash (and a rebuild or
+        FLUSHALL resets it), so any write between the two steps aborts the EXEC and the
+        read starts over. After SNAPSHOT_ATTEMPTS lost races one Lua script does the same
+        reads atomically. The partitions' partials are then merged: the guarantee of
+        :meth:`snapshot`, over many keys.
 
         Raises:
             NotFound: unknown view.
             ServiceUnavailable: Redis did not answer.
         """
         vdef = get_view(view)
-        offsets_key = self.keys.offsets(self.settings.topic_for(vdef.stream))
+        source = self._source(vdef.stream)
         for _ in range(SWITCH_ATTEMPTS):
             target = self.kappa(view)
             if target is None:
                 return self._view_snapshot(
-                    view, vdef, offsets_key, since_window_ms, bucket_from_ms, bucket_to_ms, keep
+                    view, vdef, source, since_window_ms, bucket_from_ms, bucket_to_ms, keep
                 )
             snap = self._view_snapshot(
-                target.output,
-                target.view,
-                target.offsets_key,
-                0,
-                bucket_from_ms,
-                bucket_to_ms,
-                keep,
+                target.output, target.view, target.source, 0, bucket_from_ms, bucket_to_ms, keep
             )
             if self.kappa(view) == target:  # the replay read was the one serving throughout
                 return replace(snap, kappa=target)
@@ -167,69 +199,73 @@ class SpeedReader:
         self,
         view: str,
         vdef: ViewDef,
-        offsets_key: str,
+        source: str,
         since_window_ms: int,
         bucket_from_ms: int,
         bucket_to_ms: int,
         keep: Callable[[str], bool] | None,
     ) -> ViewSnapshot:
-        read = None
-        for _ in range(SNAPSHOT_ATTEMPTS):
-            try:
-                read = self._call(self._read_keys, view, offsets_key, since_window_ms, keep)
-                break
-            except redis.WatchError:
-                continue
-        if read is None:  # a consumer committing back to back: one atomic script instead
-            read = self._call(self._read_all, view, offsets_key, since_window_ms, keep)
-        offsets, fresh, keys, hashes = read
+        parts = [self._read_partition(k, view, since_window_ms, keep) for k in self._parts(source)]
+        names = sorted({key for p in parts for key in p.hashes})
         cells = {
             key: rows
-            for key, raw in zip(keys, hashes, strict=True)
-            if (rows := _merge_windows(vdef, raw, since_window_ms, bucket_from_ms, bucket_to_ms))
+            for key in names
+            if (
+                rows := _merge_windows(
+                    vdef,
+                    [p.hashes[key] for p in parts if key in p.hashes],
+                    since_window_ms,
+                    bucket_from_ms,
+                    bucket_to_ms,
+                )
+            )
         }
-        return ViewSnapshot(
-            cells=cells,
-            freshness_ms=None if fresh is None else int(fresh),
-            offsets={int(p): int(o) for p, o in offsets.items()},
-        )
+        return ViewSnapshot(cells=cells, freshness_ms=_newest(parts), offsets=_offsets(parts))
+
+    def _read_partition(
+        self, k: PartitionKeys, view: str, since: int, keep: Callable[[str], bool] | None
+    ) -> _Part:
+        for _ in range(SNAPSHOT_ATTEMPTS):
+            try:
+                return self._call(self._read_keys, k, view, since, keep)
+            except redis.WatchError:
+                continue
+        return self._call(self._read_all, k, view, since, keep)
 
     def _read_all(
-        self, view: str, offsets_key: str, since_window_ms: int, keep: Callable[[str], bool] | None
-    ) -> tuple[Any, Any, list[str], list[Any]]:
+        self, k: PartitionKeys, view: str, since: int, keep: Callable[[str], bool] | None
+    ) -> _Part:
         """The same reads as :meth:`_read_keys` in one Lua script: atomic, never retried.
 
         Redis runs a script with nothing in between, so it cannot lose to a commit; it
         reads every key with realtime data since the window (the filter runs here, after).
         """
-        window_keys = self.keys.window_keys(view, 0)[:-1]  # "…rtk:{view}:" + window
-        args = [since_window_ms, window_keys, self.keys.rt(view, "")]
-        names = [offsets_key, self.keys.meta(view), self.keys.windows(view)]
-        offsets, fresh, members, *hashes = self.client.eval(SNAPSHOT_SCRIPT, 3, *names, *args)
+        window_keys = k.window_keys(view, 0)[:-1]  # "…rtk:{view}:" + window
+        args = [since, window_keys, k.rt(view, "")]
+        names = [k.offsets, k.meta(view), k.windows(view)]
+        nxt, fresh, members, *hashes = self.client.eval(SNAPSHOT_SCRIPT, 3, *names, *args)
         named = [(member.decode(), raw) for member, raw in zip(members, hashes, strict=True)]
-        pairs = [(key, _pairs(raw)) for key, raw in named if keep is None or keep(key)]
-        return _pairs(offsets), fresh, [k for k, _ in pairs], [h for _, h in pairs]
+        kept = {key: _pairs(raw) for key, raw in named if keep is None or keep(key)}
+        return _Part(k.number, _int(nxt), _int(fresh), kept)
 
     def _read_keys(
-        self, view: str, offsets_key: str, since_window_ms: int, keep: Callable[[str], bool] | None
-    ) -> tuple[Any, Any, list[str], list[Any]]:
+        self, k: PartitionKeys, view: str, since: int, keep: Callable[[str], bool] | None
+    ) -> _Part:
         with self.client.pipeline(transaction=True) as pipe:
-            pipe.watch(offsets_key, self.keys.windows(view))
+            pipe.watch(k.offsets, k.windows(view))
             # after WATCH a pipeline runs commands at once, until MULTI
-            windows: list[bytes] = pipe.zrangebyscore(  # type: ignore[assignment]
-                self.keys.windows(view), since_window_ms, "+inf"
-            )
-            sets = [self.keys.window_keys(view, int(w)) for w in windows]
-            members: set[bytes] = pipe.sunion(sets) if sets else set()  # type: ignore[assignment]
+            windows: list[bytes] = pipe.zrangebyscore(k.windows(view), since, "+inf")
+            sets = [k.window_keys(view, int(w)) for w in windows]
+            members = union_of(pipe, sets)
             named = (member.decode() for member in members)
-            keys = sorted(k for k in named if keep is None or keep(k))
+            keys = sorted(key for key in named if keep is None or keep(key))
             pipe.multi()
-            pipe.hgetall(offsets_key)
-            pipe.hget(self.keys.meta(view), "freshness_ms")
+            pipe.hget(k.offsets, "next")
+            pipe.hget(k.meta(view), "freshness_ms")
             for key in keys:
-                pipe.hgetall(self.keys.rt(view, key))
-            offsets, fresh, *hashes = pipe.execute()
-        return offsets, fresh, keys, hashes
+                pipe.hgetall(k.rt(view, key))
+            nxt, fresh, *hashes = pipe.execute()
+        return _Part(k.number, _int(nxt), _int(fresh), dict(zip(keys, hashes, strict=True)))
 
     def offsets(self, view: str) -> dict[int, int]:
         """Partition -> next offset committed together with the increments of ``view``.
@@ -241,42 +277,54 @@ class SpeedReader:
         return self.stream_offsets(get_view(view).stream)
 
     def stream_offsets(self, stream: str) -> dict[int, int]:
-        """Partition -> next offset the speed consumer of ``stream`` committed."""
-        raw = self._call(self.client.hgetall, self.keys.offsets(self.settings.topic_for(stream)))
-        return {int(p): int(o) for p, o in raw.items()}
+        """Partition -> next offset the speed consumers of ``stream`` committed."""
+        parts = self._parts(self._source(stream))
+        found = read_next(self.settings, self.client, parts)
+        return {k.number: o for k, o in zip(parts, found, strict=True) if o is not None}
 
     def freshness_ms(self, view: str) -> int | None:
         """Newest ingest timestamp (ms) applied to ``view``'s realtime part, None if none yet."""
-        return _int(self._meta(view).get("freshness_ms"))
+        fresh = [int(m["freshness_ms"]) for m in self._metas(view) if "freshness_ms" in m]
+        return max(fresh) if fresh else None
 
     def dimensions(self, view: str) -> dict[str, int | None]:
         """Dimension -> version the realtime part of ``view`` was built with ({} if none)."""
-        raw = self._meta(view).get("dimensions")
+        raw = next((m["dimensions"] for m in self._metas(view) if "dimensions" in m), None)
         return dict(json.loads(raw)) if raw else {}
 
     def status(self, stream: str) -> dict[str, Any]:
-        """The speed consumer of ``stream``, for the pipeline health.
+        """The speed consumers of ``stream``, for the pipeline health.
 
-        Its offsets, freshness (the oldest over its views), last update, rebuild info, and
-        the windows held per view.
+        Their offsets, freshness (the oldest over its views, each the newest over
+        partitions), last update, rebuild info (the oldest rebuild over partitions), and
+        the windows held per view (over partitions).
         """
         views = views_of(stream)
-        metas = [self._meta(name) for name in views]
-        fresh = [int(m["freshness_ms"]) for m in metas if "freshness_ms" in m]
-        first = metas[0] if metas else {}
-        windows = {n: int(self._call(self.client.zcard, self.keys.windows(n))) for n in views}
+        per_view = {name: self._metas(name) for name in views}
+        fresh = [f for name in views if (f := self.freshness_ms(name)) is not None]
+        metas = [m for found in per_view.values() for m in found]
         return {
             "offsets": self.stream_offsets(stream),
             "freshness_ms": min(fresh) if fresh else None,
-            "updated_ms": _int(first.get("updated_ms")),
-            "rebuilt_from_ms": _int(first.get("rebuilt_from_ms")),
-            "rebuilt_at_ms": _int(first.get("rebuilt_at_ms")),
-            "windows_held": windows,
+            "updated_ms": _extreme(max, metas, "updated_ms"),
+            "rebuilt_from_ms": _extreme(min, metas, "rebuilt_from_ms"),
+            "rebuilt_at_ms": _extreme(max, metas, "rebuilt_at_ms"),
+            "windows_held": {n: self._windows_held(n, self._source(stream)) for n in views},
         }
 
-    def _meta(self, view: str) -> dict[str, str]:
-        raw = self._call(self.client.hgetall, self.keys.meta(view))
-        return {k.decode(): v.decode() for k, v in raw.items()}
+    def _windows_held(self, view: str, source: str) -> int:
+        pipe = self.client.pipeline(transaction=False)
+        for k in self._parts(source):
+            pipe.zrange(k.windows(view), 0, -1)
+        return len({w for found in self._call(pipe.execute) for w in found})
+
+    def _metas(self, view: str) -> list[dict[str, str]]:
+        """The meta hash of ``view`` in every partition that has one."""
+        pipe = self.client.pipeline(transaction=False)
+        for k in self._parts(self._source(get_view(view).stream)):
+            pipe.hgetall(k.meta(view))
+        found = self._call(pipe.execute)
+        return [{k.decode(): v.decode() for k, v in raw.items()} for raw in found if raw]
 
     def _call(self, func: Any, *args: Any) -> Any:
         return redis_call(self.settings, func, *args)
@@ -309,14 +357,14 @@ class KappaTarget:
     Attributes:
         output: the output's own view name, ``{view}__k{generation}``.
         generation: which replay of the view it is.
-        offsets_key: the Redis hash of the offsets the output reflects.
+        source: the source the output's consumer writes (``{topic}@{output}``).
         view: the definition the output was computed with (named ``output``).
         switched_ms: when serving switched to it.
     """
 
     output: str
     generation: int
-    offsets_key: str
+    source: str
     view: ViewDef
     switched_ms: int
 
@@ -327,7 +375,7 @@ class KappaTarget:
         return cls(
             output=data["output"],
             generation=int(data["generation"]),
-            offsets_key=data["offsets_key"],
+            source=data["source"],
             view=ViewDef.from_dict(data["definition"]),
             switched_ms=int(data["switched_ms"]),
         )
@@ -338,7 +386,7 @@ class KappaTarget:
             {
                 "output": self.output,
                 "generation": self.generation,
-                "offsets_key": self.offsets_key,
+                "source": self.source,
                 "definition": self.view.to_dict(),
                 "switched_ms": self.switched_ms,
             },
@@ -347,24 +395,46 @@ class KappaTarget:
 
 
 def _merge_windows(
-    vdef: ViewDef, raw: dict[bytes, bytes], since_window_ms: int, lo: int, hi: int
+    vdef: ViewDef, raws: list[dict[bytes, bytes]], since_window_ms: int, lo: int, hi: int
 ) -> dict[int, dict[str, Any]]:
-    """Per bucket in [lo, hi): its measures merged over ingest windows ≥ ``since_window_ms``."""
+    """Per bucket in [lo, hi): its measures merged over windows ≥ ``since_window_ms``.
+
+    ``raws`` are one view key's hashes, one per partition: merged over them too.
+    """
     kinds = {kind.name: kind for kind in vdef.kinds}
-    parts: dict[int, dict[int, dict[str, Any]]] = defaultdict(dict)
-    for fld, value in raw.items():
-        window, bucket, measure = RedisKeys.parse_field(fld.decode())
-        if window < since_window_ms or not lo <= bucket < hi:
-            continue
-        if measure in kinds:
-            parts[bucket].setdefault(window, {})[measure] = decode_value(kinds[measure], value)
+    parts: dict[int, dict[tuple[int, int], dict[str, Any]]] = defaultdict(dict)
+    for n, raw in enumerate(raws):
+        for fld, value in raw.items():
+            window, bucket, measure = RedisKeys.parse_field(fld.decode())
+            if window < since_window_ms or not lo <= bucket < hi:
+                continue
+            if measure in kinds:
+                value = decode_value(kinds[measure], value)
+                parts[bucket].setdefault((n, window), {})[measure] = value
     return {b: combine(vdef, per_window.values()) for b, per_window in sorted(parts.items())}
 
 
-def _pairs(flat: list[bytes]) -> dict[bytes, bytes]:
+def _offsets(parts: list[_Part]) -> dict[int, int]:
+    """The offset vector a read reflects (partitions never written left out)."""
+    return {p.number: p.next for p in parts if p.next is not None}
+
+
+def _newest(parts: list[_Part]) -> int | None:
+    fresh = [p.freshness_ms for p in parts if p.freshness_ms is not None]
+    return max(fresh) if fresh else None
+
+
+def _extreme(pick: Callable[..., int], metas: list[dict[str, str]], name: str) -> int | None:
+    found = [int(m[name]) for m in metas if name in m]
+    return pick(found) if found else None
+
+
+def _pairs(flat: Any) -> dict[bytes, bytes]:
     """A hash as a script returns it (field, value, field, value, ...) as a dict."""
+    if isinstance(flat, dict):
+        return flat
     return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
-def _int(value: str | None) -> int | None:
+def _int(value: Any) -> int | None:
     return None if value is None else int(value)

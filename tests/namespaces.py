@@ -99,9 +99,9 @@ def drop_hdfs_root(settings: Settings) -> None:
 
 
 def drop_redis_keys(settings: Settings) -> None:
-    import redis
+    from speed.store import connect
 
-    client = redis.Redis.from_url(settings.redis.url, socket_timeout=30)
+    client = connect(settings)  # a Redis Cluster client scans every master, deletes per slot
     try:
         batch: list[bytes] = []
         for key in client.scan_iter(match=f"{settings.redis_prefix}*", count=1000):
@@ -125,7 +125,6 @@ def drop_trino_schema(settings: Settings) -> None:
 
 def remains(settings: Settings) -> dict[str, Any]:
     """What of the namespace is still in the stack (empty values: nothing), for checks."""
-    import redis
     from kafka.admin import KafkaAdminClient
 
     from batch.trino_tables import TrinoTables
@@ -141,7 +140,9 @@ def remains(settings: Settings) -> dict[str, Any]:
         f"SELECT schema_name FROM {tables.catalog}.information_schema.schemata "
         f"WHERE schema_name = '{settings.trino_schema}'"
     )
-    client = redis.Redis.from_url(settings.redis.url)
+    from speed.store import connect
+
+    client = connect(settings)
     keys = list(client.scan_iter(match=f"{settings.redis_prefix}*", count=1000))
     client.close()
     return {

@@ -5,13 +5,16 @@ acks=all to three brokers (topics of replication factor 3, min ISR 2), landed by
 archiver into HDFS with two DataNodes (each master file on both), built by Spark on the
 standalone master's two workers, coordinated by the cluster's luigid (two loops, each
 task once), published; the served batch view equals the oracle (tests/oracle.py, plain
-Python over the same events). The speed layer is not here: it needs the sharded store.
+Python over the same events). The speed layer runs two workers of one consumer group on
+the Redis Cluster, its keys spread over the three masters, and its merged answer equals
+the oracle too.
 
 The cluster must be up (`make up-cluster`); if it is not, every test fails saying so.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -74,7 +77,7 @@ def test_every_node_is_up_and_healthy(cluster: tuple[Settings, dict[str, Any]]) 
         *(f"datanode-{n}" for n in range(1, DATANODES + 1)),
         *(f"spark-worker-{n}" for n in (1, 2)),
         *(f"redis-{n}" for n in range(1, 7)),
-        *("namenode", "spark-master", "trino", "luigid", "redis"),
+        *("namenode", "spark-master", "trino", "luigid"),
     }
     assert nodes <= set(rows), sorted(nodes - set(rows))
     assert all(rows[n].process.startswith("RUNNING") for n in nodes)
@@ -207,3 +210,74 @@ def test_one_batch_cycle_on_the_cluster_equals_the_oracle(
             view = get_view(name)
             assert store.published(name) == [1], "published once, not once per loop"
             assert served(ns, view) == oracle.measures(view, events)
+
+
+def test_two_speed_workers_on_the_redis_cluster_equal_the_oracle(
+    cluster: tuple[Settings, dict[str, Any]],
+) -> None:
+    from redis.cluster import RedisCluster
+
+    from speed.consumer import SpeedConsumer
+    from speed.reader import SpeedReader
+
+    base, _ = cluster
+    assert base.redis.cluster, "the cluster profile's speed layer uses the Redis Cluster"
+    view = get_view("pageviews_by_url_hourly")
+    with short_windows(base) as ns:
+        ensure_topics(ns)
+        make = EventFactory(seed=1515, users=30, referrers=(None, "google", "news"))
+        events = [make(at=T0 + i * 61_000) for i in range(400)]
+        workers = [SpeedConsumer(ns, PAGE_VIEWS, group=True, worker=f"w{n}") for n in (1, 2)]
+        stop = threading.Event()
+        threads = [threading.Thread(target=_consume, args=(w, stop)) for w in workers]
+        for thread in threads:
+            thread.start()
+        try:
+            producer = EventProducer(ns, PAGE_VIEWS)
+            try:
+                producer.send_many(events)
+            finally:
+                producer.close()
+            ends = end_offsets(ns, ns.topic_for(PAGE_VIEWS.name))
+            reader = SpeedReader(ns)
+            deadline = time.monotonic() + 90
+            while reader.stream_offsets(PAGE_VIEWS.name) != ends:
+                assert time.monotonic() < deadline, "the speed workers did not catch up in 90 s"
+                time.sleep(0.5)
+            owned = [set(w.owned) for w in workers]
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join(timeout=60)
+        assert all(owned) and not owned[0] & owned[1], owned  # both worked, none twice
+        assert owned[0] | owned[1] == set(ends)
+        snap = reader.view_snapshot(view.name, 0, -(2**62), 2**62)
+        names = [m.name for m in view.measures]
+        got = {
+            (k, b): {n: row[n] for n in names}
+            for k, rows in snap.cells.items()
+            for b, row in rows.items()
+        }
+        want = {
+            cell: {n: row[n] for n in names} for cell, row in oracle.measures(view, events).items()
+        }
+        assert got == want
+        assert snap.offsets == ends
+        cluster_client = reader.client
+        assert isinstance(cluster_client, RedisCluster)
+        holders = {
+            node.name
+            for node in cluster_client.get_primaries()
+            if list(
+                cluster_client.scan_iter(match=f"{ns.redis_prefix}*", count=1000, target_nodes=node)
+            )
+        }
+        assert len(holders) == 3, f"the speed layer's keys sit on {sorted(holders)} only"
+
+
+def _consume(worker: Any, stop: threading.Event) -> None:
+    try:
+        worker.setup()
+        worker.run(stop=stop)
+    finally:
+        worker.close()

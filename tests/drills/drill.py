@@ -172,7 +172,10 @@ class Drill:
         return proc.start()
 
     def speed(self) -> Proc:
-        return self.spawn("speed", "speed", "run", "--quiet", "--stream", STREAM)
+        # a stable worker name: restarted after a kill, it takes its partitions back at once
+        return self.spawn(
+            "speed", "speed", "run", "--quiet", "--stream", STREAM, "--worker", "drill"
+        )
 
     def archiver(self, name: str = "archiver", **env: str) -> Proc:
         """``land --follow``, as the stack runs it."""

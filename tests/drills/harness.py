@@ -27,12 +27,11 @@ from batch.master import list_files, next_offsets
 from infra.health import check_for
 from infra.stack import WAIT_S, Stack
 from lambdalab.hdfs import webhdfs
-from lambdalab.paths import RedisKeys
 from lambdalab.schema import PAGE_VIEWS
 from lambdalab.settings import Settings
 from lambdalab.topics import end_offsets
 from lambdalab.wait import wait_until
-from speed.store import connect
+from speed.store import RealtimeStore, connect
 
 REPO = Path(__file__).resolve().parents[2]
 FULL = os.environ.get("LAMBDALAB_DRILLS", "short") == "full"
@@ -185,10 +184,10 @@ def consumed(settings: Settings) -> int:
     """Offsets the speed layer committed in Redis with its increments."""
     client = connect(settings)
     try:
-        raw = client.hgetall(RedisKeys(settings).offsets(settings.topic_for(STREAM)))
+        store = RealtimeStore(settings, settings.topic_for(STREAM), client)
+        return sum(store.read_offsets().values())
     finally:
         client.close()
-    return sum(int(v) for v in raw.values())
 
 
 # --- services of the local stack -------------------------------------------------------------

@@ -132,9 +132,9 @@ def test_replay_and_switch_under_load(
     assert (second.output, second.previous) == (f"{VIEW}__k2", f"{VIEW}__k1")
     assert served(settings, get_view(VIEW), keys) == want
     client, rkeys = connect(settings), RedisKeys(settings)
-    assert list(client.scan_iter(match=f"{rkeys.p}rt:{VIEW}__k1:*")) == []
-    first_offsets = rkeys.offsets(f"{settings.topic_for('pageviews')}@{VIEW}__k1")
-    assert not client.exists(first_offsets)
+    first = f"{settings.topic_for('pageviews')}@{VIEW}__k1"
+    assert list(client.scan_iter(match=f"{rkeys.p}{{{first}|*")) == []  # every key of it
+    assert not client.exists(rkeys.partitions(first))
 
     # and back to Lambda: batch ⊕ realtime (the live consumer kept it up to date)
     assert kappa.back_to_lambda(settings, VIEW, grace_s=0.2) == f"{VIEW}__k2"
@@ -151,18 +151,23 @@ def test_the_switch_waits_until_the_replay_has_caught_up(
 ) -> None:
     """The switch script, against Redis: behind on any partition, no switch; a moved switch, -1."""
     client, rkeys = connect(settings), RedisKeys(settings)
-    pointer, served, mine = rkeys.kappa(VIEW), rkeys.offsets("t"), rkeys.offsets("t@mine")
-    client.hset(served, mapping={"0": 10, "1": 5})
-    client.hset(mine, mapping={"0": 12, "1": 4})
+    pointer = rkeys.kappa(VIEW)
+    served = [rkeys.partition("t", p).offsets for p in range(2)]
+    mine = [rkeys.partition("t@mine", p).offsets for p in range(2)]
+    client.hset(served[0], "next", 10)
+    client.hset(served[1], "next", 5)
+    client.hset(mine[0], "next", 12)
+    client.hset(mine[1], "next", 4)
 
     def switch(before: bytes = b"") -> int:
-        return int(client.eval(kappa.SWITCH_SCRIPT, 3, pointer, served, mine, before, "new"))
+        args = (5, pointer, *served, *mine, before, "new", 2)
+        return int(client.eval(kappa.SWITCH_SCRIPT, *args))
 
     assert switch() == 0 and client.get(pointer) is None  # partition 1 is behind
-    client.hdel(mine, "1")
+    client.delete(mine[1])
     assert switch() == 0 and client.get(pointer) is None  # partition 1 not reached at all
-    client.hset(mine, "1", 5)
+    client.hset(mine[1], "next", 5)
     assert switch(b"someone else's") == -1 and client.get(pointer) is None
     assert switch() == 1 and client.get(pointer) == b"new"
     assert switch() == -1  # it moved: a second replay started before must not switch blindly
-    client.delete(pointer, served, mine)
+    client.delete(pointer, *served, *mine)

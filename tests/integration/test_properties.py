@@ -218,8 +218,10 @@ def _speed_cells(settings: Settings, view: ViewDef) -> dict[Cell, dict[str, Any]
     """Every (key, bucket) partial of the speed layer, over all its ingest windows."""
     reader, keys = SpeedReader(settings), RedisKeys(settings)
     names: set[bytes] = set()
-    for window in reader.client.zrange(keys.windows(view.name), 0, -1):
-        names |= reader.client.smembers(keys.window_keys(view.name, int(window)))
+    for p in range(settings.kafka.partitions):
+        part = keys.partition(settings.topic_for(view.stream), p)
+        for window in reader.client.zrange(part.windows(view.name), 0, -1):
+            names |= reader.client.smembers(part.window_keys(view.name, int(window)))
     return {
         (key, bucket): row
         for key in (n.decode() for n in names)

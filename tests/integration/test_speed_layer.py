@@ -23,12 +23,13 @@ from datasketches import hll_sketch
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from lambdalab.hdfs import webhdfs
-from lambdalab.paths import HdfsPaths
+from lambdalab.paths import HdfsPaths, RedisKeys
 from lambdalab.schema import PAGE_VIEWS
 from lambdalab.settings import Settings
 from lambdalab.topics import dlq_key, ensure_topics, read_topic
 from speed.consumer import SpeedConsumer, catch_up
 from speed.reader import SpeedReader
+from speed.store import RealtimeStore
 from tests import oracle as truth
 from tests.events import EventFactory
 from views.definition import hll_rse
@@ -109,16 +110,27 @@ def oracle(records: list[Any], window_s: int) -> Oracle:
 
 
 def redis_state(settings: Settings, client: redis.Redis) -> Oracle:
-    """view -> (window, key, bucket) -> stored measures, read straight from Redis."""
+    """view -> (window, key, bucket) -> stored measures, read straight from Redis.
+
+    Each Kafka partition keeps its own share of a cell (``lambdalab.paths.PartitionKeys``):
+    the shares are merged here with the measure's own merge.
+    """
     out: Oracle = {}
-    for name in all_views():
-        prefix = f"{settings.redis_prefix}rt:{name}:"
+    source = settings.topic_for(PAGE_VIEWS.name)
+    for name, view in all_views().items():
+        kinds = {kind.name: kind for kind in view.kinds}
         cells: dict[tuple[int, str, int], dict[str, Any]] = defaultdict(dict)
-        for rt in client.scan_iter(match=prefix + "*", count=1000):
-            key = rt.decode()[len(prefix) :]
-            for fld, value in client.hgetall(rt).items():
-                window, bucket, measure = fld.decode().split("|")
-                cells[(int(window), key, int(bucket))][measure] = value
+        for p in range(settings.kafka.partitions):
+            prefix = RedisKeys(settings).partition(source, p).rt(name, "")
+            for rt in client.scan_iter(match=prefix + "*", count=1000):
+                key = rt.decode()[len(prefix) :]
+                for fld, value in client.hgetall(rt).items():
+                    window, bucket, measure = fld.decode().split("|")
+                    cell, kind = cells[(int(window), key, int(bucket))], kinds[measure]
+                    if measure in cell:
+                        both = kind.merge(kind.decode(cell[measure]), kind.decode(value))
+                        value = kind.encode(both)
+                    cell[measure] = value
         out[name] = dict(cells)
     return out
 
@@ -214,8 +226,8 @@ def _check_partials(reader: SpeedReader, cells: dict[tuple[int, str, int], Any])
 
 
 def _stored_total(client: redis.Redis, settings: Settings) -> int:
-    raw = client.hgetall(f"{settings.redis_prefix}offsets:{settings.topic_for('pageviews')}")
-    return sum(int(v) for v in raw.values())
+    store = RealtimeStore(settings, settings.topic_for("pageviews"), client)
+    return sum(store.read_offsets(range(settings.kafka.partitions)).values())
 
 
 def _spawn(settings: Settings) -> subprocess.Popen[bytes]:
@@ -226,6 +238,7 @@ def _spawn(settings: Settings) -> subprocess.Popen[bytes]:
         "LAMBDALAB_REDIS__URL": settings.redis.url,
     }
     cmd = [str(REPO / ".venv/bin/lambdalab"), "speed", "run", "--quiet", "--max-poll-records=40"]
+    cmd += ["--worker", "sigkill"]  # restarted under one name: its partitions come back at once
     return subprocess.Popen(cmd, env=env, cwd=REPO, stderr=subprocess.PIPE)
 
 

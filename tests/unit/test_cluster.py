@@ -25,6 +25,7 @@ from infra.cluster import (
     WORKER_MEMORY,
     cluster_services,
     kafka_nodes,
+    redis_cluster_ports,
 )
 from infra.services import Service, all_services
 from lambdalab.errors import ConfigError
@@ -88,7 +89,7 @@ def test_every_node_is_supervised_with_a_check_of_its_own(nodes: list[Service]) 
         *(f"datanode-{i}" for i in range(1, DATANODES + 1)),
         *(f"spark-worker-{i}" for i in range(1, SPARK_WORKERS + 1)),
         *(f"redis-{i}" for i in range(1, REDIS_NODES + 1)),
-        *("namenode", "spark-master", "trino", "luigid", "redis"),
+        *("namenode", "spark-master", "trino", "luigid"),
     ):
         assert expected in names
         node = next(n for n in nodes if n.name == expected)
@@ -107,6 +108,13 @@ def test_the_platform_runs_two_apis_and_two_batch_loops_on_settings_only(
     assert [apps[f"api-{n}"].ports for n in (1, 2)] == [[s.api.port], [s.api.port + 1]]
     assert apps["api-2"].command[-2:] == ["--port", str(s.api.port + 1)]
     assert apps["batch-1"].command == apps["batch-2"].command  # same code, luigid decides
+    speeds = sorted(name for name in apps if name.startswith("speed-"))
+    assert speeds and len(speeds) % 2 == 0  # two workers per stream, named apart
+    for name in speeds:
+        command = apps[name].command
+        assert command[command.index("--worker") + 1] == name.removeprefix("speed-")
+    assert "redis" not in {n.name for n in cluster_services(s)}  # the Redis Cluster only
+    assert s.redis.cluster and s.redis.port == redis_cluster_ports(s)[0]
 
 
 def test_cluster_ports_are_unique_and_beside_the_local_stacks(fake_jdk: Path) -> None:

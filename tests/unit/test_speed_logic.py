@@ -9,14 +9,13 @@ from prometheus_client import CollectorRegistry
 
 from lambdalab.boundary import horizon
 from lambdalab.paths import RedisKeys
-from lambdalab.settings import load_settings
 from speed.metrics import SpeedMetrics
-from speed.reader import SpeedReader
+from speed.reader import _merge_windows
 from speed.rebuild import needs_rebuild, rebuild_cut
 from speed.store import merge_fields, plan_view
 from views.compute import aggregate
 from views.definition import Measure, ViewDef
-from views.registry import all_views
+from views.registry import all_views, get_view
 
 VIEW = ViewDef(
     name="probe",
@@ -83,11 +82,12 @@ def test_merge_fields_lists_every_measure_of_every_touched_cell() -> None:
 def test_rebuild_rule() -> None:
     views = all_views()
     stored = {name: v.fingerprint for name, v in views.items()}
-    assert needs_rebuild({0: 5}, stored, views) is None
+    assert needs_rebuild(5, stored, views) is None
+    assert needs_rebuild(0, stored, views) is None  # offset 0 is an offset, not a loss
     assert "missing" in (needs_rebuild(None, stored, views) or "")
-    assert "missing" in (needs_rebuild({}, stored, views) or "")
+    assert "missing" in (needs_rebuild(None, {}, views) or "")
     changed = {**stored, "visitors_by_url_hourly": "old"}
-    assert "visitors_by_url_hourly" in (needs_rebuild({0: 5}, changed, views) or "")
+    assert "visitors_by_url_hourly" in (needs_rebuild(0, changed, views) or "")
     assert rebuild_cut({"a": 120_000, "b": 60_000}) == 60_000
     assert rebuild_cut({"a": 120_000, "b": None}) is None
     assert rebuild_cut({}) is None
@@ -107,20 +107,10 @@ def test_metrics_rate_and_lag() -> None:
     assert m.registry.get_sample_value("lambdalab_speed_consumer_lag", {"partition": "0"}) == 5
 
 
-class _FakeRedis:
-    def __init__(self, hashes: dict[str, dict[bytes, bytes]]) -> None:
-        self.hashes = hashes
-
-    def hgetall(self, name: str) -> dict[bytes, bytes]:
-        return self.hashes.get(name, {})
-
-
-def test_reader_merges_windows_since_the_cut_and_filters_buckets() -> None:
-    settings = load_settings(namespace="unit")
-    keys = RedisKeys(settings)
+def test_reader_merges_windows_since_the_cut_partitions_and_filters_buckets() -> None:
     f = RedisKeys.field
     h = 3_600_000
-    stored = {
+    first = {
         f(0, 0, "views"): b"4",
         f(60_000, 0, "views"): b"3",
         f(60_000, 0, "min_bytes"): b"7",
@@ -129,9 +119,12 @@ def test_reader_merges_windows_since_the_cut_and_filters_buckets() -> None:
         f(120_000, 0, "max_bytes"): b"9",
         f(120_000, h, "views"): b"1",
     }
-    client = _FakeRedis(
-        {keys.rt("pageviews_by_url_hourly", "/a"): {k.encode(): v for k, v in stored.items()}}
-    )
-    reader = SpeedReader(settings, client)  # type: ignore[arg-type]
-    got = reader.partials("pageviews_by_url_hourly", "/a", 60_000, 0, h)
-    assert got == {0: {"views": 5, "min_bytes": 5, "max_bytes": 9}}
+    # the same key's share from another partition: the same fields, merged, not overwritten
+    second = {f(60_000, 0, "views"): b"10", f(60_000, 0, "min_bytes"): b"2"}
+    raws = [{k.encode(): v for k, v in part.items()} for part in (first, second)]
+    view = get_view("pageviews_by_url_hourly")
+    got = _merge_windows(view, raws, 60_000, 0, h)
+    assert got == {0: {"views": 15, "min_bytes": 2, "max_bytes": 9}}
+    assert _merge_windows(view, raws[:1], 60_000, 0, h) == {
+        0: {"views": 5, "min_bytes": 5, "max_bytes": 9}
+    }
