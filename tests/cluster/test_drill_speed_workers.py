@@ -1,10 +1,9 @@
 """Cluster drills of the partitioned speed layer: workers come and go, a Redis master dies.
 
-DEPENDS ON THE SHARDED SPEED LAYER (branch ``shard``): the speed layer as N ``lambdalab
-speed run`` processes joining one Kafka consumer group per stream, each partition's
-increments and offsets in one hash slot of the Redis Cluster (settings
-``LAMBDALAB_REDIS__CLUSTER=true``, seed ``redis://127.0.0.1:29380/0``). Until that setting
-exists these drills are skipped, saying so; they are written against that interface only.
+The speed layer runs as N ``lambdalab speed run`` processes joining one Kafka consumer
+group per stream, each partition's increments and offsets in one hash slot of the Redis
+Cluster (the cluster profile's ``LAMBDALAB_REDIS__CLUSTER=true``, seed
+``redis://127.0.0.1:29380/0``).
 
 Under continuous ingest, with the archiver and a batch cycle before the fault (so answers
 merge both layers), each drill ends as every drill does (``Drill.finish``): the log, the
@@ -34,17 +33,15 @@ import redis
 
 from infra.cluster import redis_cluster_ports
 from infra.stack import Stack
-from lambdalab.settings import RedisSettings, Settings, load_settings
+from lambdalab.settings import Settings, load_settings
 from tests.cluster.nodes import kill_node, wait_rejoined
 from tests.drills.drill import Drill, in_process
 from tests.drills.harness import STREAM, Proc, consumed, log_end, wait_for
 
 SEED_URL = "redis://127.0.0.1:29380/0"
-SHARDED = "cluster" in RedisSettings.model_fields
 pytestmark = [
     pytest.mark.cluster_drill,
     pytest.mark.timeout(900),
-    pytest.mark.skipif(not SHARDED, reason="needs the sharded speed layer (branch shard)"),
 ]
 RATE = 20.0
 
