@@ -22,7 +22,7 @@ from typing import Any
 from bench.summary import figures, notes_of, page, svg, table
 from lambdalab.settings import load_settings
 
-BENCHES = ("ingest", "batch", "speed", "freshness", "serving", "queries")
+BENCHES = ("ingest", "batch", "speed", "scaling", "freshness", "serving", "queries")
 DOCS = Path(__file__).parent.parent / "docs"
 
 
