@@ -26,14 +26,18 @@ BENCHES = ("ingest", "batch", "speed", "scaling", "freshness", "serving", "queri
 DOCS = Path(__file__).parent.parent / "docs"
 
 
-def main(names: list[str]) -> int:
+def main(names: list[str], earlier: Path | None = None) -> int:
     """Run the named benchmarks (all when none), write the results; 1 if any failed.
 
-    A failed benchmark is recorded with its error and does not stop the others.
+    A failed benchmark is recorded with its error and does not stop the others. With
+    ``earlier`` (a results file of a previous run, ``--with FILE``), the benches of that
+    run that this one does not repeat are carried into the page, each marked with the
+    date and load of the run that measured it.
     """
     base = load_settings()
     results: dict[str, Any] = {"started": datetime.now(UTC).isoformat(), "machine": _machine()}
     failed = []
+    names = [n for n in names if n]
     for name in names or list(BENCHES):
         module = importlib.import_module(f"bench.bench_{name}")
         settings = base.model_copy(update={"namespace": f"bench{uuid.uuid4().hex[:8]}"})
@@ -45,6 +49,8 @@ def main(names: list[str]) -> int:
             failed.append(name)
             results[name] = {"error": f"{type(exc).__name__}: {exc}"}
         results[name]["wall_s"] = round(time.perf_counter() - started, 1)
+    if earlier is not None:
+        results = {**results, **carried(json.loads(earlier.read_text()), results)}
     out = Path(__file__).parent / "results"
     out.mkdir(exist_ok=True)
     path = out / f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
@@ -59,6 +65,19 @@ def main(names: list[str]) -> int:
     print(table(figs))
     print(f"results written to {path}; docs/bench.md and docs/bench.svg rewritten")
     return 1 if failed else 0
+
+
+def carried(previous: dict[str, Any], now: dict[str, Any]) -> dict[str, Any]:
+    """The benches of ``previous`` missing from ``now``, each noting the run it came from."""
+    run = {
+        "started": previous.get("started", "?"),
+        "loadavg": previous.get("machine", {}).get("loadavg", "?"),
+    }
+    return {
+        name: {**result, "carried_from": run}
+        for name, result in previous.items()
+        if name in BENCHES and name not in now and isinstance(result, dict)
+    }
 
 
 def _machine() -> dict[str, Any]:
@@ -83,5 +102,12 @@ def _machine() -> dict[str, Any]:
     }
 
 
+def _args(argv: list[str]) -> tuple[list[str], Path | None]:
+    """``[--with FILE] [name ...]``."""
+    if argv[:1] == ["--with"] and len(argv) >= 2:
+        return argv[2:], Path(argv[1])
+    return argv, None
+
+
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main(*_args(sys.argv[1:])))

@@ -214,7 +214,13 @@ def page(results: dict[str, Any], svg_name: str, notes: str) -> str:
         f"- machine: {machine.get('cpus', '?')} CPUs, {machine.get('cpu_model', '?')}, "
         f"Python {machine.get('python', '?')}, load average at start "
         f"{machine.get('loadavg', '?')}",
-        f"- benches in this run: {', '.join(k for k in results if k in _benches(results))}",
+        f"- benches in this run: {', '.join(k for k in _benches(results) if _fresh(results[k]))}",
+        *[
+            f"- carried from the run of {r['carried_from']['started']} (load average at start "
+            f"{r['carried_from']['loadavg']}): {k}"
+            for k, r in results.items()
+            if k in _benches(results) and not _fresh(r)
+        ],
         "",
         "| bench | figure | unit | value | baseline | ratio | target | met "
         "| spread (min / median / max) |",
@@ -234,12 +240,19 @@ def page(results: dict[str, Any], svg_name: str, notes: str) -> str:
         result = results[name]
         out.append(f"## {name}")
         out.append("")
+        if not _fresh(result):
+            out.append(f"Measured in the run of {result['carried_from']['started']}.\n")
         if "error" in result:
             out.append(f"Failed: `{result['error']}`")
         out.extend(result.get("details_md", []))
         out.append(f"\nWall time of the bench: {result.get('wall_s', '?')} s.\n")
     out += [NOTES_MARK, notes.strip(), ""]
     return "\n".join(out)
+
+
+def _fresh(result: dict[str, Any]) -> bool:
+    """Whether a bench was measured in this run (not carried from an earlier one)."""
+    return "carried_from" not in result
 
 
 def _benches(results: dict[str, Any]) -> list[str]:

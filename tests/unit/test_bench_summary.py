@@ -53,3 +53,25 @@ def test_the_query_bench_has_figures_judged_on_its_medians() -> None:
     result["top10_sql"]["p99_ms"] = spread(300, 310, 320)
     slow = {f["name"]: f for f in figures({"queries": result})}
     assert slow["top-10 over 1M+50k keys, POST /sql/merged p99"]["met"] is False
+
+
+def test_a_partial_run_carries_the_other_benches_with_their_own_date() -> None:
+    from bench.__main__ import carried
+
+    earlier = {
+        "started": "2026-11-27T08:00:00+00:00",
+        "machine": {"loadavg": "1.00 1.00 1.00"},
+        "batch": {"figures": [figure("batch", "small cycle", "s", [4.0], target="value <= 10")]},
+        "speed": {"figures": [figure("speed", "old eps", "ev/s", [1.0], [2.0])]},
+    }
+    now = {
+        "started": "2026-11-27T15:00:00+00:00",
+        "machine": {"cpus": 2},
+        "speed": {"figures": [figure("speed", "new eps", "ev/s", [3.0], [2.0])]},
+    }
+    text = page({**now, **carried(earlier, now)}, "bench.svg", "")
+    assert "small cycle" in text and "new eps" in text
+    assert "old eps" not in text, "a bench this run repeated is not carried"
+    assert "- benches in this run: speed" in text
+    assert "carried from the run of 2026-11-27T08:00:00+00:00" in text
+    assert "): batch" in text
