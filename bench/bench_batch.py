@@ -154,7 +154,7 @@ def _spark_cases(spark: Any, uris: list[str]) -> dict[str, Callable[[], int]]:
     view, cut = get_view(VIEW), 4_102_444_800_000  # 2100-01-01: every record
 
     def compiled() -> int:
-        return len(compile_view(view, read_master(spark, uris, cut)).collect())
+        return len(compile_view(view, read_master(spark, uris, cut, PAGE_VIEWS)).collect())
 
     def hand_written(df: Any) -> int:
         hour = F.expr("unix_millis(event_time) - pmod(unix_millis(event_time), 3600000)")
@@ -165,7 +165,7 @@ def _spark_cases(spark: Any, uris: list[str]) -> dict[str, Callable[[], int]]:
         "compiled": compiled,
         "hand_written": lambda: hand_written(spark.read.parquet(*uris)),
         # the same groupBy after the cut filter every version applies: splits the gap
-        "hand_written_with_cut": lambda: hand_written(read_master(spark, uris, cut)),
+        "hand_written_with_cut": lambda: hand_written(read_master(spark, uris, cut, PAGE_VIEWS)),
     }
 
 
