@@ -127,11 +127,11 @@ PLAIN, DECODE, SPEED = (
 def pure_python_crc() -> Iterator[None]:
     """Check record batches' CRC32C in pure Python, as kafka-python does without ``crc32c``."""
     installed = default_records.calc_crc32c
-    default_records.calc_crc32c = crc32c_py  # type: ignore[attr-defined]
+    default_records.calc_crc32c = crc32c_py
     try:
         yield
     finally:
-        default_records.calc_crc32c = installed  # type: ignore[attr-defined]
+        default_records.calc_crc32c = installed
 
 
 def _loops(settings: Settings) -> tuple[list[dict[str, Any]], dict[str, float]]:
