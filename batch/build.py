@@ -26,7 +26,7 @@ from lambdalab.settings import Settings
 from views.definition import ViewDef
 
 if TYPE_CHECKING:
-    from pyspark.sql import SparkSession
+    from pyspark.sql import DataFrame, Observation, SparkSession
 
 
 @dataclass(frozen=True)
@@ -87,13 +87,22 @@ def build(
     uris = [store.paths.uri(path) for path, _ in p.inputs]
     dims = frames(spark, settings, p.view)
     records = read_master(spark, uris, p.cut_ms, get_stream(p.view.stream))
-    out = compile_view(p.view, records, dims)
+    out, counted = _counted(compile_view(p.view, records, dims))
     data_uri = store.paths.uri(f"{staged}/data")
     out.coalesce(1).write.mode("errorifexists").parquet(data_uri)
     pause_point("build")
-    rows = spark.read.parquet(data_uri).count()
+    rows = int(counted.get["rows"])
     finished = time.time()
     return staged, _lineage(p, run_id, rows, started, finished)
+
+
+def _counted(out: DataFrame) -> tuple[DataFrame, Observation]:
+    """``out`` with its rows counted while it is written (no second job reads it back)."""
+    from pyspark.sql import Observation
+    from pyspark.sql import functions as F
+
+    counted = Observation("rows")
+    return out.observe(counted, F.count(F.lit(1)).alias("rows")), counted
 
 
 def _lineage(p: Plan, run_id: str, rows: int, started: float, finished: float) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from views.transform import spark_transformed
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
+    from pyspark.sql.types import StructType
 
 # Bumped whenever the compiled form changes meaning: part of every version's fingerprint.
 CODE_VERSION = "batch-compile-5"  # unchanged: old kinds compile to the same columns
@@ -33,22 +34,39 @@ def read_master(
 ) -> DataFrame:
     """The master-dataset records of ``uris`` with ingest time before the cut ``cut_ms``.
 
-    Files written before a field was added to ``stream`` lack its column: the files'
-    schemas are merged (``mergeSchema``) and a field with a default holds it wherever the
-    column is absent or null (schema evolution; ``batch.master.conform`` in Python).
+    With ``stream``, the files are read in its declared shape (:func:`master_spark_schema`)
+    instead of a shape inferred from their footers: Spark then starts no job to read and
+    merge every file's schema (at 20 million events, 400 files, that job cost a tenth of
+    the view's time). A file written before a field was added lacks its column and reads
+    it as null; a field with a default holds it wherever the value is null (schema
+    evolution; ``batch.master.conform`` in Python). Without ``stream`` the files' own
+    schemas are merged (``mergeSchema``).
     """
     from pyspark.sql import functions as F
 
-    df = spark.read.option("mergeSchema", "true").parquet(*uris)
-    if stream is not None:
+    if stream is None:
+        df = spark.read.option("mergeSchema", "true").parquet(*uris)
+    else:
+        df = spark.read.schema(master_spark_schema(stream)).parquet(*uris)
         for f in stream.fields:
-            if f.name in df.columns and f.default is None:
-                continue
-            value = F.lit(_stored(f.type, f.default)).cast(_SPARK_TYPES[f.type])
-            column = F.coalesce(F.col(f.name), value) if f.name in df.columns else value
-            df = df.withColumn(f.name, column)
+            if f.default is not None:
+                value = F.lit(_stored(f.type, f.default)).cast(_SPARK_TYPES[f.type])
+                df = df.withColumn(f.name, F.coalesce(F.col(f.name), value))
     cut = datetime.fromtimestamp(cut_ms / 1000, tz=UTC)  # a literal lets Parquet skip row groups
     return df.where(F.col("ingest_ts") < F.lit(cut))
+
+
+def master_spark_schema(stream: Stream) -> StructType:
+    """The Spark schema of ``stream``'s master files: :func:`batch.master.master_schema`.
+
+    Stored types never change (``batch.master.check_schema`` refuses a retyped field),
+    so the declaration is the shape of every file, old ones with fields missing.
+    """
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    from batch.master import master_schema
+
+    return from_arrow_schema(master_schema(stream))
 
 
 _SPARK_TYPES = {

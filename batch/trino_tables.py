@@ -86,21 +86,24 @@ class TrinoTables:
             f"WITH (location = '{location}')"
         )
 
-    def register_master(self, stream: Stream) -> str:
+    def register_master(self, stream: Stream, *, listed: bool = False) -> str:
         """Create ``master_{stream}`` over the master dataset and sync its partitions.
 
         A field added to the stream since the table was created is added to it (schema
         evolution); Trino reads it as null in files written before it (no default: raw
-        SQL over the master dataset shows what is stored).
+        SQL over the master dataset shows what is stored). ``listed``: the caller has just
+        seen the table in the schema (:meth:`table_names`), so it is not created again.
         """
         table = f"master_{stream.name}"
         fields = _COORDINATES + [(f.name, _TRINO_TYPES[f.type]) for f in stream.fields]
         cols = ", ".join(f'"{n}" {t}' for n, t in [*fields, ("ingest_date", "varchar")])
         location = self.paths.uri(self.paths.master(stream.name))
-        self.query(
-            f"CREATE TABLE IF NOT EXISTS {self._name(table)} ({cols}) WITH (format = 'PARQUET', "
-            f"external_location = '{location}', partitioned_by = ARRAY['ingest_date'])"
-        )
+        if not listed:
+            self.query(
+                f"CREATE TABLE IF NOT EXISTS {self._name(table)} ({cols}) WITH (format = "
+                f"'PARQUET', external_location = '{location}', "
+                "partitioned_by = ARRAY['ingest_date'])"
+            )
         _, rows = self.query(f"SHOW COLUMNS FROM {self._name(table)}")
         existing = {str(row[0]) for row in rows}
         for name, kind in fields:
@@ -123,15 +126,21 @@ class TrinoTables:
         )
         return table
 
+    def table_names(self) -> set[str] | None:
+        """The names of the schema's tables and views (one query); None: no such schema."""
+        from trino.exceptions import TrinoUserError
+
+        try:
+            _, rows = self.query("SHOW TABLES")
+        except TrinoUserError as exc:
+            if exc.error_name == "SCHEMA_NOT_FOUND":
+                return None
+            raise
+        return {str(name) for (name,) in rows}
+
     def registered(self) -> dict[str, set[int]]:
         """Per view, the version numbers that have a table in the schema (one query)."""
-        _, rows = self.query("SHOW TABLES")
-        found: dict[str, set[int]] = {}
-        for (name,) in rows:
-            view, _, tail = str(name).rpartition("__v")
-            if view and tail.isdigit():
-                found.setdefault(view, set()).add(int(tail))
-        return found
+        return versions_in(self.table_names() or set())
 
     def point_current(self, view: str, n: int) -> None:
         """Point the stable name ``{view}`` at version ``n``."""
@@ -159,20 +168,34 @@ class TrinoTables:
         return f'{self.catalog}.{self.schema}."{table}"'
 
 
+def versions_in(names: set[str]) -> dict[str, set[int]]:
+    """Per view, the version numbers among table names (``{view}__v{N}``)."""
+    found: dict[str, set[int]] = {}
+    for name in names:
+        view, _, tail = name.rpartition("__v")
+        if view and tail.isdigit():
+            found.setdefault(view, set()).add(int(tail))
+    return found
+
+
 def expose(
     tables: TrinoTables, store: VersionStore, views: list[ViewDef], markers: dict[str, str]
 ) -> dict[str, int]:
     """Make a cycle's published versions queryable; return each view's current version.
 
-    The schema first; then, side by side, each stream's master table (partitions synced)
+    The schema first (created only when SHOW TABLES does not find it); then, side by
+    side, each stream's master table (created if not listed, columns added, partitions synced)
     and each view: a table for every published version not registered yet (new, or missed
     by a failed cycle), the stable name pointed at the newest, tables of pruned versions
     dropped, and its ``markers[view]`` file written last (the step is done).
     """
     from lambdalab.schema import get_stream
 
-    tables.ensure_schema()
-    registered = tables.registered()
+    names = tables.table_names()  # also says whether the schema exists: one round trip
+    if names is None:
+        tables.ensure_schema()
+        names = set()
+    registered = versions_in(names)
 
     def one_view(view: ViewDef) -> int:
         published = store.published(view.name)
@@ -187,7 +210,10 @@ def expose(
 
     streams = sorted({v.stream for v in views})
     with ThreadPoolExecutor(max_workers=PARALLEL, thread_name_prefix="trino") as pool:
-        masters = [pool.submit(tables.register_master, get_stream(s)) for s in streams]
+        masters = [
+            pool.submit(tables.register_master, get_stream(s), listed=f"master_{s}" in names)
+            for s in streams
+        ]
         current = {v.name: pool.submit(one_view, v) for v in views}
         for future in masters:
             future.result()

@@ -16,12 +16,16 @@ import random
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.record import default_records
+from kafka.record._crc32c import crc as crc32c_py
+from kafka.record.util import crc32c_c
 from rich.console import Console
 from rich.table import Table
 
@@ -35,6 +39,11 @@ from speed.store import connect
 from views.registry import views_of
 
 REPEATS = 3
+# kafka-python checks (consumer) and writes (producer) each record batch's CRC32C with the
+# optional C package ``crc32c`` when it is installed (a dependency of lambda-lab), else in
+# pure Python, which costs about as much as all the rest of a plain consume loop.
+CRC_C = crc32c_c is not None
+CRC_SHIPPED = "C crc32c" if CRC_C else "pure-Python CRC32C"
 
 
 def produce(settings: Settings, count: int, seed: int = 7) -> None:
@@ -117,65 +126,145 @@ PLAIN, DECODE, SPEED = (
 )
 
 
+@contextmanager
+def pure_python_crc() -> Iterator[None]:
+    """Check record batches' CRC32C in pure Python, as kafka-python does without ``crc32c``."""
+    installed = default_records.calc_crc32c
+    default_records.calc_crc32c = crc32c_py
+    try:
+        yield
+    finally:
+        default_records.calc_crc32c = installed
+
+
+def _loops(settings: Settings) -> tuple[list[dict[str, Any]], dict[str, float]]:
+    """The three loops, one after the other; their rows and the speed layer's stages."""
+    speed = _fresh_consumer(settings)
+    rows = [
+        _measure(PLAIN, lambda: _consume_all(settings, lambda r: None)),
+        _measure(DECODE, lambda: _consume_all(settings, lambda r: PAGE_VIEWS.decode(r.value))),
+        _measure(SPEED, lambda s=speed: _speed(s)),  # type: ignore[misc]
+    ]
+    return rows, speed.metrics.stage_seconds()
+
+
 def run(settings: Settings, events: int = 40_000, repeats: int = REPEATS) -> dict[str, Any]:
     """Produce ``events`` into the namespace's (fresh) topic; time the three loops, repeated.
 
     The loops take turns in each repetition, so a noisy neighbour slows all three alike.
+    When the C ``crc32c`` is installed, each repetition also times the three loops with
+    kafka-python's pure-Python CRC32C (``pure``): how the ratio depends on it.
     """
     ensure_topics(settings)
     produce(settings, events)
     runs: list[list[dict[str, Any]]] = []
+    pure: list[list[dict[str, Any]]] = []
     stages: dict[str, float] = {}
     for _ in range(repeats):
-        speed = _fresh_consumer(settings)
-        rows = [
-            _measure(PLAIN, lambda: _consume_all(settings, lambda r: None)),
-            _measure(DECODE, lambda: _consume_all(settings, lambda r: PAGE_VIEWS.decode(r.value))),
-            _measure(SPEED, lambda s=speed: _speed(s)),  # type: ignore[misc]
-        ]
-        for stage, seconds in speed.metrics.stage_seconds().items():
+        rows, seconds_by_stage = _loops(settings)
+        for stage, seconds in seconds_by_stage.items():
             stages[stage] = stages.get(stage, 0.0) + seconds
         runs.append(rows)
-    result = {"events": events, "views": len(views_of(PAGE_VIEWS.name)), "runs": runs}
-    result["figures"] = _figures(runs)
+        if CRC_C:
+            with pure_python_crc():
+                pure.append(_loops(settings)[0])
+    result = {
+        "events": events,
+        "views": len(views_of(PAGE_VIEWS.name)),
+        "crc32c": CRC_SHIPPED,
+        "runs": runs,
+        "runs_pure_python_crc": pure,
+    }
+    result["figures"] = _figures(runs, pure)
     result["details_md"] = _details(result, stages, events * repeats)
     return result
 
 
-def _figures(runs: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
-    def col(loop: str, what: str) -> list[float]:
-        return [next(r[what] for r in rows if r["name"] == loop) for rows in runs]
+def _figures(
+    runs: list[list[dict[str, Any]]], pure: list[list[dict[str, Any]]]
+) -> list[dict[str, Any]]:
+    def col(loop: str, what: str, of: list[list[dict[str, Any]]]) -> list[float]:
+        return [next(r[what] for r in rows if r["name"] == loop) for rows in of]
 
-    plain = "plain kafka-python consume loop"
-    return [
-        figure("speed", "events/s vs plain consume loop", "events/s",
-               col(SPEED, "events_per_s"), col(PLAIN, "events_per_s"),
-               baseline_name=plain, target="ratio >= 0.7"),
-        figure("speed", "CPU per event vs plain consume loop", "µs/event",
-               col(SPEED, "cpu_us_per_event"), col(PLAIN, "cpu_us_per_event"),
-               baseline_name=plain, target="ratio <= 1.5"),
-        figure("speed", "decode+validate loop CPU per event vs plain loop", "µs/event",
-               col(DECODE, "cpu_us_per_event"), col(PLAIN, "cpu_us_per_event"),
-               baseline_name=plain),
-    ]  # fmt: skip
+    plain = f"plain kafka-python consume loop, {CRC_SHIPPED}"
+    found = [
+        figure(
+            "speed",
+            f"events/s vs plain consume loop ({CRC_SHIPPED})",
+            "events/s",
+            col(SPEED, "events_per_s", runs),
+            col(PLAIN, "events_per_s", runs),
+            baseline_name=plain,
+            target="ratio >= 0.7",
+        ),
+        figure(
+            "speed",
+            f"CPU per event vs plain consume loop ({CRC_SHIPPED})",
+            "µs/event",
+            col(SPEED, "cpu_us_per_event", runs),
+            col(PLAIN, "cpu_us_per_event", runs),
+            baseline_name=plain,
+            target="ratio <= 1.5",
+        ),
+        figure(
+            "speed",
+            "decode+validate loop CPU per event vs plain loop",
+            "µs/event",
+            col(DECODE, "cpu_us_per_event", runs),
+            col(PLAIN, "cpu_us_per_event", runs),
+            baseline_name=plain,
+        ),
+    ]
+    if pure:  # the same loops with the CRC kafka-python uses without the C package
+        base = "plain consume loop, both with pure-Python CRC32C"
+        found += [
+            figure(
+                "speed",
+                "events/s vs plain loop, both with pure-Python CRC32C",
+                "events/s",
+                col(SPEED, "events_per_s", pure),
+                col(PLAIN, "events_per_s", pure),
+                baseline_name=base,
+            ),
+            figure(
+                "speed",
+                "CPU per event vs plain loop, both with pure-Python CRC32C",
+                "µs/event",
+                col(SPEED, "cpu_us_per_event", pure),
+                col(PLAIN, "cpu_us_per_event", pure),
+                baseline_name=base,
+            ),
+            figure(
+                "speed",
+                f"speed layer CPU per event, {CRC_SHIPPED} vs pure-Python CRC32C",
+                "µs/event",
+                col(SPEED, "cpu_us_per_event", runs),
+                col(SPEED, "cpu_us_per_event", pure),
+                baseline_name="speed layer, pure-Python CRC32C",
+            ),
+        ]
+    return found
 
 
 def _details(result: dict[str, Any], stages: dict[str, float], events: int) -> list[str]:
     """Per-run rows and where the speed layer's wall time went (its stage counters)."""
     lines = [
         f"{result['events']:,} events, {result['views']} views, {len(result['runs'])} runs; "
-        "CPU is this process's (the Redis server's own CPU is not included).",
+        "CPU is this process's (the Redis server's own CPU is not included). CRC32C: "
+        f"{result['crc32c']} (each run also with the pure-Python one when C is installed).",
         "",
-        "| run | loop | events/s | CPU µs/event | vs plain |",
-        "|---|---|---:|---:|---:|",
+        "| run | CRC32C | loop | events/s | CPU µs/event | vs plain |",
+        "|---|---|---|---:|---:|---:|",
     ]
-    for i, rows in enumerate(result["runs"], 1):
-        base = rows[0]["events_per_s"]
-        for r in rows:
-            lines.append(
-                f"| {i} | {r['name']} | {r['events_per_s']:,.0f} | {r['cpu_us_per_event']:.1f} "
-                f"| {r['events_per_s'] / base:.2f} |"
-            )
+    pure = result["runs_pure_python_crc"]
+    for crc, runs in ((result["crc32c"], result["runs"]), ("pure-Python", pure)):
+        for i, rows in enumerate(runs, 1):
+            base = rows[0]["events_per_s"]
+            for r in rows:
+                lines.append(
+                    f"| {i} | {crc} | {r['name']} | {r['events_per_s']:,.0f} "
+                    f"| {r['cpu_us_per_event']:.1f} | {r['events_per_s'] / base:.2f} |"
+                )
     total = sum(stages.values()) or 1.0
     lines += ["", "Speed layer wall time by stage (`lambdalab_speed_stage_seconds`):", ""]
     lines += ["| stage | share | µs/event |", "|---|---:|---:|"]
