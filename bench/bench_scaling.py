@@ -194,6 +194,16 @@ def _throughput(offsets: Offsets, base: int, count: int) -> float:
     return (at_hi - at_lo) / (t_hi - t_lo)
 
 
+def _drained(offsets: Offsets, total: int) -> None:
+    """Wait until the workers committed ``total`` offsets (the whole backlog)."""
+    deadline = time.monotonic() + DRAIN_TIMEOUT_S
+    while offsets.total() < total:
+        if time.monotonic() > deadline:
+            msg = f"the workers did not drain the backlog in {DRAIN_TIMEOUT_S} s"
+            raise RuntimeError(msg)
+        time.sleep(0.05)
+
+
 def _freshness(settings: Settings, offsets: Offsets) -> list[float]:
     """Probe freshness in ms under LOAD_EVS events/s of background load."""
     producer = KafkaProducer(
@@ -249,6 +259,7 @@ def one_run(settings: Settings, workers: int, partitions: int, backlog: Path) ->
             loader.start()
             rate = _throughput(offsets, base, EVENTS)
             loader.join()
+            _drained(offsets, base + EVENTS)  # probes must not queue behind the backlog
             fresh = _freshness(ns, offsets)
         finally:
             _stop(procs)
