@@ -96,9 +96,11 @@ class ClaimLost(BatchError):
 class FencedOut(LambdaLabError):
     """Another consumer moved a partition's offsets: this one is a zombie for it and must stop.
 
-    ``partition`` names the partition (None: several); ``lost`` is True when its offsets
-    are gone altogether (Redis lost its data): then the partition must be claimed again
-    and rebuilt, rather than left to the consumer that took it.
+    ``partition`` names the partition (None: several); ``lost`` is True when no other
+    consumer took it but Redis lost its data or went back to an older state of it (its
+    offsets gone, or behind what this consumer committed): then the partition must be
+    claimed again (and rebuilt, or resumed from the older offset), rather than left to a
+    consumer that took it.
     """
 
     def __init__(self, msg: str, *, partition: int | None = None, lost: bool = False) -> None:

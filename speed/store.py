@@ -253,12 +253,23 @@ class RealtimeStore:
         if nxt is None or held is None:
             msg = f"{keys.offsets} is gone (Redis lost its data): the partition must be rebuilt"
             raise FencedOut(msg, partition=keys.number, lost=True)
-        if int(held) != epoch or int(nxt) != expected:
+        if int(held) > epoch:  # epochs only grow: a later claim, by another consumer
             msg = (
                 f"{keys.offsets} is at offset {int(nxt)} epoch {int(held)}, this consumer "
                 f"expected offset {expected} epoch {epoch}: another consumer took it"
             )
             raise FencedOut(msg, partition=keys.number)
+        if int(held) < epoch or int(nxt) != expected:
+            # Nobody claimed it since; Redis went back to an older state of the partition
+            # (a master restarted from its append-only file, or a replica promoted before
+            # the last writes reached it). That state is consistent -- the offset was
+            # committed with its increments -- so the owner claims it again and goes on
+            # from there, re-reading the rest from Kafka.
+            msg = (
+                f"{keys.offsets} went back to offset {int(nxt)} epoch {int(held)} (this "
+                f"consumer wrote offset {expected} epoch {epoch}): Redis lost recent writes"
+            )
+            raise FencedOut(msg, partition=keys.number, lost=True)
 
     def _plan(
         self, keys: PartitionKeys, view: ViewDef, cells: Mapping[Cell, dict[str, Any]]

@@ -150,3 +150,24 @@ def test_lost_offsets_fence_as_lost(stack: Settings, settings: Settings) -> None
     with pytest.raises(FencedOut) as fenced:
         _apply(store, epochs, dict.fromkeys(range(PARTS), 0), 1)
     assert fenced.value.partition == 1 and fenced.value.lost
+
+
+def test_offsets_gone_back_fence_as_lost_and_resume_from_there(
+    stack: Settings, settings: Settings
+) -> None:
+    """Redis restarted from its append-only file, or a replica promoted before the last
+    writes reached it: the partition is back at an older, consistent state. Nobody else
+    claimed it, so the owner takes it again and resumes from the older offset; a zombie
+    (an older epoch) is still fenced out as before."""
+    store = _store(settings)
+    epochs = _take(store)
+    position = dict.fromkeys(range(PARTS), 0)
+    _apply(store, epochs, position, 0)
+    before = store.client.hgetall(store.part(0).offsets)
+    _apply(store, epochs, position, 0)
+    store.client.hset(store.part(0).offsets, mapping=before)  # the last write is lost
+    with pytest.raises(FencedOut) as fenced:
+        _apply(store, epochs, position, 0)
+    assert fenced.value.partition == 0 and fenced.value.lost
+    claim = store.claim(0, [VIEW.name])
+    assert claim.next == 1 and claim.epoch == epochs[0] + 1
