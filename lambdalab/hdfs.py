@@ -5,6 +5,7 @@ with its ``_lineage.json`` (:mod:`lambdalab.paths`). The speed layer (expiry and
 and the serving layer read which versions exist and their cuts; this module is that one
 reading, so no layer parses another layer's directories. Failures of WebHDFS become
 :class:`~lambdalab.errors.ServiceUnavailable` naming the NameNode, never a bare ``HdfsError``.
+The client (:mod:`lambdalab.webhdfs`) steps around a DataNode that has just died.
 """
 
 from __future__ import annotations
@@ -21,15 +22,17 @@ from requests.exceptions import RequestException
 from lambdalab.errors import NotFound, ServiceUnavailable
 from lambdalab.paths import VERSION_DIR, HdfsPaths
 from lambdalab.settings import Settings
+from lambdalab.webhdfs import WebHdfsClient
 
 LINEAGE = "_lineage.json"
 DIMENSION_DATA = "data.parquet"
 T = TypeVar("T")
+TIMEOUT_S = (10, 60)  # connect, read: a DataNode that does not accept is tried for 10 s
 
 
-def webhdfs(settings: Settings) -> InsecureClient:
-    """A WebHDFS client for the configured NameNode."""
-    return InsecureClient(settings.hdfs.webhdfs_url, user=settings.hdfs.user, timeout=60)
+def webhdfs(settings: Settings) -> WebHdfsClient:
+    """A WebHDFS client for the configured NameNode that steps around a dead DataNode."""
+    return WebHdfsClient(settings.hdfs.webhdfs_url, user=settings.hdfs.user, timeout=TIMEOUT_S)
 
 
 @contextmanager
