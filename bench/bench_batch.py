@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.batch_data import BACKFILL_PARTITION, backfill, check_format
+from bench.cleanup import drop_topics
 from bench.summary import figure
 from lambdalab.hdfs import webhdfs
 from lambdalab.paths import HdfsPaths
@@ -307,19 +308,11 @@ def run(settings: Settings) -> dict[str, Any]:
 
 def _drop(settings: Settings) -> None:
     """Remove the namespace's Trino schema, HDFS root and Kafka topics."""
-    from kafka.admin import KafkaAdminClient
-
     from batch.trino_tables import TrinoTables
 
     TrinoTables(settings).drop_schema()
     webhdfs(settings).delete(settings.hdfs_root, recursive=True)
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
-    try:
-        mine = [t for t in admin.list_topics() if t.startswith(f"{settings.namespace}.")]
-        if mine:
-            admin.delete_topics(mine)
-    finally:
-        admin.close()
+    drop_topics(settings)
 
 
 if __name__ == "__main__":

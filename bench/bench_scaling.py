@@ -42,6 +42,7 @@ from typing import Any
 import orjson
 from kafka import KafkaProducer
 
+from bench.cleanup import drop_redis_keys, drop_topics
 from bench.summary import figure
 from ingest.generator import GeneratorConfig, generate, utc_now
 from lambdalab.paths import RedisKeys
@@ -263,7 +264,8 @@ def one_run(settings: Settings, workers: int, partitions: int, backlog: Path) ->
             fresh = _freshness(ns, offsets)
         finally:
             _stop(procs)
-            _drop(ns)
+            drop_topics(ns)
+            drop_redis_keys(ns)
     q = statistics.quantiles(fresh, n=100)
     return {
         "workers": workers,
@@ -274,22 +276,6 @@ def one_run(settings: Settings, workers: int, partitions: int, backlog: Path) ->
         "fresh_p99_ms": round(q[98], 1),
         "fresh_max_ms": max(fresh),
     }
-
-
-def _drop(settings: Settings) -> None:
-    """The namespace's topics and Redis keys."""
-    from kafka.admin import KafkaAdminClient
-
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
-    try:
-        mine = [t for t in admin.list_topics() if t.startswith(f"{settings.namespace}.")]
-        if mine:
-            admin.delete_topics(mine)
-    finally:
-        admin.close()
-    client = connect(settings)
-    for key in client.scan_iter(match=f"{settings.redis_prefix}*", count=1000):
-        client.delete(key)
 
 
 def run(settings: Settings) -> dict[str, Any]:

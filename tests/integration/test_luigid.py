@@ -10,6 +10,7 @@ version equals the oracle (tests/oracle.py, plain Python over the same events).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -135,6 +136,22 @@ def served(settings: Settings, view: ViewDef) -> dict[tuple[str, int], dict[str,
     }
 
 
+def landed(ns: Settings, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``events`` sent through the platform's producer and landed; returned for the oracle.
+
+    A 1 s window boundary passes before landing, so a cut taken now covers every event.
+    """
+    ensure_topics(ns)
+    producer = EventProducer(ns, PAGE_VIEWS)
+    try:
+        producer.send_many(events)
+    finally:
+        producer.close()
+    time.sleep(1.2)
+    archiver.land(ns, PAGE_VIEWS, until=end_offsets(ns, ns.topic_for(PAGE_VIEWS.name)))
+    return events
+
+
 def test_two_loops_run_each_task_once_through_luigid(
     scheduler: Settings, spark: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -147,16 +164,8 @@ def test_two_loops_run_each_task_once_through_luigid(
 
     monkeypatch.setattr(tasks, "build", counted)
     with short_windows(scheduler) as ns:
-        ensure_topics(ns)
         make = EventFactory(seed=14, users=30, referrers=(None, "google", "news"))
-        events = [make(at=T0 + i * 97_000) for i in range(300)]
-        producer = EventProducer(ns, PAGE_VIEWS)
-        try:
-            producer.send_many(events)
-        finally:
-            producer.close()
-        time.sleep(1.2)  # a 1 s window boundary passes: the cut covers every event
-        archiver.land(ns, PAGE_VIEWS, until=end_offsets(ns, ns.topic_for(PAGE_VIEWS.name)))
+        events = landed(ns, [make(at=T0 + i * 97_000) for i in range(300)])
         cut = cut_at(ns, int(time.time() * 1000))  # one cut for both loops: one fingerprint
         reports = in_two_loops(
             lambda: run_cycle(
@@ -222,31 +231,23 @@ def test_a_build_keeps_the_staging_dir_of_another_loops_running_build(
     from luigi.rpc import RemoteScheduler
 
     with short_windows(scheduler) as ns:
-        ensure_topics(ns)
         name = VIEWS[0]
         make = EventFactory(seed=15, users=10, referrers=(None, "news"))
-        events = [make(at=T0 + i * 61_000) for i in range(50)]
-        producer = EventProducer(ns, PAGE_VIEWS)
-        try:
-            producer.send_many(events)
-        finally:
-            producer.close()
-        time.sleep(1.2)
-        archiver.land(ns, PAGE_VIEWS, until=end_offsets(ns, ns.topic_for(PAGE_VIEWS.name)))
+        events = landed(ns, [make(at=T0 + i * 61_000) for i in range(50)])
         store = VersionStore(ns)
         root = store.paths.staging(name)
         other, stale = f"{root}/{'a' * 16}-otherloop", f"{root}/{'b' * 16}-killedrun"
         for path in (other, stale):
             store.client.makedirs(f"{path}/data")
         remote: Any = RemoteScheduler(ns.luigi.scheduler_url)  # its RPCs are made at run time
-        remote.add_task(
+        other_build = functools.partial(
+            remote.add_task,
             worker="another-loop",
             task_id=f"BuildVersion_{ns.namespace}_other",
-            status="RUNNING",
             family="BuildVersion",
             params={"view": name, "fingerprint": "a" * 16},
-            runnable=True,
         )
+        other_build(status="RUNNING", runnable=True)
         try:
             report = run_cycle(
                 ns,
@@ -257,13 +258,7 @@ def test_a_build_keeps_the_staging_dir_of_another_loops_running_build(
                 spark=spark,
             )
         finally:
-            remote.add_task(
-                worker="another-loop",
-                task_id=f"BuildVersion_{ns.namespace}_other",
-                status="DONE",
-                family="BuildVersion",
-                params={"view": name, "fingerprint": "a" * 16},
-            )
+            other_build(status="DONE")
         assert report["ok"], report["summary"]
         assert store.published(name) == [1]
         left = set(store._list(root))
