@@ -49,7 +49,7 @@ from lambdalab.paths import RedisKeys
 from lambdalab.schema import PAGE_VIEWS
 from lambdalab.settings import Settings, load_settings
 from lambdalab.topics import ensure_topics
-from speed.store import connect
+from speed.store import connect, read_next
 
 WORKERS = (1, 2, 4)
 PARTITIONS = 8
@@ -82,6 +82,7 @@ class Offsets:
     """The speed layer's committed offsets and owner epochs, read from Redis."""
 
     def __init__(self, settings: Settings) -> None:
+        self.settings = settings
         self.client = connect(settings)
         keys = RedisKeys(settings)
         source = settings.topic_for(PAGE_VIEWS.name)
@@ -102,7 +103,7 @@ class Offsets:
 
     def total(self) -> int:
         """Committed offsets summed over partitions: the events the workers applied."""
-        return sum(n or 0 for n, _ in self.read())
+        return sum(n or 0 for n in read_next(self.settings, self.client, self.parts))
 
 
 def _start_workers(settings: Settings, n: int, logs: Path) -> list[subprocess.Popen[bytes]]:

@@ -284,8 +284,7 @@ class SpeedReader:
 
     def freshness_ms(self, view: str) -> int | None:
         """Newest ingest timestamp (ms) applied to ``view``'s realtime part, None if none yet."""
-        fresh = [int(m["freshness_ms"]) for m in self._metas(view) if "freshness_ms" in m]
-        return max(fresh) if fresh else None
+        return _extreme(max, self._metas(view), "freshness_ms")
 
     def dimensions(self, view: str) -> dict[str, int | None]:
         """Dimension -> version the realtime part of ``view`` was built with ({} if none)."""
@@ -301,7 +300,8 @@ class SpeedReader:
         """
         views = views_of(stream)
         per_view = {name: self._metas(name) for name in views}
-        fresh = [f for name in views if (f := self.freshness_ms(name)) is not None]
+        newest = (_extreme(max, found, "freshness_ms") for found in per_view.values())
+        fresh = [f for f in newest if f is not None]
         metas = [m for found in per_view.values() for m in found]
         return {
             "offsets": self.stream_offsets(stream),

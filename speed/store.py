@@ -179,14 +179,8 @@ class RealtimeStore:
             FencedOut: the partition kept changing for ``RESET_ATTEMPTS`` attempts.
             ServiceUnavailable: Redis did not answer.
         """
-        keys, names = self.part(partition), list(views)
-        for _ in range(RESET_ATTEMPTS):
-            try:
-                return self._call(self._claim_once, keys, names)
-            except redis.WatchError:
-                continue
-        msg = f"{keys.tag}: the partition kept changing during {RESET_ATTEMPTS} claims"
-        raise FencedOut(msg, partition=partition)
+        keys = self.part(partition)
+        return self._watched(keys, "claims", self._claim_once, keys, list(views))
 
     def _claim_once(self, keys: PartitionKeys, names: list[str]) -> Claim:
         with self.client.pipeline(transaction=True) as pipe:
@@ -324,14 +318,22 @@ class RealtimeStore:
                 changing for ``RESET_ATTEMPTS`` attempts.
         """
         keys = self.part(partition)
+        self._watched(keys, "rebuild attempts", self._reset_once, keys, views, epoch, start, meta)
+
+    def _watched(self, keys: PartitionKeys, what: str, once: Any, *args: Any) -> Any:
+        """``once(*args)``, again while a WATCHed key of the partition moved under it.
+
+        Raises:
+            FencedOut: it moved during ``RESET_ATTEMPTS`` attempts (or ``once`` raised it).
+            ServiceUnavailable: Redis did not answer.
+        """
         for _ in range(RESET_ATTEMPTS):
             try:
-                self._call(self._reset_once, keys, views, epoch, start, meta)
-                return
+                return self._call(once, *args)
             except redis.WatchError:
                 continue
-        msg = f"{keys.offsets} kept moving during {RESET_ATTEMPTS} rebuild attempts"
-        raise FencedOut(msg, partition=partition)
+        msg = f"{keys.tag}: the partition kept changing during {RESET_ATTEMPTS} {what}"
+        raise FencedOut(msg, partition=keys.number)
 
     def _reset_once(
         self,

@@ -32,11 +32,14 @@ def _every_key(keys: PartitionKeys, view: str, key: str, window: int) -> list[st
     ]
 
 
+UNIT_KEYS = RedisKeys(load_settings(namespace="unit"))  # read once, not once per example
+
+
 @given(sources, st.integers(0, 1023), names, names, names, st.integers(0, 2**45))
 def test_one_partition_is_one_slot(
     source: str, partition: int, view: str, other_view: str, key: str, window: int
 ) -> None:
-    keys = RedisKeys(load_settings(namespace="unit")).partition(source, partition)
+    keys = UNIT_KEYS.partition(source, partition)
     every = _every_key(keys, view, key, window) + _every_key(keys, other_view, key, window)
     assert {key_slot(k.encode()) for k in every} == {key_slot(keys.offsets.encode())}
 
