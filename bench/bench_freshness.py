@@ -6,7 +6,10 @@ speed run``). Then, for each background load level, a third child process sends 
 fixed rate while this process sends probes: one event with a URL of its own through
 ``POST /events``, then ``GET /views/pageviews_by_url_hourly?key=<that URL>`` every few
 milliseconds until the merged answer counts it. A probe's freshness is the time from just
-before its POST to the first answer that holds it; probes follow each other.
+before its POST to the first answer that holds it; probes follow each other. Each probe is
+also timed by stage (:class:`Probe`): until the POST's ack, until the speed layer commits
+its offset in Redis, until the API's answer counts it. A level's p99 is over all its
+probes ("p99 stays under 1 s for the level"), with the p99 of each third as its spread.
 
 Background load goes straight to Kafka through ``ingest.producer.EventProducer`` (the
 producer behind ``POST /events``, same acks and linger) with pre-encoded valid events, in
@@ -16,8 +19,7 @@ producer sustains beside everything else. The levels: idle (the same-run baselin
 10k, 20k events/s and max, each LAMBDALAB_BENCH_FRESHNESS_S seconds (60 by default; a
 shorter value is for quick runs). After each level the bench records how long the speed
 layer took to commit the end offsets (its drain time; near zero when it kept up), so a
-level where the speed layer was the bottleneck shows. The spread is over the three
-consecutive thirds of each level.
+level where the speed layer was the bottleneck shows.
 """
 
 from __future__ import annotations
@@ -27,12 +29,14 @@ import subprocess
 import sys
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import orjson
 
+from bench.bench_serving import _port, _spawn, own_keys
 from bench.summary import figure
 from lambdalab.schema import PAGE_VIEWS, format_ts
 from lambdalab.settings import Settings, load_settings
@@ -87,19 +91,49 @@ def _load_main() -> None:
 # --- probes -------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Probe:
+    """One probe's times in ms from just before its POST: acked, committed, seen.
+
+    ``acked``: ``POST /events`` answered (validated, appended, the broker acked);
+    ``committed``: the speed layer committed its partition past the probe's offset in Redis
+    (the same MULTI/EXEC as its increments); ``seen``: a merged answer counts it. All
+    three are PROBE_TIMEOUT_S * 1000 for a probe never seen.
+    """
+
+    at: float  # seconds since the level's probing started
+    acked: float
+    committed: float
+    seen: float
+
+    @property
+    def stages(self) -> dict[str, float]:
+        """Milliseconds in ingest (POST to ack), speed (ack to commit), serving (to answer)."""
+        return {
+            "ingest": self.acked,
+            "speed": self.committed - self.acked,
+            "serving": self.seen - self.committed,
+        }
+
+
 class Prober:
-    """Sends probes one after the other and records (start time, freshness in ms)."""
+    """Sends probes one after the other and times each one's stages (:class:`Probe`)."""
 
     def __init__(self, settings: Settings, port: int) -> None:
         self.base = f"http://127.0.0.1:{port}"
         self.write = {"X-API-Key": settings.api.write_keys[0], "Content-Type": "application/json"}
         self.read = {"X-API-Key": settings.api.read_keys[0]}
         self.client = httpx.Client(base_url=self.base, timeout=30)
+        self.store = RealtimeStore(settings, settings.topic_for(PAGE_VIEWS.name))
         self.run_id = uuid.uuid4().hex[:6]
         self.count = 0
 
-    def probe(self) -> float:
-        """One probe's freshness in ms (PROBE_TIMEOUT_S * 1000 if never seen)."""
+    def probe(self, at: float = 0.0) -> Probe:
+        """Send one probe and follow it: committed in Redis first, then in a merged answer.
+
+        Polling Redis for the partition's committed offset (one HGET) before polling the
+        API adds nothing to the total: no answer can count the probe before that commit.
+        """
         self.count += 1
         url = f"/fresh/{self.run_id}/{self.count}"
         event = {
@@ -110,19 +144,35 @@ class Prober:
             "event_time": format_ts(datetime.now(UTC)),
         }
         started = time.perf_counter()
-        self.client.post("/events", content=orjson.dumps([event]), headers=self.write)
-        while time.perf_counter() - started < PROBE_TIMEOUT_S:
+
+        def ms() -> float:
+            return (time.perf_counter() - started) * 1000
+
+        posted = self.client.post("/events", content=orjson.dumps([event]), headers=self.write)
+        acked = ms()
+        where = posted.json()["offsets"][0] if posted.status_code == 200 else None
+        committed = None
+        while ms() < PROBE_TIMEOUT_S * 1000:
+            if committed is None and where is not None:
+                done = self.store.read_offsets([where["partition"]])
+                if done.get(where["partition"], -1) > where["offset"]:
+                    committed = ms()
+                else:
+                    time.sleep(POLL_S / 3)
+                    continue
             answer = self.client.get(f"/views/{VIEW}", params={"key": url}, headers=self.read)
             if answer.status_code == 200 and answer.json()["merged"]:
-                return (time.perf_counter() - started) * 1000
+                seen = ms()
+                return Probe(at, acked, seen if committed is None else committed, seen)
             time.sleep(POLL_S)
-        return PROBE_TIMEOUT_S * 1000
+        never = PROBE_TIMEOUT_S * 1000
+        return Probe(at, acked, never, never)
 
-    def during(self, seconds: float) -> list[tuple[float, float]]:
-        """Probe for ``seconds``; (seconds since start, freshness ms) per probe."""
+    def during(self, seconds: float) -> list[Probe]:
+        """Probe for ``seconds``, one probe after the other."""
         out, started = [], time.perf_counter()
         while (at := time.perf_counter() - started) < seconds:
-            out.append((at, self.probe()))
+            out.append(self.probe(at))
             time.sleep(PROBE_GAP_S)
         return out
 
@@ -139,7 +189,9 @@ def _level(settings: Settings, prober: Prober, rate: int | None, seconds: float)
     load_proc = None
     if rate != 0:
         load_proc = _spawn(
-            ["-m", "bench.bench_freshness", "load", str(rate or 0), str(seconds)], settings
+            ["-m", "bench.bench_freshness", "load", str(rate or 0), str(seconds)],
+            settings,
+            stdout=subprocess.PIPE,
         )
         time.sleep(1.0)  # let the load reach its rate before probing
     probes = prober.during(seconds - (1.0 if load_proc else 0.0))
@@ -148,10 +200,16 @@ def _level(settings: Settings, prober: Prober, rate: int | None, seconds: float)
         out, _ = load_proc.communicate(timeout=seconds + 60)
         achieved = orjson.loads(out.strip().splitlines()[-1])["rate"]
     drain_s = _drain(settings)
-    ms = [p for _, p in probes]
-    span = max((at for at, _ in probes), default=0.0) / 3 or 1.0
-    thirds = [[p for at, p in probes if int(at // span) == i or (i == 2 and at >= 3 * span)]
-              for i in range(3)]  # fmt: skip
+    ms = [p.seen for p in probes]
+    span = max((p.at for p in probes), default=0.0) / 3 or 1.0
+    thirds = [[p.seen for p in probes if min(2, int(p.at // span)) == i] for i in range(3)]
+    stages = {
+        stage: {
+            "p50_ms": round(_pct([p.stages[stage] for p in probes], 0.50), 1),
+            "p99_ms": round(_pct([p.stages[stage] for p in probes], 0.99), 1),
+        }
+        for stage in ("ingest", "speed", "serving")
+    }
     return {
         "rate_asked": rate,
         "rate_achieved": round(achieved, 1) if achieved is not None else 0.0,
@@ -160,6 +218,7 @@ def _level(settings: Settings, prober: Prober, rate: int | None, seconds: float)
         "p99_ms": round(_pct(ms, 0.99), 1),
         "max_ms": round(max(ms), 1),
         "p99_by_third_ms": [round(_pct(t, 0.99), 1) for t in thirds if t],
+        "stages": stages,
         "speed_drain_s": round(drain_s, 2),
     }
 
@@ -186,29 +245,9 @@ def _drain(settings: Settings) -> float:
 # --- processes ------------------------------------------------------------------------
 
 
-def _spawn(args: list[str], settings: Settings) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "LAMBDALAB_NAMESPACE": settings.namespace,
-        "LAMBDALAB_API__WRITE_KEYS": orjson.dumps(settings.api.write_keys).decode(),
-        "LAMBDALAB_API__READ_KEYS": orjson.dumps(settings.api.read_keys).decode(),
-    }
-    return subprocess.Popen([sys.executable, *args], env=env, stdout=subprocess.PIPE)
-
-
-def _port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def run(settings: Settings) -> dict[str, Any]:
     """Start the API and the speed consumer, then measure every load level in turn."""
-    key = uuid.uuid4().hex
-    api = settings.api.model_copy(update={"write_keys": [key], "read_keys": [key]})
-    settings = settings.model_copy(update={"api": api})  # the API refuses the dev keys
+    settings = own_keys(settings)
     ensure_topics(settings)
     seconds = _duration()
     port = _port()
@@ -235,7 +274,7 @@ def run(settings: Settings) -> dict[str, Any]:
 
 def _answers(prober: Prober) -> bool:
     try:
-        return prober.probe() < PROBE_TIMEOUT_S * 1000
+        return prober.probe().seen < PROBE_TIMEOUT_S * 1000
     except httpx.HTTPError:
         return False
 
@@ -258,6 +297,7 @@ def _result(levels: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
                 level["p99_by_third_ms"],
                 baseline_name=None,
                 target=target,
+                whole=level["p99_ms"],
             )
         )
         figs[-1]["baseline"] = idle["p99_ms"]  # shown beside it; the target is absolute
@@ -294,6 +334,21 @@ def _details(levels: list[dict[str, Any]], seconds: float) -> list[str]:
             f"| {lv['p50_ms']} | {lv['p99_ms']} | {lv['max_ms']} "
             f"| {' / '.join(str(x) for x in lv['p99_by_third_ms'])} | {lv['speed_drain_s']} |"
         )
+    lines += [
+        "",
+        "Where a probe's time went, per stage (p50 / p99 ms of each stage on its own, so "
+        "the stages' p99s need not add up to the total's): ingest = `POST /events` until "
+        "the broker's ack; speed = ack until the speed layer's MULTI/EXEC commits the "
+        "probe's partition past its offset in Redis; serving = that commit until a merged "
+        "answer counts it.",
+        "",
+        "| load | ingest p50 / p99 | speed p50 / p99 | serving p50 / p99 |",
+        "|---|---|---|---|",
+    ]
+    for lv in levels:
+        st = lv["stages"]
+        cells = [f"{st[s]['p50_ms']} / {st[s]['p99_ms']}" for s in ("ingest", "speed", "serving")]
+        lines.append(f"| {_label(lv)} | {' | '.join(cells)} |")
     return lines
 
 

@@ -24,7 +24,6 @@ the speed consumer.
 
 from __future__ import annotations
 
-import os
 import statistics
 import tempfile
 import time
@@ -35,7 +34,7 @@ from typing import Any
 
 import httpx
 
-from bench.bench_serving import TRIVIAL, _http, _port, _spawn, _wait, measure
+from bench.bench_serving import TRIVIAL, _http, _port, _spawn, _wait, measure, own_keys
 from lambdalab.schema import PAGE_VIEWS
 from lambdalab.settings import Settings
 
@@ -165,7 +164,7 @@ def run(settings: Settings) -> dict[str, Any]:
 
     from lambdalab.topics import ensure_topics
 
-    settings = settings.model_copy(
+    settings = own_keys(settings).model_copy(
         update={"batch": settings.batch.model_copy(update={"window_s": 1, "clock_skew_s": 0})}
     )
     ensure_topics(settings)
@@ -177,7 +176,6 @@ def run(settings: Settings) -> dict[str, Any]:
     _realtime(settings, con)
     con.execute("INSERT INTO events SELECT * FROM rt")
     api_port, ping_port = _port(), _port()
-    os.environ.setdefault("LAMBDALAB_DEMO", "true")  # the API children take the dev read key
     procs = [
         _spawn(["-m", "lambdalab.cli", "serve", "--port", str(api_port)], settings),
         _spawn(["-c", TRIVIAL, str(ping_port)], settings),

@@ -11,6 +11,7 @@ few client threads. Ratios are against the same run's baselines, never absolute 
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import statistics
@@ -84,9 +85,22 @@ def fill(settings: Settings, n: int = 2000) -> None:
     catch_up(settings, PAGE_VIEWS)
 
 
-def _spawn(args: list[str], settings: Settings) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "LAMBDALAB_NAMESPACE": settings.namespace}
-    return subprocess.Popen([sys.executable, *args], env=env, stdout=subprocess.DEVNULL)
+def own_keys(settings: Settings) -> Settings:
+    """``settings`` with API keys of its own: the API refuses the dev keys outside demo mode."""
+    key = uuid.uuid4().hex
+    api = settings.api.model_copy(update={"write_keys": [key], "read_keys": [key]})
+    return settings.model_copy(update={"api": api})
+
+
+def _spawn(args: list[str], settings: Settings, stdout: int = subprocess.DEVNULL) -> Any:
+    """A Python child in ``settings``' namespace, taking its API keys (:func:`own_keys`)."""
+    env = {
+        **os.environ,
+        "LAMBDALAB_NAMESPACE": settings.namespace,
+        "LAMBDALAB_API__WRITE_KEYS": json.dumps(settings.api.write_keys),
+        "LAMBDALAB_API__READ_KEYS": json.dumps(settings.api.read_keys),
+    }
+    return subprocess.Popen([sys.executable, *args], env=env, stdout=stdout)
 
 
 def _wait(url: str, headers: dict[str, str]) -> None:
@@ -148,6 +162,7 @@ def _redis_get(client: redis.Redis, key: str) -> Callable[[], None]:
 
 def run(settings: Settings) -> dict[str, Any]:
     """Fill a namespace, then measure the merged query against the two baselines."""
+    settings = own_keys(settings)
     fill(settings)
     api_port, ping_port = _port(), _port()
     procs = [

@@ -45,8 +45,13 @@ def figure(
     *,
     baseline_name: str | None = None,
     target: str | None = None,
+    whole: float | None = None,
 ) -> dict[str, Any]:
     """One figure from per-run values (and the same runs' baselines), judged on its median.
+
+    With ``whole`` (no baselines) the figure's value and what its target judges is that
+    statistic of the whole measurement (a p99 over a whole level, say), and ``values``
+    are the same statistic of its parts, given as the spread.
 
     Args:
         bench: the benchmark (layer) it belongs to.
@@ -56,22 +61,24 @@ def figure(
         baselines: the same-run baseline of each run (same length), or None.
         baseline_name: what the baseline is.
         target: ``"ratio >= 0.7"``, ``"value <= 100"``, ... or None.
+        whole: the statistic of the whole measurement, judged instead (see above).
     """
     ratios = [v / b if b else float("nan") for v, b in zip(values, baselines or [], strict=False)]
     judged, of = (ratios, "ratio") if baselines else (list(values), "value")
     median = statistics.median(judged) if judged else float("nan")
+    verdict = whole if whole is not None and not baselines else median
     met = None
     if target is not None:
         what, op, bound = target.split()
         if what != of:
             msg = f"figure {name!r}: target on {what} but the spread is of {of}"
             raise ValueError(msg)
-        met = bool(_OPS[op](median, float(bound)))
+        met = bool(_OPS[op](verdict, float(bound)))
     return {
         "bench": bench,
         "name": name,
         "unit": unit,
-        "value": _r(statistics.median(values)),
+        "value": _r(verdict if not baselines else statistics.median(values)),
         "baseline": _r(statistics.median(baselines)) if baselines else None,
         "baseline_name": baseline_name,
         "ratio": _r(median) if baselines else None,
@@ -208,7 +215,9 @@ def page(results: dict[str, Any], svg_name: str, notes: str) -> str:
         "Written by `make bench` (`python -m bench [name ...]`); the raw numbers of each run",
         "are in bench/results/ (not committed). Every ratio is against a baseline measured in",
         "the same run on the same machine; `value` and `baseline` are medians over the bench's",
-        "repeated runs, and the spread is min/median/max of what the target judges.",
+        "repeated runs, and the spread is min/median/max of what the target judges (a",
+        "figure over one long measurement, such as a freshness level, gives the whole",
+        "measurement's value and the spread over its parts).",
         "",
         f"- date: {results.get('started', '?')}",
         f"- machine: {machine.get('cpus', '?')} CPUs, {machine.get('cpu_model', '?')}, "

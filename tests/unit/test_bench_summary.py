@@ -23,6 +23,14 @@ def test_figure_without_baseline_judges_its_value() -> None:
     )
 
 
+def test_figure_over_parts_judges_the_whole() -> None:
+    # a level's p99 over all its probes, with the p99 of each third as the spread
+    f = figure("freshness", "p99", "ms", [80.0, 90.0, 95.0], target="value <= 100", whole=140.0)
+    assert (f["value"], f["met"], f["spread"]["median"], f["spread"]["max"]) == (140, False, 90, 95)
+    ok = figure("freshness", "p99", "ms", [80.0, 150.0, 95.0], target="value <= 100", whole=99.0)
+    assert (ok["value"], ok["met"]) == (99, True)
+
+
 def test_page_lists_every_figure_and_keeps_the_notes() -> None:
     results = {
         "started": "2026-11-27T08:00:00+00:00",
