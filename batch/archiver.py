@@ -44,7 +44,7 @@ import orjson
 from hdfs import InsecureClient
 from kafka import TopicPartition
 
-from batch.master import check_schema, commit_file, list_files, next_offsets, to_table
+from batch.master import check_schema, check_window, commit_file, list_files, next_offsets, to_table
 from lambdalab.boundary import window_of
 from lambdalab.deadletters import DeadLetter, DeadLetters, split
 from lambdalab.errors import BatchError, ClaimLost, ServiceUnavailable, WaitTimeout
@@ -156,6 +156,7 @@ def land(
     ensure_topics(settings)
     with archiver_lock(settings, stream.name, lock_wait_s):
         check_schema(webhdfs(settings), settings, stream)  # refuses a removed/retyped field
+        check_window(webhdfs(settings), settings, stream.name)
         for _ in range(CLAIM_RETRIES):
             try:
                 return _land_once(settings, stream, until, max_rows_per_file, always_manifest=True)
@@ -246,6 +247,7 @@ def land_forever(settings: Settings, max_rows: int = MAX_ROWS_PER_FILE) -> dict[
 
     for stream in STREAMS.values():  # a refused evolution stops the archiver at start-up
         check_schema(webhdfs(settings), settings, stream)
+        check_window(webhdfs(settings), settings, stream.name)
     previous = {s: signal.signal(s, _stop) for s in (signal.SIGTERM, signal.SIGINT)}
     last: dict[str, Any] = {}
     try:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from batch import lineage as lin
 from batch.compile import CODE_VERSION, compile_view, read_master
 from batch.dimensions import frames, pin
-from batch.master import list_files
+from batch.master import list_files, recorded_window
 from batch.publish import VersionStore, pause_point
 from lambdalab.paths import HdfsPaths, MasterFile
 from lambdalab.schema import get_stream
@@ -37,6 +37,7 @@ class Plan:
     cut_ms: int
     inputs: list[tuple[str, MasterFile]]
     manifests: list[str] = field(default_factory=list)
+    whole_windows: bool = False  # every input holds one whole window below the cut
 
     @property
     def fingerprint(self) -> str:
@@ -59,7 +60,9 @@ def plan(settings: Settings, view: ViewDef, cut_ms: int, store: VersionStore) ->
     inputs = [(path, mf) for path, mf in files if mf.window_ms < cut_ms]
     manifests_dir = HdfsPaths(settings).manifests(view.stream)
     manifests = sorted(n for n in store._list(manifests_dir) if n.endswith(".json"))
-    return Plan(view, cut_ms, inputs, manifests)
+    width = recorded_window(store.client, settings, view.stream)
+    whole = width is not None and width == settings.batch.window_s and cut_ms % (width * 1000) == 0
+    return Plan(view, cut_ms, inputs, manifests, whole_windows=whole)
 
 
 def new_run_id() -> str:
@@ -86,7 +89,8 @@ def build(
     store.clean_staging(p.view.name, busy=busy)
     uris = [store.paths.uri(path) for path, _ in p.inputs]
     dims = frames(spark, settings, p.view)
-    records = read_master(spark, uris, p.cut_ms, get_stream(p.view.stream))
+    stream = get_stream(p.view.stream)
+    records = read_master(spark, uris, p.cut_ms, stream, whole_windows=p.whole_windows)
     out, counted = _counted(compile_view(p.view, records, dims))
     data_uri = store.paths.uri(f"{staged}/data")
     out.coalesce(1).write.mode("errorifexists").parquet(data_uri)

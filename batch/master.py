@@ -11,6 +11,7 @@ the producer sent), and the parsed fields of the stream.
 from __future__ import annotations
 
 import io
+import logging
 import uuid
 from collections.abc import Iterable
 from typing import Any
@@ -27,6 +28,8 @@ from lambdalab.paths import HdfsPaths, MasterFile
 from lambdalab.schema import Stream, parse_ts_ms
 from lambdalab.settings import Settings
 from lambdalab.wait import wait_until
+
+log = logging.getLogger(__name__)
 
 CLAIM_READ_WAIT_S = 30.0
 
@@ -293,8 +296,57 @@ def check_schema(
     return "recorded" if recorded is None else "evolved"
 
 
+def window_record_path(settings: Settings, stream: str) -> str:
+    """Where the ingest-window width of ``stream``'s master files is recorded (hidden)."""
+    return f"{HdfsPaths(settings).master(stream)}/_window.json"
+
+
+def check_window(client: InsecureClient, settings: Settings, stream: str) -> int | None:
+    """Record the width W every master file of ``stream`` holds one ingest window of.
+
+    Called by each lander before it commits anything. The first landing (no master file
+    yet) records ``batch.window_s``; a lander with another width marks the record mixed
+    for good (``window_s`` null), as does a race between two first landings with different
+    widths. Files landed before widths were recorded leave no record. Returns the width
+    now recorded, None when it is unknown or mixed.
+
+    What it buys: with one known width W, a master file in a window below a cut (a
+    multiple of W) holds only records below it, so a build reads its files without a
+    row-level cut filter (:func:`recorded_window`, :func:`batch.compile.read_master`).
+    """
+    path = window_record_path(settings, stream)
+    width = settings.batch.window_s
+    recorded = _read_record(client, path)
+    if recorded is None:
+        if list_files(client, settings, stream):
+            return None  # landed before widths were recorded: unknown, keep the filter
+        try:
+            client.write(path, data=orjson.dumps({"window_s": width}), overwrite=False)
+            return width
+        except HdfsError:  # another first lander wrote it meanwhile
+            recorded = _read_record(client, path)
+    if recorded.get("window_s") == width:
+        return width
+    if recorded.get("window_s") is not None:
+        log.warning(
+            "stream %s: master files were landed in %s s ingest windows, batch.window_s is "
+            "%s now; builds keep the row-level cut filter from now on",
+            stream,
+            recorded["window_s"],
+            width,
+        )
+        client.write(path, data=orjson.dumps({"window_s": None}), overwrite=True)
+    return None
+
+
+def recorded_window(client: InsecureClient, settings: Settings, stream: str) -> int | None:
+    """The width recorded by :func:`check_window` (None: unknown or mixed)."""
+    recorded = _read_record(client, window_record_path(settings, stream))
+    return None if recorded is None else recorded.get("window_s")
+
+
 def _read_record(client: InsecureClient, path: str) -> Any:
-    """The stored schema record (None: none yet); waits out another lander's write of it.
+    """A stored JSON record (None: none yet); waits out another lander's write of it.
 
     A record being written reads as empty or cut short: read again until it parses.
     """
@@ -313,7 +365,7 @@ def _read_record(client: InsecureClient, path: str) -> Any:
         parsed,
         timeout_s=10,
         interval_s=0.2,
-        what=f"a complete schema record at {path}",
+        what=f"a complete record at {path}",
         retry_on=(orjson.JSONDecodeError, HdfsError),
         reraise=True,
     )

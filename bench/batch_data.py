@@ -92,6 +92,7 @@ def backfill(settings: Settings, events: int, local: Path, seed: int) -> dict[st
     One ingest window per file, the last a few windows before now (below any cut taken
     from now on); a copy of each file goes to ``local`` for DuckDB.
     """
+    assert settings.batch.window_s * 1000 == W_MS, "files of one ingest window each, as landed"
     client = webhdfs(settings)
     files = -(-events // MAX_ROWS_PER_FILE) if events > 0 else 0
     now_ms = int(time.time() * 1000)
