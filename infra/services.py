@@ -244,6 +244,7 @@ def trino(settings: Settings, lay: Layout) -> Service:
         "LAMBDALAB_TRINO_PORT": str(t.port),
         "LAMBDALAB_TRINO_DISCOVERY_URI": f"http://{t.host}:{t.port}",
         "LAMBDALAB_TRINO_WAREHOUSE": f"{settings.hdfs.namenode}/lambdalab/warehouse",
+        "LAMBDALAB_TRINO_ETC": str(etc),
         "HADOOP_USER_NAME": settings.hdfs.user,
     }
     return Service(
