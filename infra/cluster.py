@@ -137,6 +137,12 @@ def spark_worker_ports(settings: Settings, n: int) -> tuple[int, int]:
     return port, port + 1
 
 
+# Each node's cluster bus port is its port + this. Redis' default, + 10000, put the bus at
+# 39380-39385, inside Linux's ephemeral range (32768-60999): a node failed to start in CI
+# when a client's outgoing connection held its bus port. + 100 keeps it below the range.
+REDIS_BUS_OFFSET = 100
+
+
 def redis_cluster_ports(settings: Settings) -> list[int]:
     """The Redis Cluster nodes' ports: the seed node's (``redis.url``) + 0..5."""
     return [settings.redis.port + n for n in range(REDIS_NODES)]
@@ -301,15 +307,16 @@ def _spark_worker(settings: Settings, lay: Layout, n: int) -> Service:
 
 def _redis_node(settings: Settings, lay: Layout, port: int, n: int) -> Service:
     name = f"redis-{n}"
+    bus = port + REDIS_BUS_OFFSET
     return Service(
         name=name,
-        ports=[port, port + 10000],
+        ports=[port, bus],
         priority=10,
         command=[
             str(find_redis_server()),
             str(CONF / "redis" / "redis.conf"),
             *("--dir", str(lay.data(name)), "--port", str(port), "--daemonize", "no"),
-            *("--bind", "127.0.0.1", "--cluster-enabled", "yes"),
+            *("--bind", "127.0.0.1", "--cluster-enabled", "yes", "--cluster-port", str(bus)),
             *("--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "5000"),
         ],
         start_check=functools.partial(health.check_port, "127.0.0.1", port),
