@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from batch import lineage as lin
 from batch.compile import CODE_VERSION, compile_view, read_master
 from batch.dimensions import frames, pin
-from batch.master import list_files, recorded_window
+from batch.master import list_files, whole_windows
 from batch.publish import VersionStore, pause_point
 from lambdalab.paths import HdfsPaths, MasterFile
 from lambdalab.schema import get_stream
@@ -60,8 +60,7 @@ def plan(settings: Settings, view: ViewDef, cut_ms: int, store: VersionStore) ->
     inputs = [(path, mf) for path, mf in files if mf.window_ms < cut_ms]
     manifests_dir = HdfsPaths(settings).manifests(view.stream)
     manifests = sorted(n for n in store._list(manifests_dir) if n.endswith(".json"))
-    width = recorded_window(store.client, settings, view.stream)
-    whole = width is not None and width == settings.batch.window_s and cut_ms % (width * 1000) == 0
+    whole = whole_windows(store.client, settings, view.stream, cut_ms)
     return Plan(view, cut_ms, inputs, manifests, whole_windows=whole)
 
 

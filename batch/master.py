@@ -345,6 +345,16 @@ def recorded_window(client: InsecureClient, settings: Settings, stream: str) -> 
     return None if recorded is None else recorded.get("window_s")
 
 
+def whole_windows(client: InsecureClient, settings: Settings, stream: str, cut_ms: int) -> bool:
+    """Whether every master file of ``stream`` below ``cut_ms`` holds only records below it.
+
+    True when the recorded width (:func:`check_window`) is ``batch.window_s`` and the cut
+    is a multiple of it: each file then holds one whole window that ends at or before it.
+    """
+    width = recorded_window(client, settings, stream)
+    return width is not None and width == settings.batch.window_s and cut_ms % (width * 1000) == 0
+
+
 def _read_record(client: InsecureClient, path: str) -> Any:
     """A stored JSON record (None: none yet); waits out another lander's write of it.
 

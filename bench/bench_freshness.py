@@ -203,10 +203,11 @@ def _level(settings: Settings, prober: Prober, rate: int | None, seconds: float)
     ms = [p.seen for p in probes]
     span = max((p.at for p in probes), default=0.0) / 3 or 1.0
     thirds = [[p.seen for p in probes if min(2, int(p.at // span)) == i] for i in range(3)]
+    timed = [p.stages for p in probes]
     stages = {
         stage: {
-            "p50_ms": round(_pct([p.stages[stage] for p in probes], 0.50), 1),
-            "p99_ms": round(_pct([p.stages[stage] for p in probes], 0.99), 1),
+            "p50_ms": round(_pct([t[stage] for t in timed], 0.50), 1),
+            "p99_ms": round(_pct([t[stage] for t in timed], 0.99), 1),
         }
         for stage in ("ingest", "speed", "serving")
     }

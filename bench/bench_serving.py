@@ -92,7 +92,9 @@ def own_keys(settings: Settings) -> Settings:
     return settings.model_copy(update={"api": api})
 
 
-def _spawn(args: list[str], settings: Settings, stdout: int = subprocess.DEVNULL) -> Any:
+def _spawn(
+    args: list[str], settings: Settings, stdout: int = subprocess.DEVNULL
+) -> subprocess.Popen[bytes]:
     """A Python child in ``settings``' namespace, taking its API keys (:func:`own_keys`)."""
     env = {
         **os.environ,
